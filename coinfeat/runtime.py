@@ -1,0 +1,54 @@
+"""Process-wide plumbing: the user cache directory and a quiet TensorFlow import.
+
+TensorFlow is imported lazily, only by the stages that run a network, so that
+commands which only read cached vectors start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+log = logging.getLogger("coinfeat")
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$COINFEAT_CACHE_DIR``, else the XDG cache, else ~/.cache."""
+    override = os.environ.get("COINFEAT_CACHE_DIR")
+    if override:
+        base = Path(override)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "coinfeat"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def keras_cache_dir() -> Path:
+    """Keras's own download cache (``$KERAS_HOME/models``, default ~/.keras/models)."""
+    home = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
+    return Path(home) / "models"
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def import_tensorflow() -> ModuleType:
+    """Import TensorFlow with its start-up chatter silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    return tf
+
+
+def import_keras() -> ModuleType:
+    import_tensorflow()
+    import keras
+
+    return keras
