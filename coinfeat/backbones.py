@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from coinfeat.errors import CoinfeatError
+from coinfeat.errors import CoinfeatError, WeightsUnavailable
 from coinfeat.images import DECODER_VERSION, DEFAULT_IMAGE_SIZE
 from coinfeat.runtime import import_keras, keras_cache_dir, log
 
@@ -156,7 +156,7 @@ def _application(spec: BackboneSpec, keras):
         return constructor(include_top=False, weights=weights, input_shape=(spec.image_size,) * 2 + (3,))
     except Exception as exc:
         if spec.weights == "imagenet" and "fetch" in str(exc).lower():
-            raise CoinfeatError(weights_download_help(spec.name)) from None
+            raise WeightsUnavailable(weights_download_help(spec.name)) from None
         if spec.weights not in ("none", "imagenet"):
             raise CoinfeatError(f"cannot load weights {spec.weights} into {spec.name}: {exc}") from None
         raise

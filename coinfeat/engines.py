@@ -54,11 +54,12 @@ class TFLiteEngine:
     def __init__(self, model_path: Path, batch_size: int, threads: int) -> None:
         tf = import_tensorflow()
         self.batch_size = batch_size
-        self.interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads)
-        inp = self.interpreter.get_input_details()[0]
-        self._input = inp["index"]
-        self.interpreter.resize_tensor_input(self._input, [batch_size, *inp["shape"][1:]])
-        self.interpreter.allocate_tensors()
+        with _quiet_output():
+            self.interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads)
+            inp = self.interpreter.get_input_details()[0]
+            self._input = inp["index"]
+            self.interpreter.resize_tensor_input(self._input, [batch_size, *inp["shape"][1:]])
+            self.interpreter.allocate_tensors()
         self._output = self.interpreter.get_output_details()[0]["index"]
 
     def embed(self, images: np.ndarray) -> np.ndarray:

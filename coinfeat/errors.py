@@ -21,3 +21,7 @@ class FingerprintMismatch(CoinfeatError):
 
 class StoreBusy(CoinfeatError):
     """Another process is writing the same store."""
+
+
+class WeightsUnavailable(CoinfeatError):
+    """Pretrained weights could not be downloaded (offline machine)."""

@@ -58,7 +58,6 @@ def assign_splits(
     group_label = items.groupby("group")["label"].agg(lambda s: s.value_counts().index[0])
     group_size = items.groupby("group").size()
     assignment: dict[str, str] = {}
-    notes: list[str] = []
     for label in sorted(group_label.unique()):
         groups = sorted(group_label.index[group_label == label], key=lambda g: _rank(seed, g))
         filled = dict.fromkeys(SPLITS, 0)
@@ -74,13 +73,21 @@ def assign_splits(
                 split = "train"
             assignment[g] = split
             filled[split] += int(group_size[g])
-        missing = [s for s in SPLITS if fractions[SPLITS.index(s)] > 0 and filled[s] == 0]
-        if missing:
-            notes.append(
-                f"class {label!r} has {len(groups)} group(s): too few for {', '.join(missing)}"
-            )
     assignment.update(sticky)
-    return SplitResult(items["group"].map(assignment).rename("split"), notes)
+    splits = items["group"].map(assignment).rename("split")
+    wanted = [s for s, f in zip(SPLITS, fractions) if f > 0]
+    return SplitResult(splits, _coverage_notes(items["label"], splits, wanted))
+
+
+def _coverage_notes(labels: pd.Series, splits: pd.Series, wanted: list[str]) -> list[str]:
+    """Name the classes that ended up with no photos in a wanted split (too few groups)."""
+    notes = []
+    table = pd.crosstab(labels, splits).reindex(columns=wanted, fill_value=0)
+    for label, row in table.iterrows():
+        empty = [s for s in wanted if row[s] == 0]
+        if empty:
+            notes.append(f"class {label!r} has no photos in {', '.join(empty)} (too few photo groups)")
+    return notes
 
 
 def _allowed_splits(n_groups: int, fractions: tuple[float, float, float]) -> list[str]:
@@ -125,7 +132,7 @@ def resolve_splits(
     if not (splits == "val").any():
         carved = carve_validation(items.assign(split=splits), fractions[1], seed, sticky)
         splits = carved.splits
-        notes.append(f"no val split given: {int((splits == 'val').sum())} train photos "
+        notes.append(f"no val split given: {int((splits == 'val').sum())} train images "
                      f"({fractions[1]:.0%}, whole groups) were set aside as val")
         notes += carved.notes
     return SplitResult(splits.rename("split"), notes)

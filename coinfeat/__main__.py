@@ -1,0 +1,5 @@
+import sys
+
+from coinfeat.cli import main
+
+sys.exit(main())

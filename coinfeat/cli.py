@@ -1,0 +1,176 @@
+"""The ``coinfeat`` command line. It only parses arguments and calls library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from coinfeat import __version__
+from coinfeat.errors import CoinfeatError
+
+EPILOG = "Run `coinfeat COMMAND --help` for a command's options. Docs: README.md."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="coinfeat",
+        description="Recognise coins from photos: embed every photo once with a frozen "
+                    "EfficientNetB0, then train and compare cheap heads on the cached vectors.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"coinfeat {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and per-batch timings")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_extract(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _add_extract(commands) -> None:
+    from coinfeat.engines import ENGINES
+    from coinfeat.images import DEFAULT_IMAGE_SIZE, RESIZE_POLICIES
+
+    p = commands.add_parser(
+        "extract-features", help="embed every photo of a collection once into a feature store",
+        description="Embed every image of DATA with a frozen backbone and cache the vectors in a "
+                    "store (embeddings.npy + items.parquet + manifest.json). Re-runs embed only new "
+                    "or changed files; an interrupted run resumes where it stopped.",
+        epilog="DATA layouts: DATA/<class>/*.jpg; DATA/{train,val,test}/<class>/*.jpg; or a CSV "
+               "with columns path,label[,split] (paths relative to the CSV). A cat_to_name.json "
+               "in DATA supplies display names.",
+    )
+    p.add_argument("--data", required=True, help="dataset folder or CSV manifest")
+    p.add_argument("--out", help="store directory (default: artifacts/features/<dataset name>)")
+    p.add_argument("--backbone", default="efficientnetb0",
+                   help="efficientnetb0 (default), mobilenetv2, resnet50, or a .keras model file that "
+                        "maps 0-255 RGB images to a feature map or vector")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (default; Keras downloads and caches it), none (random, seeded: "
+                        "for tests only), or a path to a local .h5 weights file")
+    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="square input size (default 224)")
+    p.add_argument("--resize", choices=RESIZE_POLICIES, default="pad",
+                   help="pad to square with the border colour (default: coins are round), "
+                        "centre-crop, or stretch")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto: the fastest engine verified equal to Keras (TFLite+XNNPACK here)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--threads", type=int, help="decode and inference threads (default: all cores)")
+    p.add_argument("--limit", type=int, help="embed at most N new images this run")
+    p.add_argument("--force", action="store_true", help="discard the store and rebuild it")
+    p.add_argument("--group-regex", help="regex on the file stem whose first group names photos that "
+                                         "must stay in one split, e.g. '^(.*)_[^_]+$'")
+    p.add_argument("--label-names", help="JSON file mapping class folder -> display name")
+    p.add_argument("--split", default="70/15/15", help="train/val/test shares when DATA has no splits")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    _common(p)
+    p.set_defaults(handler=_run_extract)
+
+
+def _add_demo(commands) -> None:
+    p = commands.add_parser(
+        "demo", help="run every stage on the bundled sample of real coin photos",
+        description="Run every coinfeat stage on 144 bundled euro-coin photos. Without internet "
+                    "the ImageNet weights cannot be downloaded: the demo says so and uses random "
+                    "weights so that the pipeline still runs end to end.",
+    )
+    p.add_argument("--out", default="artifacts/demo", help="output folder (default artifacts/demo)")
+    p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a .h5 path")
+    _common(p)
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    from coinfeat.extract import ExtractConfig, extract_features
+    from coinfeat.splits import parse_fractions
+
+    config = ExtractConfig(
+        backbone=args.backbone, weights=args.weights, image_size=args.image_size, resize=args.resize,
+        engine=args.engine, batch_size=args.batch_size, threads=args.threads, limit=args.limit,
+        force=args.force, group_regex=args.group_regex, label_names=args.label_names,
+        split=parse_fractions(args.split), seed=args.seed, progress=not (args.quiet or args.json),
+    )
+    summary = extract_features(args.data, args.out, config)
+    _print_summary(summary, args)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from coinfeat.demo import run_demo
+
+    result = run_demo(args.out, args.weights, progress=not (args.quiet or args.json),
+                      announce=lambda text: print(text, file=sys.stderr))
+    _print_summary(result.extract, args)
+    if not args.json:
+        print(f"demo finished: outputs in {result.out}")
+    return 0
+
+
+def _print_summary(summary, args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+        return
+    print(f"embedded {summary.embedded}, reused {summary.reused}, skipped {summary.skipped} "
+          f"(total {summary.total}) in {summary.seconds:.1f}s -> {summary.store}")
+    if summary.pending:
+        print(f"  {summary.pending} image(s) not embedded yet (--limit): run again to continue")
+    if summary.removed:
+        print(f"  {summary.removed} item(s) dropped: their files are gone")
+    splits = ", ".join(f"{k} {v}" for k, v in sorted(summary.splits.items()))
+    print(f"  splits: {splits}")
+    print(f"  backbone: {summary.backbone}; engine {summary.engine or 'not needed'}")
+    for reason, count in summary.skipped_reasons.items():
+        print(f"  skipped {count}: {reason}")
+    for note in summary.notes:
+        print(f"  note: {note}")
+    if not summary.pretrained:
+        print("  WARNING: NOT PRETRAINED weights: these vectors are for testing only")
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("coinfeat: %(message)s"))
+    logger = logging.getLogger("coinfeat")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    debug = args.debug
+    _configure_logging(debug, getattr(args, "quiet", False) or getattr(args, "json", False))
+    try:
+        return args.handler(args)
+    except CoinfeatError as exc:
+        if debug:
+            raise
+        print(f"coinfeat: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("coinfeat: interrupted; finished batches are kept and the next run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
