@@ -6,9 +6,16 @@ heads are then trained and compared on the cached vectors.
 
 __version__ = "0.1.0"
 
-from coinfeat.errors import CoinfeatError  # noqa: E402
-from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features  # noqa: E402
-from coinfeat.store import Store, open_store  # noqa: E402
+from coinfeat.errors import CoinfeatError
+from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features
+from coinfeat.store import Store, open_store
 
-__all__ = ["CoinfeatError", "ExtractConfig", "ExtractSummary", "Store", "__version__",
-           "extract_features", "open_store"]
+__all__ = [
+    "CoinfeatError",
+    "ExtractConfig",
+    "ExtractSummary",
+    "Store",
+    "__version__",
+    "extract_features",
+    "open_store",
+]

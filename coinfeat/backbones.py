@@ -33,13 +33,18 @@ class Application:
 
 
 APPLICATIONS = {
-    "efficientnetb0": Application("EfficientNetB0", "efficientnetb0_notop.h5",
-                                  "50bc09e76180e00e4465e1a485ddc09d", "none"),
-    "mobilenetv2": Application("MobileNetV2",
-                               "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                               None, "tf"),
-    "resnet50": Application("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                            "4d473c1dd8becc155b73f8504c6f6626", "caffe"),
+    "efficientnetb0": Application(
+        "EfficientNetB0", "efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d", "none"
+    ),
+    "mobilenetv2": Application(
+        "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", None, "tf"
+    ),
+    "resnet50": Application(
+        "ResNet50",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "4d473c1dd8becc155b73f8504c6f6626",
+        "caffe",
+    ),
 }
 
 
@@ -82,8 +87,7 @@ def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
 
 def fingerprint(spec: BackboneSpec, resize: str) -> str:
     """The extractor fingerprint: two stores may share vectors only if these are equal."""
-    return _digest({"model": spec.model_id, "resize": resize, "decoder": DECODER_VERSION,
-                    "pooling": "avg"})
+    return _digest({"model": spec.model_id, "resize": resize, "decoder": DECODER_VERSION, "pooling": "avg"})
 
 
 def resolve_backbone(
@@ -99,8 +103,14 @@ def resolve_backbone(
     if path.suffix == ".keras":
         if not path.is_file():
             raise CoinfeatError(f"backbone model file not found: {path}")
-        return BackboneSpec(name=path.name, weights="file", weights_id=f"sha256:{file_hash(path)[:16]}",
-                            pretrained=True, image_size=image_size, model_file=str(path.resolve()))
+        return BackboneSpec(
+            name=path.name,
+            weights="file",
+            weights_id=f"sha256:{file_hash(path)[:16]}",
+            pretrained=True,
+            image_size=image_size,
+            model_file=str(path.resolve()),
+        )
     raise CoinfeatError(
         f"unknown backbone {backbone!r}: use {', '.join(APPLICATIONS)} or a .keras model file"
     )
@@ -142,7 +152,9 @@ def build_model(spec: BackboneSpec):
     if len(features.shape) == 4:
         features = keras.layers.GlobalAveragePooling2D(name="avg_pool_vector")(features)
     if len(features.shape) != 2:
-        raise CoinfeatError(f"backbone {spec.name} outputs shape {features.shape}; need a feature map or vector")
+        raise CoinfeatError(
+            f"backbone {spec.name} outputs shape {features.shape}; need a feature map or vector"
+        )
     model = keras.Model(inputs, features, name=f"coinfeat_{spec.name}")
     model.trainable = False
     return model

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="coinfeat",
         description="Recognise coins from photos: embed every photo once with a frozen "
-                    "EfficientNetB0, then train and compare cheap heads on the cached vectors.",
+        "EfficientNetB0, then train and compare cheap heads on the cached vectors.",
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"coinfeat {__version__}")
@@ -39,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info messages")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and per-batch timings",
+    )
 
 
 def _add_extract(commands) -> None:
@@ -47,34 +52,53 @@ def _add_extract(commands) -> None:
     from coinfeat.images import DEFAULT_IMAGE_SIZE, RESIZE_POLICIES
 
     p = commands.add_parser(
-        "extract-features", help="embed every photo of a collection once into a feature store",
+        "extract-features",
+        help="embed every photo of a collection once into a feature store",
         description="Embed every image of DATA with a frozen backbone and cache the vectors in a "
-                    "store (embeddings.npy + items.parquet + manifest.json). Re-runs embed only new "
-                    "or changed files; an interrupted run resumes where it stopped.",
+        "store (embeddings.npy + items.parquet + manifest.json). Re-runs embed only new "
+        "or changed files; an interrupted run resumes where it stopped.",
         epilog="DATA layouts: DATA/<class>/*.jpg; DATA/{train,val,test}/<class>/*.jpg; or a CSV "
-               "with columns path,label[,split] (paths relative to the CSV). A cat_to_name.json "
-               "in DATA supplies display names.",
+        "with columns path,label[,split] (paths relative to the CSV). A cat_to_name.json "
+        "in DATA supplies display names.",
     )
     p.add_argument("--data", required=True, help="dataset folder or CSV manifest")
     p.add_argument("--out", help="store directory (default: artifacts/features/<dataset name>)")
-    p.add_argument("--backbone", default="efficientnetb0",
-                   help="efficientnetb0 (default), mobilenetv2, resnet50, or a .keras model file that "
-                        "maps 0-255 RGB images to a feature map or vector")
-    p.add_argument("--weights", default="imagenet",
-                   help="imagenet (default; Keras downloads and caches it), none (random, seeded: "
-                        "for tests only), or a path to a local .h5 weights file")
-    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="square input size (default 224)")
-    p.add_argument("--resize", choices=RESIZE_POLICIES, default="pad",
-                   help="pad to square with the border colour (default: coins are round), "
-                        "centre-crop, or stretch")
-    p.add_argument("--engine", choices=ENGINES, default="auto",
-                   help="auto: the fastest engine verified equal to Keras (TFLite+XNNPACK here)")
+    p.add_argument(
+        "--backbone",
+        default="efficientnetb0",
+        help="efficientnetb0 (default), mobilenetv2, resnet50, or a .keras model file that "
+        "maps 0-255 RGB images to a feature map or vector",
+    )
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (default; Keras downloads and caches it), none (random, seeded: "
+        "for tests only), or a path to a local .h5 weights file",
+    )
+    p.add_argument(
+        "--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="square input size (default 224)"
+    )
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_POLICIES,
+        default="pad",
+        help="pad to square with the border colour (default: coins are round), centre-crop, or stretch",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto: the fastest engine verified equal to Keras (TFLite+XNNPACK here)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--threads", type=int, help="decode and inference threads (default: all cores)")
     p.add_argument("--limit", type=int, help="embed at most N new images this run")
     p.add_argument("--force", action="store_true", help="discard the store and rebuild it")
-    p.add_argument("--group-regex", help="regex on the file stem whose first group names photos that "
-                                         "must stay in one split, e.g. '^(.*)_[^_]+$'")
+    p.add_argument(
+        "--group-regex",
+        help="regex on the file stem whose first group names photos that "
+        "must stay in one split, e.g. '^(.*)_[^_]+$'",
+    )
     p.add_argument("--label-names", help="JSON file mapping class folder -> display name")
     p.add_argument("--split", default="70/15/15", help="train/val/test shares when DATA has no splits")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
@@ -84,10 +108,11 @@ def _add_extract(commands) -> None:
 
 def _add_demo(commands) -> None:
     p = commands.add_parser(
-        "demo", help="run every stage on the bundled sample of real coin photos",
+        "demo",
+        help="run every stage on the bundled sample of real coin photos",
         description="Run every coinfeat stage on 144 bundled euro-coin photos. Without internet "
-                    "the ImageNet weights cannot be downloaded: the demo says so and uses random "
-                    "weights so that the pipeline still runs end to end.",
+        "the ImageNet weights cannot be downloaded: the demo says so and uses random "
+        "weights so that the pipeline still runs end to end.",
     )
     p.add_argument("--out", default="artifacts/demo", help="output folder (default artifacts/demo)")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a .h5 path")
@@ -100,10 +125,20 @@ def _run_extract(args: argparse.Namespace) -> int:
     from coinfeat.splits import parse_fractions
 
     config = ExtractConfig(
-        backbone=args.backbone, weights=args.weights, image_size=args.image_size, resize=args.resize,
-        engine=args.engine, batch_size=args.batch_size, threads=args.threads, limit=args.limit,
-        force=args.force, group_regex=args.group_regex, label_names=args.label_names,
-        split=parse_fractions(args.split), seed=args.seed, progress=not (args.quiet or args.json),
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        resize=args.resize,
+        engine=args.engine,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        limit=args.limit,
+        force=args.force,
+        group_regex=args.group_regex,
+        label_names=args.label_names,
+        split=parse_fractions(args.split),
+        seed=args.seed,
+        progress=not (args.quiet or args.json),
     )
     summary = extract_features(args.data, args.out, config)
     _print_summary(summary, args)
@@ -113,8 +148,12 @@ def _run_extract(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from coinfeat.demo import run_demo
 
-    result = run_demo(args.out, args.weights, progress=not (args.quiet or args.json),
-                      announce=lambda text: print(text, file=sys.stderr))
+    result = run_demo(
+        args.out,
+        args.weights,
+        progress=not (args.quiet or args.json),
+        announce=lambda text: print(text, file=sys.stderr),
+    )
     _print_summary(result.extract, args)
     if not args.json:
         print(f"demo finished: outputs in {result.out}")
@@ -125,8 +164,10 @@ def _print_summary(summary, args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(summary.to_dict()))
         return
-    print(f"embedded {summary.embedded}, reused {summary.reused}, skipped {summary.skipped} "
-          f"(total {summary.total}) in {summary.seconds:.1f}s -> {summary.store}")
+    print(
+        f"embedded {summary.embedded}, reused {summary.reused}, skipped {summary.skipped} "
+        f"(total {summary.total}) in {summary.seconds:.1f}s -> {summary.store}"
+    )
     if summary.pending:
         print(f"  {summary.pending} image(s) not embedded yet (--limit): run again to continue")
     if summary.removed:

@@ -23,8 +23,15 @@ from coinfeat.errors import CoinfeatError
 from coinfeat.images import IMAGE_EXTENSIONS, is_image_path
 
 SPLIT_NAMES = ("train", "val", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                  "validation": "val", "test": "test", "testing": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 LABEL_NAMES_FILE = "cat_to_name.json"
 ITEM_COLUMNS = ["path", "label", "split"]
 
@@ -93,8 +100,9 @@ def _walk_images(folder: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if is_image_path(f) and not f.startswith("."))
+        found.extend(
+            Path(dirpath) / f for f in sorted(filenames) if is_image_path(f) and not f.startswith(".")
+        )
     return found
 
 
@@ -106,8 +114,7 @@ def _rows_for_classes(root: Path, folder: Path, split: str | None) -> list[dict]
     rows = []
     for class_dir in _class_dirs(folder):
         for file in _walk_images(class_dir):
-            rows.append({"path": file.relative_to(root).as_posix(), "label": class_dir.name,
-                         "split": split})
+            rows.append({"path": file.relative_to(root).as_posix(), "label": class_dir.name, "split": split})
     return rows
 
 
@@ -149,11 +156,13 @@ def _from_csv(csv_path: Path) -> Dataset:
     extra = [c for key, c in columns.items() if key not in ("path", "label", "split")]
     if extra:
         notes.append(f"CSV columns ignored: {', '.join(extra)}")
-    items = pd.DataFrame({
-        "path": table[columns["path"]].str.strip().map(lambda p: Path(p).as_posix()),
-        "label": table[columns["label"]].str.strip(),
-        "split": table[columns["split"]].map(_normalise_split) if "split" in columns else None,
-    })
+    items = pd.DataFrame(
+        {
+            "path": table[columns["path"]].str.strip().map(lambda p: Path(p).as_posix()),
+            "label": table[columns["label"]].str.strip(),
+            "split": table[columns["split"]].map(_normalise_split) if "split" in columns else None,
+        }
+    )
     bad = items["path"].eq("") | items["label"].eq("")
     if bad.any():
         notes.append(f"{int(bad.sum())} CSV row(s) with an empty path or label were ignored")
@@ -183,7 +192,9 @@ def group_of(paths: pd.Series, group_regex: str | None) -> pd.Series:
     try:
         pattern = re.compile(group_regex)
     except re.error as exc:
-        raise CoinfeatError(f"--group-regex {group_regex!r} is not a valid regular expression: {exc}") from None
+        raise CoinfeatError(
+            f"--group-regex {group_regex!r} is not a valid regular expression: {exc}"
+        ) from None
 
     def key(path: str) -> str:
         stem = Path(path).stem

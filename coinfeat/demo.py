@@ -39,8 +39,9 @@ def sample_dir() -> Path:
     return Path(str(resources.files("coinfeat") / "sample" / SAMPLE_NAME))
 
 
-def run_demo(out: str | Path = DEFAULT_DEMO_DIR, weights: str = "imagenet", progress: bool = True,
-             announce=print) -> DemoResult:
+def run_demo(
+    out: str | Path = DEFAULT_DEMO_DIR, weights: str = "imagenet", progress: bool = True, announce=print
+) -> DemoResult:
     """Extract features for the bundled sample (later stages are added here as they land)."""
     out = Path(out)
     config = ExtractConfig(weights=weights, group_regex=SAMPLE_GROUP_REGEX, progress=progress)

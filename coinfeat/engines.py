@@ -8,11 +8,8 @@ images, and both engines' measured speed); ``auto`` picks the fastest engine ver
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,7 +20,7 @@ import numpy as np
 
 from coinfeat.backbones import BackboneSpec, build_model
 from coinfeat.errors import CoinfeatError
-from coinfeat.runtime import cache_dir, default_threads, import_tensorflow, log
+from coinfeat.runtime import cache_dir, default_threads, import_tensorflow, log, quiet_native_output
 
 ENGINES = ("auto", "tflite", "keras")
 EQUAL_COSINE = 0.9999
@@ -54,7 +51,7 @@ class TFLiteEngine:
     def __init__(self, model_path: Path, batch_size: int, threads: int) -> None:
         tf = import_tensorflow()
         self.batch_size = batch_size
-        with _quiet_output():
+        with quiet_native_output():
             self.interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads)
             inp = self.interpreter.get_input_details()[0]
             self._input = inp["index"]
@@ -115,7 +112,7 @@ def convert_to_tflite(model, path: Path) -> None:
     tf = import_tensorflow()
     started = time.perf_counter()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with _quiet_output():
+    with quiet_native_output():
         blob = converter.convert()
     _atomic_write(path, blob)
     log.info("converted backbone to TFLite in %.1fs -> %s", time.perf_counter() - started, path)
@@ -159,8 +156,12 @@ def open_engine(
         tfl = TFLiteEngine(model_path, min(batch_size, len(probe)), threads)
         record = verify(keras_engine, tfl, probe)
         _atomic_write(record_path, json.dumps(record.__dict__, indent=2).encode())
-        log.info("TFLite vs Keras: min cosine %.6f, %.1f vs %.1f ms/image",
-                 record.min_cosine, record.tflite_ms_per_image, record.keras_ms_per_image)
+        log.info(
+            "TFLite vs Keras: min cosine %.6f, %.1f vs %.1f ms/image",
+            record.min_cosine,
+            record.tflite_ms_per_image,
+            record.keras_ms_per_image,
+        )
     if kind == "tflite":
         if not record.equal:
             raise CoinfeatError(
@@ -180,7 +181,7 @@ def synthetic_probe(size: int, n: int = 8) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     images = []
     for _ in range(n):
-        cx, cy, r = rng.uniform(0.3, 0.7, 2).tolist() + [rng.uniform(0.2, 0.4)]
+        cx, cy, r = [*rng.uniform(0.3, 0.7, 2).tolist(), rng.uniform(0.2, 0.4)]
         disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < r**2)[..., None]
         base = np.stack([xx, yy, 1 - xx], axis=-1) * rng.uniform(50, 255, 3)
         images.append(np.where(disc, rng.uniform(0, 255, 3), base))
@@ -203,23 +204,3 @@ def _atomic_write(path: Path, blob: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-@contextlib.contextmanager
-def _quiet_output():
-    """Silence the converter, which prints its whole graph signature to stdout and stderr."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in [*saved, devnull]:
-            os.close(fd)

@@ -28,8 +28,19 @@ from coinfeat.pipeline import ImageReader, Runner, SequentialDistributor, WorkIt
 from coinfeat.runtime import default_threads, log
 from coinfeat.splits import DEFAULT_FRACTIONS, resolve_splits
 from coinfeat.store import (
-    ITEM_COLUMNS, OK, SKIPPED, PartWriter, Store, check_fingerprint, commit, load_known,
-    open_store, read_manifest, recover, store_lock, wipe,
+    ITEM_COLUMNS,
+    OK,
+    SKIPPED,
+    PartWriter,
+    Store,
+    check_fingerprint,
+    commit,
+    load_known,
+    open_store,
+    read_manifest,
+    recover,
+    store_lock,
+    wipe,
 )
 
 DEFAULT_FEATURES_DIR = Path("artifacts") / "features"
@@ -95,8 +106,9 @@ def default_store_dir(dataset_name: str) -> Path:
     return DEFAULT_FEATURES_DIR / dataset_name
 
 
-def extract_features(data: str | Path, out: str | Path | None = None,
-                     config: ExtractConfig | None = None, **options: Any) -> ExtractSummary:
+def extract_features(
+    data: str | Path, out: str | Path | None = None, config: ExtractConfig | None = None, **options: Any
+) -> ExtractSummary:
     """Embed every image of ``data`` into the store at ``out`` (only what is not there yet)."""
     cfg = config or ExtractConfig(**options)
     cfg.validate()
@@ -111,7 +123,7 @@ def extract_features(data: str | Path, out: str | Path | None = None,
         if cfg.force:
             wipe(out)
         manifest = read_manifest(out)
-        check_fingerprint(out, manifest, fp, spec.label)
+        check_fingerprint(out, manifest, fp, f"{spec.label}, resize {cfg.resize}")
         store = open_store(out) if manifest else None
         known = load_known(out, store, fp)
         items, notes = plan(dataset, store, cfg)
@@ -122,8 +134,9 @@ def extract_features(data: str | Path, out: str | Path | None = None,
         final = _final_rows(items, known)
         if store is None or known.part_files or not final.equals(store.items[ITEM_COLUMNS]):
             commit(out, final, known, _manifest(dataset, spec, cfg, fp, final, stats.engine, manifest))
-    summary = _summarise(out, final, items, before, store, spec, fp, stats, notes, dataset,
-                         time.perf_counter() - started)
+    summary = _summarise(
+        out, final, items, before, store, spec, fp, stats, notes, dataset, time.perf_counter() - started
+    )
     return summary
 
 
@@ -208,14 +221,18 @@ def _content_warnings(items: pd.DataFrame) -> list[str]:
     conflicts = labels[labels > 1]
     if len(conflicts):
         example = dup[dup["sha256"] == conflicts.index[0]]["path"].tolist()[:2]
-        notes.append(f"label conflict: {len(conflicts)} identical photo(s) carry different labels, "
-                     f"e.g. {' vs '.join(example)}")
+        notes.append(
+            f"label conflict: {len(conflicts)} identical photo(s) carry different labels, "
+            f"e.g. {' vs '.join(example)}"
+        )
     splits = dup.groupby("sha256")["split"].nunique()
     leaks = splits[splits > 1]
     if len(leaks):
         example = dup[dup["sha256"] == leaks.index[0]]["path"].tolist()[:2]
-        notes.append(f"leakage: {len(leaks)} identical photo(s) appear in more than one split, "
-                     f"e.g. {' vs '.join(example)}")
+        notes.append(
+            f"leakage: {len(leaks)} identical photo(s) appear in more than one split, "
+            f"e.g. {' vs '.join(example)}"
+        )
     return notes
 
 
@@ -237,8 +254,9 @@ def _embed(work: list[WorkItem], spec: BackboneSpec, cfg: ExtractConfig, out: Pa
         return open_engine(spec, cfg.engine, cfg.batch_size, threads, probe)
 
     runner = Runner(
-        make_reader=lambda mine: ImageReader(mine, cfg.batch_size, threads, spec.image_size,
-                                             cfg.resize, cfg.max_pixels),
+        make_reader=lambda mine: ImageReader(
+            mine, cfg.batch_size, threads, spec.image_size, cfg.resize, cfg.max_pixels
+        ),
         open_mapper=open_mapper,
         make_writer=lambda index: PartWriter(out, fp, index),
         progress=cfg.progress,
@@ -267,8 +285,15 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _manifest(dataset: Dataset, spec: BackboneSpec, cfg: ExtractConfig, fp: str,
-              final: pd.DataFrame, engine: str | None, previous: dict | None) -> dict[str, Any]:
+def _manifest(
+    dataset: Dataset,
+    spec: BackboneSpec,
+    cfg: ExtractConfig,
+    fp: str,
+    final: pd.DataFrame,
+    engine: str | None,
+    previous: dict | None,
+) -> dict[str, Any]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ok = final[final["status"] == OK]
     return {
@@ -280,12 +305,18 @@ def _manifest(dataset: Dataset, spec: BackboneSpec, cfg: ExtractConfig, fp: str,
         "resize": cfg.resize,
         "engine": engine or (previous or {}).get("engine"),
         "versions": _versions(),
-        "dataset": {"root": str(dataset.root), "name": dataset.name, "layout": dataset.layout,
-                    "label_names": dataset.label_names},
+        "dataset": {
+            "root": str(dataset.root),
+            "name": dataset.name,
+            "layout": dataset.layout,
+            "label_names": dataset.label_names,
+        },
         "group_regex": cfg.group_regex,
         "split": {"fractions": list(cfg.split), "seed": cfg.seed},
         "counts": {
-            "items": len(final), "ok": len(ok), "skipped": int((final["status"] == SKIPPED).sum()),
+            "items": len(final),
+            "ok": len(ok),
+            "skipped": int((final["status"] == SKIPPED).sum()),
             "per_split": {str(k): int(v) for k, v in ok["split"].value_counts().items()},
             "per_class": {str(k): int(v) for k, v in ok["label"].value_counts().sort_index().items()},
         },
@@ -300,12 +331,24 @@ def _summarise(out, final, items, before, store, spec, fp, stats, notes, dataset
     reused = int(ok["sha256"].isin(before).sum())
     removed = 0 if store is None else int((~store.items["path"].isin(items["path"])).sum())
     return ExtractSummary(
-        store=str(out), embedded=len(ok) - reused, reused=reused, skipped=len(skipped), total=len(final),
-        pending=len(items) - len(final), removed=removed, seconds=round(seconds, 3), fingerprint=fp,
-        backbone=spec.label, pretrained=spec.pretrained, engine=stats.engine,
+        store=str(out),
+        embedded=len(ok) - reused,
+        reused=reused,
+        skipped=len(skipped),
+        total=len(final),
+        pending=len(items) - len(final),
+        removed=removed,
+        seconds=round(seconds, 3),
+        fingerprint=fp,
+        backbone=spec.label,
+        pretrained=spec.pretrained,
+        engine=stats.engine,
         skipped_reasons={str(k): int(v) for k, v in skipped["error"].value_counts().items()},
         splits={str(k): int(v) for k, v in ok["split"].value_counts().items()},
-        stage_seconds={"read": round(stats.read_seconds, 3), "infer": round(stats.infer_seconds, 3),
-                       "write": round(stats.write_seconds, 3)},
+        stage_seconds={
+            "read": round(stats.read_seconds, 3),
+            "infer": round(stats.infer_seconds, 3),
+            "write": round(stats.write_seconds, 3),
+        },
         notes=notes,
     )

@@ -15,9 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from coinfeat.errors import DecodeError
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 RESIZE_POLICIES = ("pad", "crop", "stretch")
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_MAX_PIXELS = 2 * 89_478_485

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from coinfeat.errors import DecodeError
 from coinfeat.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes
@@ -49,8 +50,16 @@ class Writer(Protocol):
 class ImageReader:
     """Decodes and resizes images on a thread pool, a few batches ahead of the consumer."""
 
-    def __init__(self, work: Sequence[WorkItem], batch_size: int, threads: int, image_size: int,
-                 resize: str, max_pixels: int = DEFAULT_MAX_PIXELS, prefetch_batches: int = 2) -> None:
+    def __init__(
+        self,
+        work: Sequence[WorkItem],
+        batch_size: int,
+        threads: int,
+        image_size: int,
+        resize: str,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        prefetch_batches: int = 2,
+    ) -> None:
         self.work = work
         self.batch_size = batch_size
         self.threads = threads
@@ -139,7 +148,10 @@ class Runner:
         writer = self.make_writer(index)
         mapper: Mapper | None = None
         desc = "embedding" if count == 1 else f"embedding {index + 1}/{count}"
-        with tqdm(total=len(mine), unit="img", desc=desc, disable=not self.progress, smoothing=0.1) as bar:
+        with (
+            logging_redirect_tqdm(loggers=[log]),
+            tqdm(total=len(mine), unit="img", desc=desc, disable=not self.progress, smoothing=0.1) as bar,
+        ):
             waited = time.perf_counter()
             for batch in self.make_reader(mine):
                 t_read = time.perf_counter() - waited
@@ -151,8 +163,15 @@ class Runner:
                 t1 = time.perf_counter()
                 writer.write(batch.shas, vectors, batch.failures)
                 t2 = time.perf_counter()
-                log.debug("partition %d batch %d: %d images, read %.3fs infer %.3fs write %.3fs",
-                          index, stats.batches, len(batch.shas) + len(batch.failures), t_read, t1 - t0, t2 - t1)
+                log.debug(
+                    "partition %d batch %d: %d images, read %.3fs infer %.3fs write %.3fs",
+                    index,
+                    stats.batches,
+                    len(batch.shas) + len(batch.failures),
+                    t_read,
+                    t1 - t0,
+                    t2 - t1,
+                )
                 stats.batches += 1
                 stats.embedded += len(batch.shas)
                 stats.failed += len(batch.failures)

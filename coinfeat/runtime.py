@@ -6,9 +6,13 @@ commands which only read cached vectors start in a fraction of a second.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -41,7 +45,10 @@ def import_tensorflow() -> ModuleType:
     """Import TensorFlow with its start-up chatter silenced."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
-    import tensorflow as tf
+    with quiet_native_output():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # probes for GPUs now, while native logging is muted
 
     tf.get_logger().setLevel(logging.ERROR)
     return tf
@@ -52,3 +59,24 @@ def import_keras() -> ModuleType:
     import keras
 
     return keras
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence C++ logging and prints that bypass Python (TensorFlow start-up, the TFLite
+    converter's graph dump) by pointing file descriptors 1 and 2 at /dev/null."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in [*saved, devnull]:
+            os.close(fd)

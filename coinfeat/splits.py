@@ -132,7 +132,9 @@ def resolve_splits(
     if not (splits == "val").any():
         carved = carve_validation(items.assign(split=splits), fractions[1], seed, sticky)
         splits = carved.splits
-        notes.append(f"no val split given: {int((splits == 'val').sum())} train images "
-                     f"({fractions[1]:.0%}, whole groups) were set aside as val")
+        notes.append(
+            f"no val split given: {int((splits == 'val').sum())} train images "
+            f"({fractions[1]:.0%}, whole groups) were set aside as val"
+        )
         notes += carved.notes
     return SplitResult(splits.rename("split"), notes)

@@ -57,9 +57,11 @@ class Store:
     def pretrained(self) -> bool:
         return bool(self.manifest.get("pretrained"))
 
-    def select(self, split: str | None = None, include_views: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+    def select(
+        self, split: str | None = None, include_views: bool = False
+    ) -> tuple[np.ndarray, pd.DataFrame]:
         """Usable vectors (status ok) and their items, optionally for one split."""
-        mask = self.items["status"].eq(OK).to_numpy()
+        mask = self.items["status"].eq(OK).to_numpy(dtype=bool, copy=True)
         if split is not None:
             mask &= self.items["split"].eq(split).to_numpy()
         if not include_views:
@@ -82,12 +84,16 @@ def open_store(path: str | Path) -> Store:
             recover(path)
     manifest = read_manifest(path)
     if manifest is None:
-        raise CoinfeatError(f"{path} is not a finished feature store (no {MANIFEST}); re-run extract-features")
+        raise CoinfeatError(
+            f"{path} is not a finished feature store (no {MANIFEST}); re-run extract-features"
+        )
     try:
         items = pd.read_parquet(path / ITEMS)
         embeddings = np.load(path / EMBEDDINGS, mmap_mode="r")
     except (OSError, ValueError) as exc:
-        raise CoinfeatError(f"feature store {path} is damaged ({exc}); re-run extract-features --force") from None
+        raise CoinfeatError(
+            f"feature store {path} is damaged ({exc}); re-run extract-features --force"
+        ) from None
     rows = manifest.get("rows")
     if not (len(items) == embeddings.shape[0] == rows):
         raise CoinfeatError(
@@ -103,7 +109,9 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise CoinfeatError(f"manifest of {path} is unreadable ({exc}); re-run extract-features --force") from None
+        raise CoinfeatError(
+            f"manifest of {path} is unreadable ({exc}); re-run extract-features --force"
+        ) from None
     version = manifest.get("format_version", 0)
     if version > FORMAT_VERSION:
         raise CoinfeatError(
@@ -164,12 +172,14 @@ class PartWriter:
     def write(self, shas: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None:
         stem = self.folder / f"{self.prefix}-{self.count:06d}"
         self.count += 1
-        table = pd.DataFrame({
-            "sha256": list(shas) + [sha for sha, _ in failures],
-            "status": [OK] * len(shas) + [SKIPPED] * len(failures),
-            "error": [None] * len(shas) + [reason for _, reason in failures],
-            "row": list(range(len(shas))) + [-1] * len(failures),
-        })
+        table = pd.DataFrame(
+            {
+                "sha256": list(shas) + [sha for sha, _ in failures],
+                "status": [OK] * len(shas) + [SKIPPED] * len(failures),
+                "error": [None] * len(shas) + [reason for _, reason in failures],
+                "row": list(range(len(shas))) + [-1] * len(failures),
+            }
+        )
         _atomic(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, vectors))
         _atomic(stem.with_suffix(".parquet"), lambda tmp: table.to_parquet(tmp, index=False))
 
@@ -202,7 +212,9 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
     if store is not None:
         idx = known.add_array(store.embeddings)
         known.dim = store.manifest.get("dim") or known.dim
-        for row, (sha, status, error) in enumerate(store.items[["sha256", "status", "error"]].itertuples(index=False)):
+        for row, (sha, status, error) in enumerate(
+            store.items[["sha256", "status", "error"]].itertuples(index=False)
+        ):
             if not isinstance(sha, str):
                 continue
             if status == OK:
@@ -240,9 +252,16 @@ def commit(path: Path, items: pd.DataFrame, known: Known, manifest: dict[str, An
     del out
     _fsync_file(tmp_emb)
     _write_tmp(path / f"{ITEMS}.tmp", lambda tmp: items[ITEM_COLUMNS].to_parquet(tmp, index=False))
-    manifest = {**manifest, "format_version": FORMAT_VERSION, "commit": commit_id,
-                "rows": len(items), "dim": dim}
-    _write_tmp(path / f"{MANIFEST}.tmp", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
+    manifest = {
+        **manifest,
+        "format_version": FORMAT_VERSION,
+        "commit": commit_id,
+        "rows": len(items),
+        "dim": dim,
+    }
+    _write_tmp(
+        path / f"{MANIFEST}.tmp", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    )
     renames = [[f"{name}.tmp", name] for name in (EMBEDDINGS, ITEMS, MANIFEST)]
     _write_tmp(path / f"{JOURNAL}.tmp", lambda tmp: tmp.write_text(json.dumps({"renames": renames})))
     os.replace(path / f"{JOURNAL}.tmp", path / JOURNAL)
@@ -276,11 +295,19 @@ def check_fingerprint(path: Path, manifest: dict | None, fingerprint: str, descr
         others = foreign_parts(path, fingerprint)
         theirs = others[0].name.split("-")[0] if others else None
     if theirs is not None and theirs != fingerprint:
-        made_by = manifest["backbone"] if manifest else {"unfinished run": theirs}
+        made_by = describe_extractor(manifest) if manifest else "an unfinished run"
         raise FingerprintMismatch(
-            f"store {path} holds vectors from another extractor (fingerprint {theirs}: {made_by}); "
-            f"this run is {fingerprint} ({description}). Use --force to rebuild it or --out for a new store"
+            f"store {path} holds vectors from another extractor ({theirs}: {made_by}); this run is "
+            f"{fingerprint} ({description}). Use --force to rebuild it or --out for a new store"
         )
+
+
+def describe_extractor(manifest: dict[str, Any]) -> str:
+    """One line naming the backbone, weights, size and resizing that made a store."""
+    b = manifest.get("backbone", {})
+    trained = "pretrained" if manifest.get("pretrained") else "NOT PRETRAINED"
+    size, resize = b.get("image_size"), manifest.get("resize")
+    return f"{b.get('name')} [{b.get('weights_id')}] {size}px, resize {resize}, {trained}"
 
 
 def wipe(path: Path) -> None:

@@ -29,8 +29,12 @@ def coinfeat_cache(tmp_path_factory) -> Path:
     mp.undo()
 
 
-def coin_image(colour: tuple[int, int, int], size: int = 96, seed: int = 0,
-               background: tuple[int, int, int] = (245, 245, 240)) -> Image.Image:
+def coin_image(
+    colour: tuple[int, int, int],
+    size: int = 96,
+    seed: int = 0,
+    background: tuple[int, int, int] = (245, 245, 240),
+) -> Image.Image:
     """A disc of ``colour`` with a little seeded texture on a light background."""
     rng = np.random.default_rng(seed)
     img = Image.new("RGB", (size, size), background)
@@ -61,7 +65,12 @@ def folders_dataset(tmp_path) -> Path:
 def small_config(**overrides):
     from coinfeat.extract import ExtractConfig
 
-    options = {"weights": "none", "image_size": SMALL, "batch_size": 4, "progress": False,
-               "group_regex": EURO_GROUPS}
+    options = {
+        "weights": "none",
+        "image_size": SMALL,
+        "batch_size": 4,
+        "progress": False,
+        "group_regex": EURO_GROUPS,
+    }
     options.update(overrides)
     return ExtractConfig(**options)

@@ -40,9 +40,15 @@ def test_split_folders_with_validation_alias(tmp_path):
 
 def test_csv_manifest_relative_paths_and_label_names(tmp_path):
     root = write_class_folders(tmp_path / "imgs", per_class=2)
-    rows = [{"path": f"imgs/{p.parent.name}/{p.name}", "label": p.parent.name,
-             "split": "train" if i % 2 else "test", "extra": 1}
-            for i, p in enumerate(sorted(root.rglob("*.jpg")))]
+    rows = [
+        {
+            "path": f"imgs/{p.parent.name}/{p.name}",
+            "label": p.parent.name,
+            "split": "train" if i % 2 else "test",
+            "extra": 1,
+        }
+        for i, p in enumerate(sorted(root.rglob("*.jpg")))
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
     (tmp_path / "cat_to_name.json").write_text(json.dumps({"gold": "1 Kurus,Turkish Lira,turkey"}))
     ds = discover(tmp_path / "labels.csv")
@@ -81,8 +87,12 @@ def test_group_regex_takes_text_before_last_underscore():
 
 
 def _items(n_groups_per_class: dict[str, int], per_group: int = 3) -> pd.DataFrame:
-    rows = [{"label": label, "group": f"{label}-{g}", "split": None}
-            for label, n in n_groups_per_class.items() for g in range(n) for _ in range(per_group)]
+    rows = [
+        {"label": label, "group": f"{label}-{g}", "split": None}
+        for label, n in n_groups_per_class.items()
+        for g in range(n)
+        for _ in range(per_group)
+    ]
     return pd.DataFrame(rows)
 
 

@@ -31,7 +31,11 @@ def test_exif_orientation_is_applied():
 
 @pytest.mark.parametrize("mode", ["L", "CMYK", "RGB", "1"])
 def test_plain_modes_become_rgb(mode):
-    img = Image.new(mode, (16, 12), 0 if mode == "CMYK" else 255) if mode != "RGB" else Image.new("RGB", (16, 12))
+    img = (
+        Image.new(mode, (16, 12), 0 if mode == "CMYK" else 255)
+        if mode != "RGB"
+        else Image.new("RGB", (16, 12))
+    )
     fmt = "JPEG" if mode in ("L", "CMYK") else "PNG"
     out = decode(encode(img, fmt))
     assert out.mode == "RGB" and out.size == (16, 12)

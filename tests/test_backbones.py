@@ -1,0 +1,155 @@
+"""Backbone choice, weights handling, and the TFLite engine's equality with Keras."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import EURO, LITE0, SMALL, needs_euro, needs_lite0
+
+from coinfeat import engines
+from coinfeat.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone
+from coinfeat.engines import KerasEngine, cosine_rows, open_engine, tflite_cache_paths
+from coinfeat.errors import CoinfeatError, WeightsUnavailable
+from coinfeat.images import load_image
+
+
+def test_fingerprint_covers_what_changes_a_vector(tmp_path):
+    base = resolve_backbone("efficientnetb0", "none", 224)
+    assert fingerprint(base, "pad") == fingerprint(resolve_backbone("efficientnetb0", "none", 224), "pad")
+    others = {
+        fingerprint(base, "crop"),
+        fingerprint(resolve_backbone("efficientnetb0", "none", 192), "pad"),
+        fingerprint(resolve_backbone("mobilenetv2", "none", 224), "pad"),
+        fingerprint(resolve_backbone("efficientnetb0", "imagenet", 224), "pad"),
+    }
+    assert fingerprint(base, "pad") not in others and len(others) == 4
+    assert base.pretrained is False and "NOT PRETRAINED" in base.label
+
+
+def test_bad_backbone_choices_are_clear_errors(tmp_path):
+    with pytest.raises(CoinfeatError, match="unknown backbone"):
+        resolve_backbone("vgg99")
+    with pytest.raises(CoinfeatError, match="weights file not found"):
+        resolve_backbone("efficientnetb0", str(tmp_path / "w.h5"))
+    with pytest.raises(CoinfeatError, match="model file not found"):
+        resolve_backbone(str(tmp_path / "mine.keras"))
+    with pytest.raises(CoinfeatError, match="too small"):
+        resolve_backbone("efficientnetb0", "none", 16)
+
+
+def test_standard_weights_file_with_wrong_md5_is_refused(tmp_path):
+    fake = tmp_path / APPLICATIONS["efficientnetb0"].weights_file
+    fake.write_bytes(b"not the real weights")
+    with pytest.raises(CoinfeatError, match="md5"):
+        resolve_backbone("efficientnetb0", str(fake))
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    spec = resolve_backbone("efficientnetb0", "none", SMALL)
+    model = build_model(spec)
+    path = tmp_path / "my_b0.weights.h5"
+    model.layers[-2].save_weights(path)  # the EfficientNetB0 sub-model
+    local = resolve_backbone("efficientnetb0", str(path), SMALL)
+    assert local.pretrained and local.weights_id.startswith("sha256:")
+    x = np.random.default_rng(0).uniform(0, 255, (2, SMALL, SMALL, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        build_model(local).predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+    )
+
+
+def test_download_failure_names_the_fix(monkeypatch):
+    import keras
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", offline)
+    with pytest.raises(WeightsUnavailable, match="--weights PATH"):
+        build_model(resolve_backbone("efficientnetb0", "imagenet", SMALL))
+
+
+def test_keras_model_file_with_feature_map_output(tmp_path):
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(7, 3, strides=2)(x)
+    path = tmp_path / "tiny.keras"
+    keras.Model(inputs, x).save(path)
+    spec = resolve_backbone(str(path), image_size=SMALL)
+    model = build_model(spec)
+    assert model.output_shape == (None, 7)
+    assert spec.weights_id.startswith("sha256:")
+
+
+@pytest.mark.parametrize(("name", "dim"), [("mobilenetv2", 1280), ("resnet50", 2048)])
+def test_other_applications_take_0_255_input(name, dim):
+    model = build_model(resolve_backbone(name, "none", SMALL))
+    assert model.output_shape == (None, dim)
+
+
+def test_converted_model_is_cached_and_reused(monkeypatch):
+    spec = resolve_backbone("efficientnetb0", "none", SMALL)
+    first = open_engine(spec, "auto", batch_size=4)
+    model_path, record_path = tflite_cache_paths(spec)
+    assert model_path.exists() and json.loads(record_path.read_text())["min_cosine"] >= 0.9999
+
+    def no_conversion(*a, **k):
+        raise AssertionError("the cached conversion should be reused")
+
+    monkeypatch.setattr(engines, "convert_to_tflite", no_conversion)
+    again = open_engine(spec, "tflite", batch_size=4)
+    x = engines.synthetic_probe(SMALL, 6)
+    assert cosine_rows(first.embed(x), again.embed(x)).min() > 0.99999
+
+
+def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
+    spec = resolve_backbone("efficientnetb0", "none", SMALL)
+    open_engine(spec, "tflite", batch_size=4)
+    _, record_path = tflite_cache_paths(spec)
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "min_cosine": 0.5}))
+    try:
+        assert open_engine(spec, "auto", batch_size=4).name == "keras"
+        with pytest.raises(CoinfeatError, match="disagrees"):
+            open_engine(spec, "tflite", batch_size=4)
+    finally:
+        record_path.write_text(json.dumps(record))
+
+
+def _euro_photos(n: int, size: int) -> np.ndarray:
+    files = sorted(EURO.rglob("*.jpg"))[:: max(1, 2830 // n)][:n]
+    return np.stack([load_image(f, size) for f in files])
+
+
+@needs_euro
+def test_tflite_equals_keras_on_real_photos_random_b0():
+    spec = resolve_backbone("efficientnetb0", "none", 224)
+    photos = _euro_photos(12, 224)
+    tflite = open_engine(spec, "tflite", batch_size=8, probe=photos)
+    keras_vectors = KerasEngine(build_model(spec)).embed(photos)
+    assert cosine_rows(tflite.embed(photos), keras_vectors).min() >= 0.9999
+
+
+@needs_euro
+@needs_lite0
+def test_tflite_equals_keras_on_real_photos_pretrained_lite0():
+    spec = resolve_backbone(str(LITE0), image_size=224)
+    photos = _euro_photos(12, 224)
+    tflite = open_engine(spec, "tflite", batch_size=8, probe=photos)
+    keras_vectors = KerasEngine(build_model(spec)).embed(photos)
+    assert cosine_rows(tflite.embed(photos), keras_vectors).min() >= 0.9999
+
+
+@needs_euro
+@needs_lite0
+def test_dividing_by_255_would_change_pretrained_features():
+    """The pipeline feeds 0..255; a /255 input gives clearly different (wrong) vectors."""
+    model = build_model(resolve_backbone(str(LITE0), image_size=224))
+    photos = _euro_photos(6, 224)
+    assert photos.max() > 200
+    right = model.predict(photos, verbose=0)
+    wrong = model.predict(photos / 255.0, verbose=0)
+    assert cosine_rows(right, wrong).max() < 0.9

@@ -1,0 +1,157 @@
+"""kill -9 in the middle of a run loses no finished batch; the CLI speaks in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import SMALL, small_config, write_class_folders
+
+from coinfeat import extract_features, open_store
+from coinfeat.backbones import build_model, resolve_backbone
+from coinfeat.engines import KerasEngine, cosine_rows
+from coinfeat.images import load_image
+from coinfeat.store import PARTS
+
+CLI = [sys.executable, "-m", "coinfeat"]
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
+    colours = {f"c{i}": (40 * i, 200 - 30 * i, 90) for i in range(5)}
+    data = write_class_folders(tmp_path / "d", per_class=60, colours=colours)
+    store = tmp_path / "store"
+    args = [
+        "extract-features",
+        "--data",
+        str(data),
+        "--out",
+        str(store),
+        "--weights",
+        "none",
+        "--image-size",
+        str(SMALL),
+        "--batch-size",
+        "2",
+        "--engine",
+        "keras",
+        "--quiet",
+    ]
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((store / PARTS).glob("*.parquet"))) >= 5:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    parts_done = len(list((store / PARTS).glob("*.parquet")))
+    assert parts_done >= 5 and parts_done < 150
+    assert not (store / "manifest.json").exists()
+
+    resumed = extract_features(data, store, small_config(engine="keras", batch_size=2))
+    assert resumed.total == 300
+    assert resumed.reused >= 2 * parts_done - 2, "finished batches must be reused"
+    assert resumed.embedded == 300 - resumed.reused
+    reference = extract_features(data, tmp_path / "ref", small_config(engine="keras"))
+    assert reference.embedded == 300
+    a, b = open_store(store), open_store(tmp_path / "ref")
+    assert a.items.path.tolist() == b.items.path.tolist()
+    assert cosine_rows(np.asarray(a.embeddings), np.asarray(b.embeddings)).min() >= 0.9999
+
+
+def test_pipeline_feeds_0_255_pixels_to_the_model(folders_dataset, tmp_path):
+    """The /255 trap end to end: stored vectors equal the model on raw 0..255 pixels."""
+    extract_features(folders_dataset, tmp_path / "s", small_config(engine="keras"))
+    store = open_store(tmp_path / "s")
+    model = KerasEngine(build_model(resolve_backbone("efficientnetb0", "none", SMALL)))
+    raw = np.stack([load_image(folders_dataset / p, SMALL) for p in store.items.path])
+    stored = np.asarray(store.embeddings)
+    assert cosine_rows(stored, model.embed(raw)).min() >= 0.9999
+    assert cosine_rows(stored, model.embed(raw / 255.0)).mean() < 0.99
+
+
+def test_cli_json_summary_and_help(folders_dataset, tmp_path):
+    result = _cli(
+        "extract-features",
+        "--data",
+        str(folders_dataset),
+        "--out",
+        str(tmp_path / "s"),
+        "--weights",
+        "none",
+        "--image-size",
+        str(SMALL),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in ("embedded", "reused", "skipped", "total", "seconds", "store"):
+        assert key in summary
+    assert summary["embedded"] == 18 and summary["pretrained"] is False
+    helped = _cli("extract-features", "--help")
+    assert "--weights" in helped.stdout and "imagenet" in helped.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["extract-features", "--data", "/no/such/folder"], "dataset not found"),
+        (["extract-features", "--data", ".", "--batch-size", "x"], "invalid int value"),
+        (["extract-features", "--data", ".", "--backbone", "vgg99"], "unknown backbone"),
+        (["extract-features", "--data", ".", "--split", "1/2"], "--split"),
+        (["nonsense-command"], "invalid choice"),
+    ],
+)
+def test_user_mistakes_are_one_line_without_traceback(args, message):
+    result = _cli(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = _cli("--debug", "extract-features", "--data", "/no/such/folder")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
+    result = _cli("demo", "--out", str(tmp_path / "demo"), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["total"] == 144 and summary["skipped"] == 0
+    if not summary["pretrained"]:
+        assert "NOT PRETRAINED" in result.stderr
+    assert open_store(summary["store"]).items.label.nunique() == 8
+
+
+def test_cli_and_library_agree_on_root_cause(tmp_path):
+    write_class_folders(tmp_path / "d", per_class=2)
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root can write anywhere")
+        result = _cli(
+            "extract-features",
+            "--data",
+            str(tmp_path / "d"),
+            "--out",
+            str(tmp_path / "ro" / "s"),
+            "--weights",
+            "none",
+        )
+        assert result.returncode == 1 and "cannot write" in result.stderr
+    finally:
+        (tmp_path / "ro").chmod(0o700)
