@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import metadata
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,16 +44,29 @@ class KerasEngine:
         return np.asarray(self.model.predict(images, batch_size=len(images), verbose=0), dtype=np.float32)
 
 
+TFLITE_BATCH = 4
+"""Images per TFLite invoke: measured fastest here (7.0 ms/image at 4 vs 9.3 at 32 on 2 cores)."""
+
+
+def interpreter_class():
+    """LiteRT's interpreter (imports in ~0.1 s) or, without it, TensorFlow's deprecated one."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return import_tensorflow().lite.Interpreter
+    return Interpreter
+
+
 class TFLiteEngine:
-    """A TFLite interpreter with a fixed batch size; short batches are padded."""
+    """A TFLite interpreter with a fixed invoke size; short chunks are padded."""
 
     name = "tflite"
 
-    def __init__(self, model_path: Path, batch_size: int, threads: int) -> None:
-        tf = import_tensorflow()
+    def __init__(self, model_path: Path, batch_size: int = TFLITE_BATCH, threads: int | None = None) -> None:
         self.batch_size = batch_size
+        interpreter = interpreter_class()
         with quiet_native_output():
-            self.interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads)
+            self.interpreter = interpreter(model_path=str(model_path), num_threads=threads or default_threads())
             inp = self.interpreter.get_input_details()[0]
             self._input = inp["index"]
             self.interpreter.resize_tensor_input(self._input, [batch_size, *inp["shape"][1:]])
@@ -100,7 +114,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def tflite_cache_paths(spec: BackboneSpec) -> tuple[Path, Path]:
-    tf_version = import_tensorflow().__version__
+    """Where the converted model and its verification record live (keyed by model and TF version)."""
+    tf_version = metadata.version("tensorflow")
     folder = cache_dir() / "tflite"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{spec.model_id}-tf{tf_version}"
@@ -134,7 +149,6 @@ def verify(keras_engine: KerasEngine, tflite_engine: TFLiteEngine, probe: np.nda
 def open_engine(
     spec: BackboneSpec,
     kind: str = "auto",
-    batch_size: int = 32,
     threads: int | None = None,
     probe: np.ndarray | None = None,
 ) -> Engine:
@@ -153,7 +167,7 @@ def open_engine(
         convert_to_tflite(model, model_path)
         if probe is None or len(probe) == 0:
             probe = synthetic_probe(spec.image_size)
-        tfl = TFLiteEngine(model_path, min(batch_size, len(probe)), threads)
+        tfl = TFLiteEngine(model_path, TFLITE_BATCH, threads)
         record = verify(keras_engine, tfl, probe)
         _atomic_write(record_path, json.dumps(record.__dict__, indent=2).encode())
         log.info(
@@ -168,9 +182,9 @@ def open_engine(
                 f"the TFLite conversion of {spec.name} disagrees with Keras (min cosine "
                 f"{record.min_cosine:.5f} < {EQUAL_COSINE}); use --engine keras"
             )
-        return TFLiteEngine(model_path, batch_size, threads)
+        return TFLiteEngine(model_path, TFLITE_BATCH, threads)
     if record.equal and record.tflite_faster:
-        return TFLiteEngine(model_path, batch_size, threads)
+        return TFLiteEngine(model_path, TFLITE_BATCH, threads)
     log.warning("using the Keras engine (TFLite %s)", "is slower" if record.equal else "disagrees")
     return keras_engine or KerasEngine(build_model(spec))
 

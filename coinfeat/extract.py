@@ -251,7 +251,7 @@ def _embed(work: list[WorkItem], spec: BackboneSpec, cfg: ExtractConfig, out: Pa
 
     def open_mapper(probe):
         log.info("loading backbone %s (engine %s)", spec.label, cfg.engine)
-        return open_engine(spec, cfg.engine, cfg.batch_size, threads, probe)
+        return open_engine(spec, cfg.engine, threads, probe)
 
     runner = Runner(
         make_reader=lambda mine: ImageReader(

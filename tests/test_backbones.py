@@ -92,7 +92,7 @@ def test_other_applications_take_0_255_input(name, dim):
 
 def test_converted_model_is_cached_and_reused(monkeypatch):
     spec = resolve_backbone("efficientnetb0", "none", SMALL)
-    first = open_engine(spec, "auto", batch_size=4)
+    first = open_engine(spec, "auto")
     model_path, record_path = tflite_cache_paths(spec)
     assert model_path.exists() and json.loads(record_path.read_text())["min_cosine"] >= 0.9999
 
@@ -100,21 +100,21 @@ def test_converted_model_is_cached_and_reused(monkeypatch):
         raise AssertionError("the cached conversion should be reused")
 
     monkeypatch.setattr(engines, "convert_to_tflite", no_conversion)
-    again = open_engine(spec, "tflite", batch_size=4)
+    again = open_engine(spec, "tflite")
     x = engines.synthetic_probe(SMALL, 6)
     assert cosine_rows(first.embed(x), again.embed(x)).min() > 0.99999
 
 
 def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
     spec = resolve_backbone("efficientnetb0", "none", SMALL)
-    open_engine(spec, "tflite", batch_size=4)
+    open_engine(spec, "tflite")
     _, record_path = tflite_cache_paths(spec)
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({**record, "min_cosine": 0.5}))
     try:
-        assert open_engine(spec, "auto", batch_size=4).name == "keras"
+        assert open_engine(spec, "auto").name == "keras"
         with pytest.raises(CoinfeatError, match="disagrees"):
-            open_engine(spec, "tflite", batch_size=4)
+            open_engine(spec, "tflite")
     finally:
         record_path.write_text(json.dumps(record))
 
@@ -128,7 +128,7 @@ def _euro_photos(n: int, size: int) -> np.ndarray:
 def test_tflite_equals_keras_on_real_photos_random_b0():
     spec = resolve_backbone("efficientnetb0", "none", 224)
     photos = _euro_photos(12, 224)
-    tflite = open_engine(spec, "tflite", batch_size=8, probe=photos)
+    tflite = open_engine(spec, "tflite", probe=photos)
     keras_vectors = KerasEngine(build_model(spec)).embed(photos)
     assert cosine_rows(tflite.embed(photos), keras_vectors).min() >= 0.9999
 
@@ -138,7 +138,7 @@ def test_tflite_equals_keras_on_real_photos_random_b0():
 def test_tflite_equals_keras_on_real_photos_pretrained_lite0():
     spec = resolve_backbone(str(LITE0), image_size=224)
     photos = _euro_photos(12, 224)
-    tflite = open_engine(spec, "tflite", batch_size=8, probe=photos)
+    tflite = open_engine(spec, "tflite", probe=photos)
     keras_vectors = KerasEngine(build_model(spec)).embed(photos)
     assert cosine_rows(tflite.embed(photos), keras_vectors).min() >= 0.9999
 
