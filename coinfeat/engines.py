@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
@@ -66,7 +66,9 @@ class TFLiteEngine:
         self.batch_size = batch_size
         interpreter = interpreter_class()
         with quiet_native_output():
-            self.interpreter = interpreter(model_path=str(model_path), num_threads=threads or default_threads())
+            self.interpreter = interpreter(
+                model_path=str(model_path), num_threads=threads or default_threads()
+            )
             inp = self.interpreter.get_input_details()[0]
             self._input = inp["index"]
             self.interpreter.resize_tensor_input(self._input, [batch_size, *inp["shape"][1:]])

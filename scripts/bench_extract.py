@@ -43,10 +43,12 @@ def child(mode: str, folder: str, out: str, limit: int | None) -> dict:
     if mode == "naive":
         keras = import_keras()
         keras.utils.set_random_seed(0)
-        model = keras.applications.EfficientNetB0(include_top=False, weights=None, pooling="avg",
-                                                  input_shape=(SIZE, SIZE, 3))
-        ds = keras.utils.image_dataset_from_directory(folder, image_size=(SIZE, SIZE), batch_size=32,
-                                                      shuffle=False, verbose=False)
+        model = keras.applications.EfficientNetB0(
+            include_top=False, weights=None, pooling="avg", input_shape=(SIZE, SIZE, 3)
+        )
+        ds = keras.utils.image_dataset_from_directory(
+            folder, image_size=(SIZE, SIZE), batch_size=32, shuffle=False, verbose=False
+        )
         started = time.perf_counter()
         vectors = model.predict(ds, verbose=0)
         result["seconds"] = time.perf_counter() - started
@@ -84,21 +86,25 @@ def equality(folder: str, keras) -> dict:
     from coinfeat.images import load_image
 
     spec = resolve_backbone("efficientnetb0", "none", SIZE)
-    ds = keras.utils.image_dataset_from_directory(folder, image_size=(SIZE, SIZE), batch_size=64,
-                                                  shuffle=False, verbose=False)
+    ds = keras.utils.image_dataset_from_directory(
+        folder, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False
+    )
     images = next(iter(ds))[0].numpy()
     reference = build_model(spec).predict(images, verbose=0)
     engine = open_engine(spec, "auto", probe=images[:32])
     paths = sorted(str(p) for p in Path(folder).rglob("*.jpg"))[:64]
     ours = engine.embed(np.stack([load_image(p, SIZE, "stretch") for p in paths]))
-    return {"engine": engine.name,
-            "same_tensors_min_cosine": float(cosine_rows(engine.embed(images), reference).min()),
-            "end_to_end_mean_cosine": float(cosine_rows(ours, reference).mean())}
+    return {
+        "engine": engine.name,
+        "same_tensors_min_cosine": float(cosine_rows(engine.embed(images), reference).min()),
+        "end_to_end_mean_cosine": float(cosine_rows(ours, reference).mean()),
+    }
 
 
 def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         raise SystemExit(f"benchmark child {args[0]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -151,8 +157,8 @@ def report(results: dict) -> str:
         f"- coinfeat stage seconds: read wait {ours['stages']['read']:.1f}, infer "
         f"{ours['stages']['infer']:.1f}, write {ours['stages']['write']:.1f} (decoding overlaps inference).",
         f"- One-time TFLite conversion per backbone (cached in the user cache afterwards): "
-        f"{results['conversion_seconds']:.1f} s" + (" (already cached in this run)" if not
-                                                     results["conversion_seconds"] else ""),
+        f"{results['conversion_seconds']:.1f} s"
+        + (" (already cached in this run)" if not results["conversion_seconds"] else ""),
         "<!-- bench_extract:end -->",
     ]
     return "\n".join(lines)
@@ -169,7 +175,9 @@ def write_section(path: Path, section: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--images", type=int, help="use only the first N photos")
     parser.add_argument("--small", type=int, default=400, help="image count of the memory-growth run")
