@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and per-batch timings")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_extract(commands)
+    _add_fit_head(commands)
+    _add_predict(commands)
     _add_demo(commands)
     return parser
 
@@ -106,6 +108,58 @@ def _add_extract(commands) -> None:
     p.set_defaults(handler=_run_extract)
 
 
+def _add_fit_head(commands) -> None:
+    from coinfeat.heads import head_types
+
+    types = head_types()
+    listing = "; ".join(
+        f"{name}: {cls.summary} (params: {', '.join(f'{k}={v}' for k, v in cls.defaults.items())})"
+        for name, cls in types.items()
+    )
+    p = commands.add_parser(
+        "fit-head",
+        help="train a classifier head on cached vectors (seconds)",
+        description="Train a head on the train split of a feature store (the val split drives early "
+        "stopping) and save it with the fingerprint of the features it learned from. "
+        "With --add, embed new labelled photos and add them to a fitted k-NN head "
+        "without refitting.",
+        epilog=f"Head types: {listing}",
+    )
+    p.add_argument("--type", required=True, choices=list(types), help="head type")
+    p.add_argument("--features", help="feature store made by extract-features")
+    p.add_argument("--out", help="head directory (default artifacts/heads/<dataset>/<type>)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="head parameter, repeatable")
+    p.add_argument("--use-augmented", action="store_true", help="also train on cached augmented views")
+    p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
+    p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
+    _common(p)
+    p.set_defaults(handler=_run_fit_head)
+
+
+def _add_predict(commands) -> None:
+    from coinfeat.embedder import TTA_MODES
+    from coinfeat.engines import ENGINES
+
+    p = commands.add_parser(
+        "predict",
+        help="recognise the coins in photos with a saved head",
+        description="Embed each photo with the head's own extractor and print the top-k labels with "
+        "their probabilities. Unreadable photos are reported, not fatal.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photo file(s)")
+    p.add_argument("--head", required=True, help="head directory made by fit-head")
+    p.add_argument("--top-k", type=int, default=5, help="how many labels per photo (default 5)")
+    p.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default="none",
+        help="rotations: average the embeddings at 0/90/180/270 degrees",
+    )
+    p.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine (default auto)")
+    _common(p)
+    p.set_defaults(handler=_run_predict)
+
+
 def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
@@ -143,6 +197,55 @@ def _run_extract(args: argparse.Namespace) -> int:
     summary = extract_features(args.data, args.out, config)
     _print_summary(summary, args)
     return 0
+
+
+def _run_fit_head(args: argparse.Namespace) -> int:
+    from coinfeat.training import add_to_knn, fit_head, parse_params
+
+    if args.add:
+        if not args.head:
+            raise CoinfeatError("--add needs --head DIR, the fitted k-NN head to extend")
+        result = add_to_knn(args.head, args.add, progress=not (args.quiet or args.json))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            classes = ", ".join(result["classes"])
+            print(f"added {result['added']} photo(s) to {args.head}; classes now: {classes}")
+        return 0
+    if not args.features:
+        raise CoinfeatError("--features DIR is required (a store made by extract-features)")
+    result = fit_head(args.features, args.type, parse_params(args.param), args.out, args.use_augmented)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    val = f", val accuracy {result.val_accuracy:.3f}" if result.val_accuracy is not None else ""
+    print(
+        f"fitted {result.type} head on {result.train} vectors ({len(result.classes)} classes) in "
+        f"{result.fit_seconds:.2f}s{val} -> {result.head_dir}"
+    )
+    if not result.pretrained:
+        print("  WARNING: trained on NOT PRETRAINED features: accuracy is meaningless")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from coinfeat.predict import predict_images
+
+    if args.top_k < 1:
+        raise CoinfeatError("--top-k must be at least 1")
+    results = predict_images(args.images, args.head, args.top_k, args.tta, args.engine)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results]))
+        return 0 if all(r.error is None for r in results) else 1
+    for r in results:
+        print(r.path)
+        if r.error:
+            print(f"  skipped: {r.error}")
+            continue
+        for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
+            shown = f"{label} ({name})" if name != label else label
+            print(f"  {rank}. {shown:<40} {prob:6.1%}")
+    return 0 if all(r.error is None for r in results) else 1
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,106 @@
+"""Nearest-neighbour search over L2-normalised vectors with FAISS (inner product = cosine).
+
+One implementation serves the k-NN head and the similar-coin lookup. Index kinds: ``flat``
+(exact, default), ``ivf`` (inverted lists; needs at least 39 x nlist training vectors) and
+``hnsw`` (graph). Row ids are positions in insertion order; callers keep labels and paths
+beside the index in a Parquet file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from coinfeat.errors import CoinfeatError
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+MIN_POINTS_PER_CENTROID = 39
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero), as contiguous float32."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+class VectorIndex:
+    """A FAISS index over normalised vectors; ``search`` returns cosine similarities and row ids."""
+
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        nlist: int = 100,
+        nprobe: int = 10,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+    ) -> None:
+        if kind not in INDEX_KINDS:
+            raise CoinfeatError(f"unknown index {kind!r}; choose from {', '.join(INDEX_KINDS)}")
+        self.dim, self.kind = dim, kind
+        self.nlist, self.nprobe, self.hnsw_m, self.ef_search = nlist, nprobe, hnsw_m, ef_search
+        self.index = self._make()
+
+    def _make(self) -> faiss.Index:
+        if self.kind == "ivf":
+            quantizer = faiss.IndexFlatIP(self.dim)
+            index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+            index.nprobe = self.nprobe
+            return index
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = self.ef_search
+            return index
+        return faiss.IndexFlatIP(self.dim)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Add vectors (normalised here); an IVF index is trained on its first batch."""
+        x = self._check(vectors)
+        if not self.index.is_trained:
+            needed = MIN_POINTS_PER_CENTROID * self.nlist
+            if len(x) < needed:
+                raise CoinfeatError(
+                    f"an ivf index with nlist={self.nlist} needs at least {needed} vectors to train "
+                    f"(got {len(x)}); lower nlist or use index=flat"
+                )
+            self.index.train(x)
+        self.index.add(x)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (similarities, ids) per query; ids are -1 where fewer than k exist."""
+        if self.ntotal == 0:
+            raise CoinfeatError("the index is empty")
+        return self.index.search(self._check(queries), min(k, self.ntotal))
+
+    def save(self, path: str | Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, kind: str, nprobe: int = 10, ef_search: int = 64) -> VectorIndex:
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise CoinfeatError(f"cannot read FAISS index {path}: {str(exc).splitlines()[0]}") from None
+        obj = cls.__new__(cls)
+        obj.dim, obj.kind, obj.index = index.d, kind, index
+        obj.nlist = getattr(index, "nlist", 0)
+        obj.nprobe, obj.hnsw_m, obj.ef_search = nprobe, 0, ef_search
+        if kind == "ivf":
+            faiss.extract_index_ivf(index).nprobe = nprobe
+        elif kind == "hnsw":
+            index.hnsw.efSearch = ef_search
+        return obj
+
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        x = np.asarray(vectors)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise CoinfeatError(f"expected vectors of dimension {self.dim}, got shape {x.shape}")
+        return normalise(x)

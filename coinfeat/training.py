@@ -1,0 +1,169 @@
+"""``coinfeat fit-head``: train a head on a store's cached vectors and save it with its provenance.
+
+The head directory holds the head's own files and ``head.json``: type, params, classes, counts,
+fit seconds, and the extractor record (fingerprint, backbone, resize) of the vectors it learned
+from, so ``predict`` embeds new photos the same way and mismatched features are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coinfeat import __version__
+from coinfeat.embedder import Embedder, extractor_record
+from coinfeat.errors import CoinfeatError, FingerprintMismatch
+from coinfeat.heads import Head, load_head, make_head
+from coinfeat.store import Store, describe_extractor, open_store
+
+DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
+
+
+@dataclass
+class FitResult:
+    head_dir: str
+    type: str
+    params: dict[str, Any]
+    classes: list[str]
+    train: int
+    val: int
+    fit_seconds: float
+    val_accuracy: float | None
+    pretrained: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["k=5", "weights=distance"]`` -> ``{"k": 5, "weights": "distance"}`` (numbers parsed)."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CoinfeatError(f"--param {pair!r}: expected key=value, e.g. --param k=5")
+        params[key.strip()] = _parse_value(value.strip())
+    return params
+
+
+def _parse_value(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(value.lower(), value)
+
+
+def default_head_dir(store: Store, head_type: str) -> Path:
+    return DEFAULT_HEADS_DIR / store.manifest["dataset"]["name"] / head_type
+
+
+def fit_head(
+    features: str | Path,
+    head_type: str,
+    params: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    use_augmented: bool = False,
+) -> FitResult:
+    """Fit ``head_type`` on the train split (val for early stopping / selection) and save it."""
+    store = open_store(features)
+    head = make_head(head_type, **(params or {}))
+    X, items = store.select("train", include_views=use_augmented)
+    if len(X) == 0:
+        raise CoinfeatError(f"store {store.path} has no usable train vectors")
+    X_val, val_items = store.select("val")
+    head.fit(X, items["label"], X_val, val_items["label"])
+    head.remember(absolute_paths(store, items["path"]))
+    val_accuracy = (
+        float(np.mean(head.predict(X_val) == val_items["label"].to_numpy())) if len(X_val) else None
+    )
+    head.meta.update(provenance(store, use_augmented))
+    head.meta["counts"] = {
+        "train": len(X),
+        "val": len(X_val),
+        "per_class": {str(k): int(v) for k, v in items["label"].value_counts().sort_index().items()},
+    }
+    head.meta["val_accuracy"] = val_accuracy
+    head_dir = Path(out) if out else default_head_dir(store, head_type)
+    head.save(head_dir)
+    return FitResult(
+        str(head_dir),
+        head_type,
+        head.params,
+        head.classes_.tolist(),
+        len(X),
+        len(X_val),
+        round(head.fit_seconds_, 3),
+        val_accuracy,
+        store.pretrained,
+    )
+
+
+def absolute_paths(store: Store, relative) -> np.ndarray:
+    root = Path(store.manifest["dataset"]["root"])
+    return np.asarray([str(root / p) for p in relative], dtype=object)
+
+
+def provenance(store: Store, use_augmented: bool = False) -> dict[str, Any]:
+    """What a head records about the vectors it was trained on."""
+    return {
+        "features": {
+            **extractor_record(store.manifest),
+            "store": str(store.path.resolve()),
+            "dataset": store.manifest["dataset"]["name"],
+            "use_augmented": use_augmented,
+        },
+        "label_names": store.manifest["dataset"].get("label_names", {}),
+        "coinfeat_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def check_compatible(head: Head, store: Store) -> None:
+    """Refuse vectors from another extractor than the head's."""
+    theirs = head.meta.get("features", {}).get("fingerprint")
+    if theirs != store.fingerprint:
+        raise FingerprintMismatch(
+            f"head was trained on features {theirs} but store {store.path} holds {store.fingerprint} "
+            f"({describe_extractor(store.manifest)}); use a store made with the head's extractor"
+        )
+
+
+def add_to_knn(
+    head_dir: str | Path, data: str | Path, out_store: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Embed the labelled photos in ``data`` with the head's extractor and add them to a k-NN head."""
+    from coinfeat.extract import ExtractConfig, extract_features
+
+    head = load_head(head_dir)
+    if not hasattr(head, "add"):
+        raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
+    record = head.meta["features"]
+    spec = Embedder(record).spec
+    config = ExtractConfig(
+        backbone=spec.model_file or spec.name,
+        weights=spec.weights,
+        image_size=spec.image_size,
+        resize=record["resize"],
+        split=(1.0, 0.0, 0.0),
+        progress=progress,
+    )
+    store_dir = Path(out_store) if out_store else Path(head_dir) / "added" / Path(data).name
+    summary = extract_features(data, store_dir, config)
+    added = open_store(store_dir)
+    X, items = added.select(None)
+    paths = absolute_paths(added, items["path"])
+    fresh = ~np.isin(paths, list(getattr(head, "row_paths_", [])))
+    head.add(X[fresh], items["label"].to_numpy()[fresh], paths[fresh])
+    head.save(head_dir)
+    return {
+        "added": int(fresh.sum()),
+        "classes": head.classes_.tolist(),
+        "skipped": summary.skipped,
+        "store": str(store_dir),
+    }
