@@ -104,6 +104,13 @@ def _add_extract(commands) -> None:
     p.add_argument("--label-names", help="JSON file mapping class folder -> display name")
     p.add_argument("--split", default="70/15/15", help="train/val/test shares when DATA has no splits")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also cache N augmented views (rotation, flip, zoom, light) of each train photo",
+    )
     _common(p)
     p.set_defaults(handler=_run_extract)
 
@@ -192,6 +199,7 @@ def _run_extract(args: argparse.Namespace) -> int:
         label_names=args.label_names,
         split=parse_fractions(args.split),
         seed=args.seed,
+        augment=args.augment,
         progress=not (args.quiet or args.json),
     )
     summary = extract_features(args.data, args.out, config)
@@ -273,6 +281,10 @@ def _print_summary(summary, args: argparse.Namespace) -> None:
     )
     if summary.pending:
         print(f"  {summary.pending} image(s) not embedded yet (--limit): run again to continue")
+    if summary.views:
+        print(
+            f"  {summary.views} augmented view(s) of train photos cached (used by fit-head --use-augmented)"
+        )
     if summary.removed:
         print(f"  {summary.removed} item(s) dropped: their files are gone")
     splits = ", ".join(f"{k} {v}" for k, v in sorted(summary.splits.items()))

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from coinfeat import __version__
+from coinfeat.augment import AUGMENT_VERSION
 from coinfeat.backbones import BackboneSpec, fingerprint, resolve_backbone
 from coinfeat.datasets import Dataset, discover, group_of
 from coinfeat.engines import open_engine
@@ -31,10 +32,12 @@ from coinfeat.store import (
     ITEM_COLUMNS,
     OK,
     SKIPPED,
+    Known,
     PartWriter,
     Store,
     check_fingerprint,
     commit,
+    item_keys,
     load_known,
     open_store,
     read_manifest,
@@ -64,6 +67,7 @@ class ExtractConfig:
     split: tuple[float, float, float] = DEFAULT_FRACTIONS
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
+    augment: int = 0
     partitions: int = 1
     progress: bool = True
 
@@ -75,6 +79,8 @@ class ExtractConfig:
                 raise CoinfeatError(f"--{name.replace('_', '-')} must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise CoinfeatError("--limit must be 0 or more")
+        if self.augment < 0:
+            raise CoinfeatError("--augment must be 0 or more")
 
 
 @dataclass
@@ -88,6 +94,7 @@ class ExtractSummary:
     total: int
     pending: int
     removed: int
+    views: int
     seconds: float
     fingerprint: str
     backbone: str
@@ -128,7 +135,7 @@ def extract_features(
         known = load_known(out, store, fp)
         items, notes = plan(dataset, store, cfg)
         before = set(known.vectors) | set(known.skipped)
-        work = _work_list(items, before, dataset, cfg.limit)
+        work = _work_list(items, known, dataset, cfg.limit)
         stats = _embed(work, spec, cfg, out, fp)
         known = load_known(out, store, fp)
         final = _final_rows(items, known)
@@ -172,7 +179,14 @@ def plan(dataset: Dataset, store: Store | None, cfg: ExtractConfig) -> tuple[pd.
     result = resolve_splits(items, cfg.split, cfg.seed, sticky)
     items["split"] = result.splits
     notes = dataset.notes + result.notes + _content_warnings(items)
-    return items[ITEM_COLUMNS], notes
+    return with_views(items[ITEM_COLUMNS], cfg.augment), notes
+
+
+def with_views(items: pd.DataFrame, views: int) -> pd.DataFrame:
+    """Append ``views`` augmented rows (view 1..N) for every readable train photo."""
+    base = items[(items["split"] == "train") & (items["status"] == OK)]
+    copies = [base.assign(view=v) for v in range(1, views + 1)]
+    return pd.concat([items, *copies], ignore_index=True) if copies else items
 
 
 def _previous_hashes(store: Store | None) -> dict[str, tuple[int, int, str]]:
@@ -236,11 +250,18 @@ def _content_warnings(items: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _work_list(items: pd.DataFrame, known: set[str], dataset: Dataset, limit: int | None) -> list[WorkItem]:
-    todo = items[(items["status"] == OK) & ~items["sha256"].isin(known)].drop_duplicates("sha256")
+def _work_list(items: pd.DataFrame, known: Known, dataset: Dataset, limit: int | None) -> list[WorkItem]:
+    """Vectors still to compute, clean photos first; views of photos known to fail are left out."""
+    todo = items.assign(key=item_keys(items))
+    done = set(known.vectors) | set(known.skipped)
+    todo = todo[(todo["status"] == OK) & ~todo["key"].isin(done) & ~todo["sha256"].isin(known.skipped)]
+    todo = todo.drop_duplicates("key").sort_values("view", kind="stable")
     if limit is not None:
         todo = todo.head(limit)
-    return [WorkItem(sha, dataset.absolute(path)) for sha, path in zip(todo["sha256"], todo["path"])]
+    return [
+        WorkItem(key, dataset.absolute(path), int(view))
+        for key, path, view in zip(todo["key"], todo["path"], todo["view"])
+    ]
 
 
 # --------------------------------------------------------------------------- embedding
@@ -267,11 +288,12 @@ def _embed(work: list[WorkItem], spec: BackboneSpec, cfg: ExtractConfig, out: Pa
 def _final_rows(items: pd.DataFrame, known) -> pd.DataFrame:
     """Rows that have a vector or a recorded skip; files not reached yet (--limit) wait."""
     items = items.copy()
-    has_vector = items["sha256"].isin(known.vectors.keys())
-    failed = items["sha256"].isin(known.skipped.keys()) & ~has_vector
+    keys = pd.Series(item_keys(items), index=items.index)
+    has_vector = keys.isin(known.vectors.keys())
+    failed = keys.isin(known.skipped.keys()) & ~has_vector
     items.loc[failed, "status"] = SKIPPED
-    items.loc[failed, "error"] = items.loc[failed, "sha256"].map(known.skipped)
-    keep = has_vector | failed | (items["status"] == SKIPPED)
+    items.loc[failed, "error"] = keys[failed].map(known.skipped)
+    keep = has_vector | ((failed | (items["status"] == SKIPPED)) & (items["view"] == 0))
     return items[keep].reset_index(drop=True)[ITEM_COLUMNS]
 
 
@@ -295,7 +317,7 @@ def _manifest(
     previous: dict | None,
 ) -> dict[str, Any]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    ok = final[final["status"] == OK]
+    ok = final[(final["status"] == OK) & (final["view"] == 0)]
     return {
         "fingerprint": fp,
         "pretrained": spec.pretrained,
@@ -312,11 +334,13 @@ def _manifest(
             "label_names": dataset.label_names,
         },
         "group_regex": cfg.group_regex,
+        "augment": {"views_per_train_photo": cfg.augment, "version": AUGMENT_VERSION},
         "split": {"fractions": list(cfg.split), "seed": cfg.seed},
         "counts": {
             "items": len(final),
             "ok": len(ok),
             "skipped": int((final["status"] == SKIPPED).sum()),
+            "views": int(((final["status"] == OK) & (final["view"] > 0)).sum()),
             "per_split": {str(k): int(v) for k, v in ok["split"].value_counts().items()},
             "per_class": {str(k): int(v) for k, v in ok["label"].value_counts().sort_index().items()},
         },
@@ -328,8 +352,10 @@ def _manifest(
 def _summarise(out, final, items, before, store, spec, fp, stats, notes, dataset, seconds) -> ExtractSummary:
     skipped = final[final["status"] == SKIPPED]
     ok = final[final["status"] == OK]
-    reused = int(ok["sha256"].isin(before).sum())
-    removed = 0 if store is None else int((~store.items["path"].isin(items["path"])).sum())
+    reused = int(pd.Series(item_keys(ok)).isin(before).sum())
+    photos = ok[ok["view"] == 0]
+    old_photos = store.items.loc[store.items["view"] == 0, "path"] if store is not None else pd.Series([])
+    removed = int((~old_photos.isin(items["path"])).sum())
     return ExtractSummary(
         store=str(out),
         embedded=len(ok) - reused,
@@ -338,13 +364,14 @@ def _summarise(out, final, items, before, store, spec, fp, stats, notes, dataset
         total=len(final),
         pending=len(items) - len(final),
         removed=removed,
+        views=int((ok["view"] > 0).sum()),
         seconds=round(seconds, 3),
         fingerprint=fp,
         backbone=spec.label,
         pretrained=spec.pretrained,
         engine=stats.engine,
         skipped_reasons={str(k): int(v) for k, v in skipped["error"].value_counts().items()},
-        splits={str(k): int(v) for k, v in ok["split"].value_counts().items()},
+        splits={str(k): int(v) for k, v in photos["split"].value_counts().items()},
         stage_seconds={
             "read": round(stats.read_seconds, 3),
             "infer": round(stats.infer_seconds, 3),

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from coinfeat.augment import augment
 from coinfeat.errors import DecodeError
 from coinfeat.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes
 from coinfeat.runtime import log
@@ -26,15 +27,16 @@ from coinfeat.runtime import log
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One unique image to embed, named by its content hash."""
+    """One vector to compute: its key (content hash, plus view), the file, and the view number."""
 
-    sha256: str
+    key: str
     path: Path
+    view: int = 0
 
 
 @dataclass
 class Batch:
-    shas: list[str]
+    keys: list[str]
     images: np.ndarray  # (B, S, S, 3) float32, 0..255
     failures: list[tuple[str, str]]
 
@@ -44,7 +46,7 @@ class Mapper(Protocol):
 
 
 class Writer(Protocol):
-    def write(self, shas: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None: ...
+    def write(self, keys: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None: ...
 
 
 class ImageReader:
@@ -70,7 +72,10 @@ class ImageReader:
 
     def load(self, item: WorkItem) -> np.ndarray:
         img = decode(read_bytes(item.path), draft_size=self.image_size, max_pixels=self.max_pixels)
-        return np.asarray(fit_square(img, self.image_size, self.resize), dtype=np.uint8)
+        img = fit_square(img, self.image_size, self.resize)
+        if item.view:
+            img = augment(img, item.key)
+        return np.asarray(img, dtype=np.uint8)
 
     def __iter__(self) -> Iterator[Batch]:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="coinfeat-decode") as pool:
@@ -91,16 +96,16 @@ class ImageReader:
                 yield self._assemble(taken)
 
     def _assemble(self, taken: list[tuple[WorkItem, Future]]) -> Batch:
-        shas, arrays, failures = [], [], []
+        keys, arrays, failures = [], [], []
         for item, future in taken:
             try:
                 arrays.append(future.result())
-                shas.append(item.sha256)
+                keys.append(item.key)
             except DecodeError as exc:
-                failures.append((item.sha256, str(exc)))
+                failures.append((item.key, str(exc)))
         size = self.image_size
         images = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, size, size, 3), np.float32)
-        return Batch(shas, images, failures)
+        return Batch(keys, images, failures)
 
 
 @dataclass
@@ -156,30 +161,30 @@ class Runner:
             for batch in self.make_reader(mine):
                 t_read = time.perf_counter() - waited
                 t0 = time.perf_counter()
-                if batch.shas and mapper is None:
+                if batch.keys and mapper is None:
                     mapper = self.open_mapper(batch.images)
                     stats.engine = getattr(mapper, "name", type(mapper).__name__)
-                vectors = mapper.embed(batch.images) if batch.shas else np.zeros((0, 0), np.float32)
+                vectors = mapper.embed(batch.images) if batch.keys else np.zeros((0, 0), np.float32)
                 t1 = time.perf_counter()
-                writer.write(batch.shas, vectors, batch.failures)
+                writer.write(batch.keys, vectors, batch.failures)
                 t2 = time.perf_counter()
                 log.debug(
                     "partition %d batch %d: %d images, read %.3fs infer %.3fs write %.3fs",
                     index,
                     stats.batches,
-                    len(batch.shas) + len(batch.failures),
+                    len(batch.keys) + len(batch.failures),
                     t_read,
                     t1 - t0,
                     t2 - t1,
                 )
                 stats.batches += 1
-                stats.embedded += len(batch.shas)
+                stats.embedded += len(batch.keys)
                 stats.failed += len(batch.failures)
                 stats.failures += batch.failures
                 stats.read_seconds += t_read
                 stats.infer_seconds += t1 - t0
                 stats.write_seconds += t2 - t1
-                bar.update(len(batch.shas) + len(batch.failures))
+                bar.update(len(batch.keys) + len(batch.failures))
                 waited = time.perf_counter()
         return stats
 

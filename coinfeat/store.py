@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from coinfeat.augment import vector_key
 from coinfeat.errors import CoinfeatError, FingerprintMismatch, StoreBusy
 
 FORMAT_VERSION = 1
@@ -169,15 +170,15 @@ class PartWriter:
         self.prefix = f"{fingerprint}-{time.time_ns()}-{os.getpid()}-p{partition}"
         self.count = 0
 
-    def write(self, shas: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None:
+    def write(self, keys: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None:
         stem = self.folder / f"{self.prefix}-{self.count:06d}"
         self.count += 1
         table = pd.DataFrame(
             {
-                "sha256": list(shas) + [sha for sha, _ in failures],
-                "status": [OK] * len(shas) + [SKIPPED] * len(failures),
-                "error": [None] * len(shas) + [reason for _, reason in failures],
-                "row": list(range(len(shas))) + [-1] * len(failures),
+                "key": list(keys) + [key for key, _ in failures],
+                "status": [OK] * len(keys) + [SKIPPED] * len(failures),
+                "error": [None] * len(keys) + [reason for _, reason in failures],
+                "row": list(range(len(keys))) + [-1] * len(failures),
             }
         )
         _atomic(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, vectors))
@@ -191,7 +192,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 @dataclass
 class Known:
-    """Everything already computed for a store, keyed by file content (sha256)."""
+    """Everything already computed for a store, by vector key (content hash, plus view)."""
 
     arrays: list[np.ndarray] = field(default_factory=list)
     vectors: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -212,23 +213,23 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
     if store is not None:
         idx = known.add_array(store.embeddings)
         known.dim = store.manifest.get("dim") or known.dim
-        for row, (sha, status, error) in enumerate(
-            store.items[["sha256", "status", "error"]].itertuples(index=False)
+        for row, (key, status, error) in enumerate(
+            zip(item_keys(store.items), store.items["status"], store.items["error"])
         ):
-            if not isinstance(sha, str):
+            if key is None:
                 continue
             if status == OK:
-                known.vectors[sha] = (idx, row)
+                known.vectors[key] = (idx, row)
             else:
-                known.skipped[sha] = error
+                known.skipped[key] = error
     for parquet in sorted((path / PARTS).glob(f"{fingerprint}-*.parquet")):
         table = pd.read_parquet(parquet)
         idx = known.add_array(np.load(parquet.with_suffix(".npy"), mmap_mode="r"))
-        for sha, status, error, row in table.itertuples(index=False):
+        for key, status, error, row in table.itertuples(index=False):
             if status == OK:
-                known.vectors[sha] = (idx, int(row))
+                known.vectors[key] = (idx, int(row))
             else:
-                known.skipped[sha] = error
+                known.skipped[key] = error
         known.part_files += [parquet, parquet.with_suffix(".npy")]
     return known
 
@@ -242,12 +243,12 @@ def foreign_parts(path: Path, fingerprint: str) -> list[Path]:
 
 
 def commit(path: Path, items: pd.DataFrame, known: Known, manifest: dict[str, Any]) -> None:
-    """Write ``items`` (with vectors looked up in ``known`` by sha256) as the new store."""
+    """Write ``items`` (with vectors looked up in ``known`` by key) as the new store."""
     dim = known.dim or 0
     commit_id = uuid.uuid4().hex
     tmp_emb = path / f"{EMBEDDINGS}.tmp"
     out = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=np.float32, shape=(len(items), dim))
-    _fill_vectors(out, items["sha256"].tolist(), items["status"].tolist(), known)
+    _fill_vectors(out, item_keys(items), items["status"].tolist(), known)
     out.flush()
     del out
     _fsync_file(tmp_emb)
@@ -271,12 +272,20 @@ def commit(path: Path, items: pd.DataFrame, known: Known, manifest: dict[str, An
         part.unlink(missing_ok=True)
 
 
-def _fill_vectors(out: np.ndarray, shas: list[str], statuses: list[str], known: Known) -> None:
+def item_keys(items: pd.DataFrame) -> list[str | None]:
+    """The vector key of every item row (None where the file could not even be read)."""
+    return [
+        vector_key(sha, int(view)) if isinstance(sha, str) else None
+        for sha, view in zip(items["sha256"], items["view"])
+    ]
+
+
+def _fill_vectors(out: np.ndarray, keys: list[str | None], statuses: list[str], known: Known) -> None:
     """Copy each row's vector from its source array, source by source, in bounded chunks."""
     by_source: dict[int, tuple[list[int], list[int]]] = {}
-    for target, (sha, status) in enumerate(zip(shas, statuses)):
+    for target, (key, status) in enumerate(zip(keys, statuses)):
         if status == OK:
-            source, row = known.vectors[sha]
+            source, row = known.vectors[key]
             targets, rows = by_source.setdefault(source, ([], []))
             targets.append(target)
             rows.append(row)
