@@ -42,7 +42,7 @@ class Head(ABC):
 
     def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
-        X = _check_matrix(X, "X")
+        X = check_matrix(X, "X")
         y = np.asarray(y).astype(str)
         if len(y) != len(X):
             raise CoinfeatError(f"X has {len(X)} rows but y has {len(y)} labels")
@@ -53,7 +53,7 @@ class Head(ABC):
         codes = np.searchsorted(self.classes_, y)
         val = None
         if X_val is not None and y_val is not None and len(X_val):
-            X_val = self._check_dim(_check_matrix(X_val, "X_val"))
+            X_val = self._check_dim(check_matrix(X_val, "X_val"))
             y_val = np.asarray(y_val).astype(str)
             known = np.isin(y_val, self.classes_)
             if known.any():
@@ -65,7 +65,7 @@ class Head(ABC):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        X = self._check_dim(_check_matrix(X, "X"))
+        X = self._check_dim(check_matrix(X, "X"))
         if len(X) == 0:
             return np.zeros((0, len(self.classes_)), np.float32)
         proba = np.asarray(self._predict_proba(X), dtype=np.float64)
@@ -145,7 +145,7 @@ class Head(ABC):
         return X
 
 
-def _check_matrix(X: np.ndarray, name: str) -> np.ndarray:
+def check_matrix(X: np.ndarray, name: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise CoinfeatError(f"{name} must be a 2-D array of vectors, got shape {X.shape}")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from coinfeat.errors import CoinfeatError
 from coinfeat.heads import register
-from coinfeat.heads.base import Head
+from coinfeat.heads.base import Head, check_matrix
 from coinfeat.search import INDEX_KINDS, VectorIndex
 
 INDEX_FILE, ROWS_FILE = "index.faiss", "rows.parquet"
@@ -60,10 +60,12 @@ class KnnHead(Head):
     def add(self, X: np.ndarray, labels, paths=None) -> KnnHead:
         """Add labelled vectors to a fitted head; unseen labels become new classes."""
         self._check_fitted()
-        X = self._check_dim(np.asarray(X, dtype=np.float32).reshape(len(X), -1))
+        X = self._check_dim(check_matrix(X, "X"))
         labels = np.asarray(labels).astype(str)
         if len(labels) != len(X):
             raise CoinfeatError(f"{len(X)} vectors but {len(labels)} labels")
+        if len(X) == 0:
+            return self
         self.index_.add(X)
         self.row_labels_ = np.concatenate([self.row_labels_, labels])
         extra = np.asarray(paths if paths is not None else [""] * len(X), dtype=object)

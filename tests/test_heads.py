@@ -1,0 +1,197 @@
+"""Heads: one interface, learn separable data, know nothing from shuffled labels, round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SMALL, coin_image, small_config, write_class_folders
+
+from coinfeat import extract_features
+from coinfeat.errors import CoinfeatError, FingerprintMismatch
+from coinfeat.heads import head_types, load_head, make_head
+from coinfeat.predict import predict_images
+from coinfeat.store import open_store
+from coinfeat.training import add_to_knn, check_compatible, fit_head, parse_params
+
+ALL = list(head_types())
+FAST = {"dense": {"epochs": 40}}
+
+
+def clusters(n_classes=4, per_class=40, dim=32, spread=6.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * spread
+    labels = np.repeat([f"c{i}" for i in range(n_classes)], per_class)
+    X = centres[np.repeat(np.arange(n_classes), per_class)] + rng.normal(size=(len(labels), dim))
+    return X.astype(np.float32), labels
+
+
+def test_registry_lists_the_required_heads():
+    assert {"dense", "logreg", "knn", "centroid"} <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_separable_clusters_are_learned(name):
+    X, y = clusters()
+    Xt, yt = clusters(seed=0)[0][1::2], y[1::2]
+    head = make_head(name, **FAST.get(name, {})).fit(X[::2], y[::2], X[1::2], y[1::2])
+    proba = head.predict_proba(Xt)
+    assert proba.shape == (len(Xt), 4)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert list(head.classes_) == ["c0", "c1", "c2", "c3"]
+    assert np.mean(head.classes_[proba.argmax(1)] == yt) >= 0.98
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shuffled_labels_stay_near_chance(name):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 16)).astype(np.float32)
+    y = rng.permutation(np.repeat(["a", "b", "c", "d"], 100))
+    Xt = rng.normal(size=(400, 16)).astype(np.float32)
+    yt = rng.permutation(np.repeat(["a", "b", "c", "d"], 100))
+    head = make_head(name, **FAST.get(name, {})).fit(X, y, X[:80], y[:80])
+    assert abs(np.mean(head.predict(Xt) == yt) - 0.25) < 0.1
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip_gives_identical_probabilities(name, tmp_path):
+    X, y = clusters()
+    head = make_head(name, **FAST.get(name, {})).fit(X, y)
+    head.save(tmp_path / name)
+    again = load_head(tmp_path / name)
+    assert type(again) is type(head) and list(again.classes_) == list(head.classes_)
+    np.testing.assert_array_equal(again.predict_proba(X), head.predict_proba(X))
+    assert json.loads((tmp_path / name / "head.json").read_text())["type"] == name
+
+
+def test_boundary_validation():
+    X, y = clusters()
+    with pytest.raises(CoinfeatError, match="no parameter"):
+        make_head("logreg", K=3)
+    with pytest.raises(CoinfeatError, match="unknown head type"):
+        make_head("forest")
+    with pytest.raises(CoinfeatError, match="not fitted"):
+        make_head("knn").predict_proba(X)
+    head = make_head("centroid").fit(X, y)
+    with pytest.raises(CoinfeatError, match="dimensions"):
+        head.predict_proba(X[:, :5])
+    with pytest.raises(CoinfeatError, match="NaN"):
+        head.predict_proba(np.full((2, 32), np.nan))
+    with pytest.raises(CoinfeatError, match="at least 2 classes"):
+        make_head("logreg").fit(X, ["same"] * len(X))
+    with pytest.raises(CoinfeatError, match="index=flat"):
+        make_head("knn", index="ivf", nlist=100).fit(X, y)
+
+
+def test_knn_index_kinds_and_weightings():
+    X, y = clusters(per_class=400, dim=16)
+    for params in (
+        {"index": "ivf", "nlist": 8, "nprobe": 4},
+        {"index": "hnsw"},
+        {"weights": "uniform"},
+        {"weights": "distance"},
+    ):
+        head = make_head("knn", **params).fit(X[::2], y[::2])
+        assert np.mean(head.predict(X[1::2]) == y[1::2]) > 0.98, params
+
+
+def test_knn_add_makes_a_new_class_predictable_without_refitting(tmp_path):
+    X, y = clusters(n_classes=5)
+    old = y != "c4"
+    head = make_head("knn", k=5).fit(X[old], y[old])
+    index_before = head.index_
+    assert "c4" not in head.classes_
+    head.add(X[~old][::2], y[~old][::2])
+    assert head.index_ is index_before, "add must not rebuild the index"
+    assert "c4" in head.classes_
+    assert np.mean(head.predict(X[~old][1::2]) == "c4") >= 0.95
+    head.save(tmp_path / "k")
+    assert "c4" in load_head(tmp_path / "k").classes_
+
+
+def test_damaged_or_missing_head_directories(tmp_path):
+    with pytest.raises(CoinfeatError, match="not found"):
+        load_head(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CoinfeatError, match=r"head\.json missing"):
+        load_head(tmp_path / "empty")
+    X, y = clusters()
+    make_head("knn").fit(X, y).save(tmp_path / "k")
+    (tmp_path / "k" / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(CoinfeatError, match="index"):
+        load_head(tmp_path / "k")
+    make_head("logreg").fit(X, y).save(tmp_path / "l")
+    (tmp_path / "l" / "head.json").write_text("{not json")
+    with pytest.raises(CoinfeatError, match="damaged"):
+        load_head(tmp_path / "l")
+
+
+def test_parse_params():
+    assert parse_params(["k=5", "weights=distance", "C=0.5", "class_weight=none"]) == {
+        "k": 5,
+        "weights": "distance",
+        "C": 0.5,
+        "class_weight": None,
+    }
+    with pytest.raises(CoinfeatError, match="key=value"):
+        parse_params(["k5"])
+
+
+@pytest.fixture
+def store_and_data(tmp_path):
+    colours = {
+        "copper": (184, 115, 51),
+        "gold": (212, 175, 55),
+        "silver": (170, 170, 180),
+        "black": (20, 20, 20),
+    }
+    data = write_class_folders(tmp_path / "coins", per_class=12, colours=colours)
+    extract_features(data, tmp_path / "store", small_config(augment=1))
+    return tmp_path / "store", data
+
+
+def test_fit_head_records_provenance_and_refuses_other_features(store_and_data, tmp_path):
+    store_path, data = store_and_data
+    result = fit_head(store_path, "logreg", {"C": 0.5}, tmp_path / "head")
+    record = json.loads((tmp_path / "head" / "head.json").read_text())
+    assert record["params"]["C"] == 0.5 and record["counts"]["train"] == result.train
+    assert record["features"]["fingerprint"] == open_store(store_path).fingerprint
+    assert record["features"]["pretrained"] is False
+    augmented = fit_head(store_path, "logreg", {}, tmp_path / "head-aug", use_augmented=True)
+    assert augmented.train == 2 * result.train
+    extract_features(data, tmp_path / "other", small_config(resize="crop"))
+    with pytest.raises(FingerprintMismatch, match="trained on features"):
+        check_compatible(load_head(tmp_path / "head"), open_store(tmp_path / "other"))
+
+
+def test_predict_photos_with_the_heads_own_extractor(store_and_data, tmp_path):
+    store_path, data = store_and_data
+    fit_head(store_path, "knn", {"k": 3}, tmp_path / "knn")
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    photos = [data / "gold" / "gold0_0.jpg", bad]
+    results = predict_images(photos, tmp_path / "knn", top_k=2)
+    assert results[0].labels[0] == "gold" and len(results[0].labels) == 2
+    assert results[1].error and "not an image" in results[1].error
+    rotated = predict_images(photos[:1], tmp_path / "knn", top_k=1, tta="rotations")
+    assert rotated[0].labels == ["gold"]
+
+
+def test_knn_add_from_a_folder_of_new_photos(store_and_data, tmp_path):
+    store_path, _ = store_and_data
+    fit_head(store_path, "knn", {"k": 3}, tmp_path / "knn")
+    new = tmp_path / "new"
+    for i in range(6):
+        (new / "green").mkdir(parents=True, exist_ok=True)
+        coin_image((30, 200, 60), seed=300 + i).save(new / "green" / f"g{i}_0.jpg")
+    result = add_to_knn(tmp_path / "knn", new, progress=False)
+    assert result["added"] == 6 and "green" in result["classes"]
+    assert add_to_knn(tmp_path / "knn", new, progress=False)["added"] == 0, "no double adds"
+    query = tmp_path / "q.jpg"
+    coin_image((30, 200, 60), seed=999).save(query)
+    assert predict_images([query], tmp_path / "knn", top_k=1)[0].labels == ["green"]
+    assert (
+        json.loads((tmp_path / "knn" / "head.json").read_text())["features"]["backbone"]["image_size"]
+        == SMALL
+    )
