@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from coinfeat import __version__
 from coinfeat.errors import CoinfeatError
@@ -267,9 +268,29 @@ def _run_demo(args: argparse.Namespace) -> int:
         progress=not (args.quiet or args.json),
         announce=lambda text: print(text, file=sys.stderr),
     )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "extract": result.extract.to_dict(),
+                    "heads": [h.to_dict() for h in result.heads],
+                    "predictions": [p.to_dict() for p in result.predictions],
+                }
+            )
+        )
+        return 0
     _print_summary(result.extract, args)
-    if not args.json:
-        print(f"demo finished: outputs in {result.out}")
+    print("heads (validation accuracy):")
+    for head in result.heads:
+        val = f"{head.val_accuracy:.3f}" if head.val_accuracy is not None else "n/a"
+        print(f"  {head.type:<10} {val}  fit {head.fit_seconds:.2f}s -> {head.head_dir}")
+    print("predictions on test photos (best head):")
+    for p in result.predictions:
+        top = ", ".join(f"{label} {prob:.0%}" for label, prob in zip(p.labels, p.probabilities))
+        print(f"  {Path(p.path).parent.name}/{Path(p.path).name}: {top or p.error}")
+    if not result.pretrained:
+        print("WARNING: NOT PRETRAINED weights: the accuracies above are meaningless")
+    print(f"demo finished: outputs in {result.out}")
     return 0
 
 

@@ -129,11 +129,14 @@ def test_debug_shows_the_traceback():
 def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
     result = _cli("demo", "--out", str(tmp_path / "demo"), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = output["extract"]
     assert summary["total"] == 144 and summary["skipped"] == 0
     if not summary["pretrained"]:
         assert "NOT PRETRAINED" in result.stderr
     assert open_store(summary["store"]).items.label.nunique() == 8
+    assert {h["type"] for h in output["heads"]} >= {"dense", "logreg", "knn", "centroid"}
+    assert len(output["predictions"]) == 8 and all(p["labels"] for p in output["predictions"])
 
 
 def test_cli_and_library_agree_on_root_cause(tmp_path):
