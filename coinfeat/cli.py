@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extract(commands)
     _add_fit_head(commands)
     _add_predict(commands)
+    _add_compare(commands)
     _add_demo(commands)
     return parser
 
@@ -170,6 +171,54 @@ def _add_predict(commands) -> None:
     p.set_defaults(handler=_run_predict)
 
 
+def _add_compare(commands) -> None:
+    p = commands.add_parser(
+        "compare",
+        help="train and evaluate several heads alike; write a report",
+        description="Fit every chosen head on the same train split of a feature store (val for early "
+        "stopping), evaluate all on the test split, and write report.md, a self-contained "
+        "report.html, metrics.json, per_class.csv, predictions.parquet and PNG plots.",
+    )
+    p.add_argument("--features", required=True, help="feature store made by extract-features")
+    p.add_argument("--heads", default="dense,logreg,knn,centroid", help="comma-separated head types")
+    p.add_argument("--top-k", default="1,3,5", help="comma-separated k values (default 1,3,5)")
+    p.add_argument("--out", help="report folder (default artifacts/reports/<dataset>)")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="HEAD.KEY=VALUE",
+        help="a head parameter, e.g. knn.k=5 (repeatable)",
+    )
+    p.add_argument(
+        "--load",
+        action="append",
+        metavar="NAME=DIR",
+        help="also evaluate an already fitted head (repeatable)",
+    )
+    p.add_argument("--use-augmented", action="store_true", help="train on cached augmented views too")
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run stratified group-aware K-fold cross-validation",
+    )
+    p.add_argument(
+        "--label-parts",
+        metavar="REGEX",
+        help="regex with named groups splitting labels into parts, e.g. "
+        "'(?P<denomination>[^,]+),(?P<currency>[^,]+),(?P<country>.+)'",
+    )
+    p.add_argument(
+        "--confusion-top",
+        type=int,
+        metavar="N",
+        help="confusion matrices show only the N most confused classes",
+    )
+    _common(p)
+    p.set_defaults(handler=_run_compare)
+
+
 def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
@@ -259,6 +308,76 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0 if all(r.error is None for r in results) else 1
 
 
+def _run_compare(args: argparse.Namespace) -> int:
+    from coinfeat.compare import DEFAULT_REPORTS_DIR, CompareConfig, compare_heads
+    from coinfeat.reports import write_report
+    from coinfeat.store import open_store
+
+    config = CompareConfig(
+        heads=[h.strip() for h in args.heads.split(",") if h.strip()],
+        top_k=_int_list(args.top_k, "--top-k"),
+        params=_head_params(args.param),
+        load=dict(_pair(item, "--load") for item in args.load or []),
+        use_augmented=args.use_augmented,
+        cv=args.cv,
+        label_parts=args.label_parts,
+        confusion_top=args.confusion_top,
+    )
+    out = (
+        Path(args.out)
+        if args.out
+        else DEFAULT_REPORTS_DIR / open_store(args.features).manifest["dataset"]["name"]
+    )
+    comparison = compare_heads(args.features, config, heads_dir=out / "heads")
+    report = write_report(comparison, out)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "report": str(report),
+                    "recommended_head": comparison.best.name,
+                    "metrics": str(out / "metrics.json"),
+                }
+            )
+        )
+        return 0
+    split = comparison.eval_split
+    for r in comparison.results:
+        m = r.metrics[split]
+        tops = " ".join(f"top{k} {m[f'top{k}']:.3f}" for k in config.top_k)
+        print(f"{r.name:<10} {tops}  balanced {m['balanced_accuracy']:.3f}  fit {r.fit_seconds:.2f}s")
+    print(f"recommended: {comparison.best.name}; report: {report}")
+    if not comparison.store.pretrained:
+        print("WARNING: NOT PRETRAINED features: these figures are meaningless")
+    return 0
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CoinfeatError(f"{option} {text!r}: expected comma-separated whole numbers") from None
+
+
+def _pair(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise CoinfeatError(f"{option} {text!r}: expected NAME=VALUE")
+    return key.strip(), value.strip()
+
+
+def _head_params(items: list[str] | None) -> dict[str, dict]:
+    from coinfeat.training import parse_params
+
+    params: dict[str, dict] = {}
+    for item in items or []:
+        head, dot, rest = item.partition(".")
+        if not dot:
+            raise CoinfeatError(f"--param {item!r}: expected HEAD.KEY=VALUE, e.g. knn.k=5")
+        params.setdefault(head, {}).update(parse_params([rest]))
+    return params
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from coinfeat.demo import run_demo
 
@@ -275,6 +394,7 @@ def _run_demo(args: argparse.Namespace) -> int:
                     "extract": result.extract.to_dict(),
                     "heads": [h.to_dict() for h in result.heads],
                     "predictions": [p.to_dict() for p in result.predictions],
+                    "report": str(result.report),
                 }
             )
         )
@@ -290,6 +410,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"  {Path(p.path).parent.name}/{Path(p.path).name}: {top or p.error}")
     if not result.pretrained:
         print("WARNING: NOT PRETRAINED weights: the accuracies above are meaningless")
+    print(f"head comparison report: {result.report}")
     print(f"demo finished: outputs in {result.out}")
     return 0
 

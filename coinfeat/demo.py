@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from coinfeat.compare import CompareConfig, compare_heads
 from coinfeat.errors import WeightsUnavailable
 from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features
 from coinfeat.heads import head_types
 from coinfeat.predict import Prediction, predict_images
+from coinfeat.reports import write_report
 from coinfeat.runtime import log
 from coinfeat.store import open_store
 from coinfeat.training import FitResult, fit_head
@@ -38,6 +40,7 @@ class DemoResult:
     out: Path
     heads: list[FitResult] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
+    report: Path | None = None
 
 
 def sample_dir() -> Path:
@@ -48,7 +51,8 @@ def sample_dir() -> Path:
 def run_demo(
     out: str | Path = DEFAULT_DEMO_DIR, weights: str = "imagenet", progress: bool = True, announce=print
 ) -> DemoResult:
-    """Extract features for the bundled sample, fit every head, predict a few test photos."""
+    """Extract features for the bundled sample, fit every head, predict a few test photos, and
+    write the head-comparison report."""
     out = Path(out)
     config = ExtractConfig(weights=weights, group_regex=SAMPLE_GROUP_REGEX, progress=progress)
     try:
@@ -64,7 +68,9 @@ def run_demo(
     _, test = store.select("test")
     photos = [str(sample_dir() / p) for p in test.groupby("label").head(1)["path"]]
     predictions = predict_images(photos, best.head_dir, top_k=3)
-    return DemoResult(summary, summary.pretrained, out, heads, predictions)
+    comparison = compare_heads(summary.store, CompareConfig(), heads_dir=out / "report" / "heads")
+    report = write_report(comparison, out / "report")
+    return DemoResult(summary, summary.pretrained, out, heads, predictions, report)
 
 
 def _store_name(config: ExtractConfig) -> str:

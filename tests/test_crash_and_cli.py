@@ -137,6 +137,7 @@ def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
     assert open_store(summary["store"]).items.label.nunique() == 8
     assert {h["type"] for h in output["heads"]} >= {"dense", "logreg", "knn", "centroid"}
     assert len(output["predictions"]) == 8 and all(p["labels"] for p in output["predictions"])
+    assert output["report"].endswith("report.html") and (tmp_path / output["report"]).is_file()
 
 
 def test_cli_and_library_agree_on_root_cause(tmp_path):

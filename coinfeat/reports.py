@@ -1,0 +1,390 @@
+"""Reports of a head comparison: files a person opens, and data anyone can recompute from.
+
+``write_report`` writes into one folder: ``report.md``, ``report.html`` (self-contained: images
+inlined, opens offline), ``metrics.json``, ``per_class.csv``, ``predictions.parquet`` (every
+test/val photo with each head's top-k labels and probabilities), ``confusion_<head>.png``,
+``topk.png`` and ``thumbs/`` (one photo per class for the most-confused-pairs table).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import leaves_list, linkage
+
+from coinfeat.compare import Comparison, HeadResult
+from coinfeat.errors import DecodeError
+from coinfeat.images import decode, read_bytes
+from coinfeat.metrics import confusion, most_confused_pairs, predicted_labels
+from coinfeat.store import describe_extractor
+
+THUMB = 72
+LABELLED_TICKS_MAX = 60
+
+
+def write_report(comparison: Comparison, out: str | Path) -> Path:
+    """Write every report file into ``out`` and return the path of ``report.html``."""
+    out = Path(out)
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    metrics = metrics_document(comparison)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    per_class_table(comparison).to_csv(out / "per_class.csv", index=False)
+    predictions_table(comparison).to_parquet(out / "predictions.parquet", index=False)
+    images = {
+        f"confusion_{r.name}.png": plot_confusion(comparison, r, out / f"confusion_{r.name}.png")
+        for r in comparison.results
+    }
+    images["topk.png"] = plot_topk(comparison, out / "topk.png")
+    pairs = confused_pairs(comparison, out)
+    (out / "report.md").write_text(render_markdown(comparison, metrics, pairs))
+    (out / "report.html").write_text(render_html(comparison, metrics, pairs, out))
+    return out / "report.html"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def metrics_document(c: Comparison) -> dict[str, Any]:
+    m = c.store.manifest
+    return {
+        "dataset": m["dataset"]["name"],
+        "store": str(c.store.path),
+        "fingerprint": c.store.fingerprint,
+        "extractor": describe_extractor(m),
+        "pretrained": c.store.pretrained,
+        "evaluated_on": c.eval_split,
+        "split_sizes": {name: int((items["view"] == 0).sum()) for name, items in c.splits.items()},
+        "train_vectors": len(c.splits["train"]),
+        "top_k": c.config.top_k,
+        "recommended_head": c.best.name,
+        "heads": {
+            r.name: {
+                "params": r.head.params,
+                "fit_seconds": r.fit_seconds,
+                "predict_ms_per_image": r.predict_ms_per_image,
+                "size_bytes": r.size_bytes,
+                **r.metrics,
+                "label_parts": r.parts,
+                "cv": r.cv,
+            }
+            for r in c.results
+        },
+    }
+
+
+def per_class_table(c: Comparison) -> pd.DataFrame:
+    frames = [r.per_class.assign(head=r.name) for r in c.results]
+    return pd.concat(frames, ignore_index=True)[["head", "class", "precision", "recall", "f1", "support"]]
+
+
+def predictions_table(c: Comparison) -> pd.DataFrame:
+    """One row per evaluated photo; per head the top-k labels and probabilities."""
+    k = max(c.config.top_k)
+    frames = []
+    for split in ("val", "test"):
+        items = c.splits.get(split)
+        if items is None or len(items) == 0:
+            continue
+        frame = (
+            items[["path", "label", "split"]].rename(columns={"label": "true_label"}).reset_index(drop=True)
+        )
+        for r in c.results:
+            proba = r.proba[split]
+            order = np.argsort(-proba, axis=1)[:, :k]
+            for rank in range(order.shape[1]):
+                frame[f"{r.name}_top{rank + 1}_label"] = r.head.classes_[order[:, rank]]
+                frame[f"{r.name}_top{rank + 1}_prob"] = proba[np.arange(len(proba)), order[:, rank]]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def confused_pairs(c: Comparison, out: Path, top: int = 10) -> pd.DataFrame:
+    """The best head's most confused pairs, with a thumbnail of one photo of each class."""
+    items = c.splits[c.eval_split]
+    y_pred = predicted_labels(c.best.proba[c.eval_split], c.best.head.classes_)
+    pairs = most_confused_pairs(items["label"].to_numpy(), y_pred, top)
+    root = Path(c.store.manifest["dataset"]["root"])
+    examples = items.drop_duplicates("label").set_index("label")["path"]
+    for label in set(pairs["true"]) | set(pairs["predicted"]):
+        if label in examples.index:
+            _thumbnail(root / examples[label], out / "thumbs" / f"{_safe(label)}.png")
+    return pairs
+
+
+def _thumbnail(source: Path, target: Path) -> None:
+    try:
+        img = decode(read_bytes(source), draft_size=THUMB)
+    except DecodeError:
+        return
+    img.thumbnail((THUMB, THUMB))
+    img.save(target)
+
+
+def _safe(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def cluster_order(matrix: np.ndarray) -> np.ndarray:
+    """Class order that puts classes confused with each other next to each other."""
+    if len(matrix) < 3:
+        return np.arange(len(matrix))
+    symmetric = matrix + matrix.T
+    np.fill_diagonal(symmetric, 0)
+    distance = 1.0 - symmetric / max(symmetric.max(), 1e-9)
+    condensed = distance[np.triu_indices(len(matrix), 1)]
+    return leaves_list(linkage(condensed, method="average"))
+
+
+def plot_confusion(c: Comparison, r: HeadResult, path: Path) -> Path:
+    """Row-normalised confusion matrix, clustered; ``confusion_top`` keeps the most confused classes."""
+    items = c.splits[c.eval_split]
+    y_true = items["label"].to_numpy()
+    y_pred = predicted_labels(r.proba[c.eval_split], r.head.classes_)
+    labels = sorted(set(y_true) | set(y_pred))
+    counts = confusion(y_true, y_pred, labels)
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    keep = np.arange(len(labels))
+    top = c.config.confusion_top
+    if top and len(labels) > top:
+        errors = normalised.sum(axis=1) - np.diag(normalised) + normalised.sum(axis=0) - np.diag(normalised)
+        keep = np.sort(np.argsort(-errors)[:top])
+    order = keep[cluster_order(normalised[np.ix_(keep, keep)])]
+    shown = normalised[np.ix_(order, order)]
+    n = len(order)
+    side = min(max(5.0, 0.28 * n + 2), 40.0)
+    fig = Figure(figsize=(side, side * 0.9))
+    ax = fig.subplots()
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    if n <= LABELLED_TICKS_MAX:
+        names = [labels[i] for i in order]
+        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), names, fontsize=8)
+    if n <= 15:
+        for i in range(n):
+            for j in range(n):
+                if shown[i, j] >= 0.01:
+                    ax.text(
+                        j,
+                        i,
+                        f"{shown[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shown[i, j] > 0.5 else "black",
+                    )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    subset = f", {n} most confused of {len(labels)} classes" if n < len(labels) else ""
+    ax.set_title(f"{r.name}: confusion on {c.eval_split} (row-normalised{subset})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_topk(c: Comparison, path: Path) -> Path:
+    ks = sorted(c.config.top_k)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for r in c.results:
+        ax.plot(ks, [r.metrics[c.eval_split][f"top{k}"] for k in ks], marker="o", label=r.name)
+    ax.set_xlabel("k")
+    ax.set_ylabel(f"top-k accuracy ({c.eval_split})")
+    ax.set_xticks(ks)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def summary_frame(c: Comparison) -> pd.DataFrame:
+    rows = []
+    for r in c.results:
+        m = r.metrics[c.eval_split]
+        row = {
+            "head": r.name,
+            **{f"top-{k}": m[f"top{k}"] for k in c.config.top_k},
+            "balanced acc.": m["balanced_accuracy"],
+            "macro-F1": m["macro_f1"],
+            "log loss": m["log_loss"],
+            "conf. right": m["confidence_when_right"],
+            "conf. wrong": m["confidence_when_wrong"],
+            "fit s": r.fit_seconds,
+            "predict ms/img": r.predict_ms_per_image,
+            "size KB": r.size_bytes / 1024,
+        }
+        if "val" in r.metrics and c.eval_split != "val":
+            row["val balanced acc."] = r.metrics["val"]["balanced_accuracy"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
+    sizes = ", ".join(f"{k} {v}" for k, v in metrics["split_sizes"].items())
+    if metrics["train_vectors"] > metrics["split_sizes"]["train"]:
+        sizes += f" photos; heads trained on {metrics['train_vectors']} vectors incl. augmented views"
+    lines = [
+        f"Dataset **{metrics['dataset']}** ({sizes}); evaluated on **{c.eval_split}**.",
+        f"Extractor `{metrics['fingerprint']}`: {metrics['extractor']}.",
+    ]
+    if not c.store.pretrained:
+        lines.append(
+            "**WARNING: NOT PRETRAINED weights: these features are random and every figure below is "
+            "meaningless; use them only to test the pipeline.**"
+        )
+    best = c.best
+    m = best.metrics[c.eval_split]
+    lines.append(
+        f"**Use `{best.name}`**: balanced accuracy {m['balanced_accuracy']:.3f}, top-1 "
+        f"{m['top1']:.3f}; it is {m['confidence_when_right']:.0%} sure on average when right and "
+        f"{m['confidence_when_wrong']:.0%} when wrong."
+    )
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
+    tables = []
+    parts = {r.name: r.parts for r in c.results if r.parts}
+    if parts:
+        tables.append(("Accuracy per label part", pd.DataFrame(parts).T.reset_index(names="head")))
+    cv = [
+        {"head": r.name, **{k: f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in r.cv.items()}}
+        for r in c.results
+        if r.cv
+    ]
+    if cv:
+        tables.append(
+            (f"{c.config.cv}-fold cross-validation (stratified, group-aware; mean ± std)", pd.DataFrame(cv))
+        )
+    return tables
+
+
+def render_markdown(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame) -> str:
+    parts = [
+        "# Head comparison",
+        "",
+        *[f"{line}  " for line in _header_lines(c, metrics)],
+        "",
+        markdown_table(summary_frame(c)),
+        "",
+        "![top-k accuracy](topk.png)",
+        "",
+    ]
+    for title, table in _extra_tables(c):
+        parts += [f"## {title}", "", markdown_table(table), ""]
+    parts += [f"## Most confused pairs ({c.best.name})", ""]
+    if pairs.empty:
+        parts.append("No confusions.")
+    else:
+        rows = pairs.assign(
+            true=[f"![]({'thumbs/' + _safe(t) + '.png'}) {t}" for t in pairs["true"]],
+            predicted=[f"![]({'thumbs/' + _safe(p) + '.png'}) {p}" for p in pairs["predicted"]],
+        )
+        parts.append(markdown_table(rows))
+    parts += ["", "## Confusion matrices", ""]
+    parts += [f"![{r.name}](confusion_{r.name}.png)" for r in c.results]
+    parts += [
+        "",
+        "Per-class precision/recall/F1: `per_class.csv`. Every prediction: `predictions.parquet`. "
+        "All figures: `metrics.json`.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _inline_png(path: Path) -> str:
+    if not path.exists():
+        return ""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    cells = frame.map(lambda v: html.escape(_fmt(v)))
+    return cells.to_html(index=False, escape=False, border=0, classes="t")
+
+
+def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out: Path) -> str:
+    header = "".join(f"<p>{_md_bold(html.escape(line))}</p>" for line in _header_lines(c, metrics))
+    body = [
+        f"<h1>Head comparison</h1>{header}",
+        _html_table(summary_frame(c)),
+        f'<img alt="top-k" src="{_inline_png(out / "topk.png")}">',
+    ]
+    for title, table in _extra_tables(c):
+        body += [f"<h2>{html.escape(title)}</h2>", _html_table(table)]
+    body.append(f"<h2>Most confused pairs ({html.escape(c.best.name)})</h2>")
+    if pairs.empty:
+        body.append("<p>No confusions.</p>")
+    else:
+
+        def cell(label: str) -> str:
+            src = _inline_png(out / "thumbs" / f"{_safe(label)}.png")
+            image = f'<img class="thumb" alt="" src="{src}">' if src else ""
+            return f"{image} {html.escape(label)}"
+
+        rows = "".join(
+            f"<tr><td>{cell(t)}</td><td>{cell(p)}</td><td>{n}</td><td>{s:.1%}</td></tr>"
+            for t, p, n, s in pairs.itertuples(index=False)
+        )
+        body.append(
+            '<table class="t"><tr><th>true</th><th>predicted</th><th>count</th>'
+            f"<th>share of true class</th></tr>{rows}</table>"
+        )
+    body.append("<h2>Confusion matrices</h2>")
+    body += [
+        f'<img alt="{html.escape(r.name)}" src="{_inline_png(out / f"confusion_{r.name}.png")}">'
+        for r in c.results
+    ]
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table.t{border-collapse:collapse;margin:1em 0;font-size:14px}"
+        "table.t td,table.t th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right}"
+        "img{max-width:100%}img.thumb{width:48px;vertical-align:middle}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>coinfeat: head comparison</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
+
+
+def _md_bold(text: str) -> str:
+    pieces = text.split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(pieces)).replace("`", "")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)

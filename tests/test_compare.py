@@ -1,0 +1,137 @@
+"""coinfeat compare: every report file exists, opens, and agrees with the predictions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import small_config, write_class_folders
+from PIL import Image
+
+from coinfeat import extract_features
+from coinfeat.compare import CompareConfig, compare_heads
+from coinfeat.errors import CoinfeatError
+from coinfeat.reports import cluster_order, write_report
+
+COLOURS = {
+    "copper": (184, 115, 51),
+    "gold": (212, 175, 55),
+    "silver": (170, 170, 180),
+    "black": (20, 20, 20),
+    "green": (30, 160, 60),
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    data = write_class_folders(root / "coins", per_class=14, colours=COLOURS)
+    names = {
+        label: f"{i + 1} Unit,{'Euro' if i % 2 else 'Dollar'},{label}land" for i, label in enumerate(COLOURS)
+    }
+    (data / "cat_to_name.json").write_text(json.dumps(names))
+    extract_features(data, root / "store", small_config())
+    return root / "store"
+
+
+def test_report_files_exist_open_and_agree(store, tmp_path):
+    config = CompareConfig(heads=["logreg", "knn", "centroid"], top_k=[1, 2], cv=2, confusion_top=4)
+    comparison = compare_heads(store, config, heads_dir=tmp_path / "heads")
+    html_path = write_report(comparison, tmp_path)
+    for name in (
+        "report.md",
+        "report.html",
+        "metrics.json",
+        "per_class.csv",
+        "predictions.parquet",
+        "topk.png",
+        "confusion_logreg.png",
+        "confusion_knn.png",
+        "confusion_centroid.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    for png in tmp_path.glob("*.png"):
+        with Image.open(png) as img:
+            img.verify()
+        with Image.open(png) as img:
+            assert 300 <= img.width <= 5000 and 250 <= img.height <= 5000
+    html = html_path.read_text()
+    assert "data:image/png;base64," in html and 'src="http' not in html
+    assert "NOT PRETRAINED" in html and "NOT PRETRAINED" in (tmp_path / "report.md").read_text()
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    test = predictions[predictions.split == "test"]
+    assert len(test) == metrics["split_sizes"]["test"]
+    for head in ("logreg", "knn", "centroid"):
+        recomputed_top1 = np.mean(test[f"{head}_top1_label"] == test.true_label)
+        recomputed_top2 = np.mean(
+            (test[f"{head}_top1_label"] == test.true_label) | (test[f"{head}_top2_label"] == test.true_label)
+        )
+        assert metrics["heads"][head]["test"]["top1"] == pytest.approx(recomputed_top1)
+        assert metrics["heads"][head]["test"]["top2"] == pytest.approx(recomputed_top2)
+        assert set(metrics["heads"][head]["cv"]) >= {"top1", "balanced_accuracy"}
+        assert metrics["heads"][head]["size_bytes"] > 0
+        assert set(metrics["heads"][head]["label_parts"]) == {"denomination", "currency", "country"}
+    assert metrics["recommended_head"] in {"logreg", "knn", "centroid"}
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert set(per_class["head"]) == {"logreg", "knn", "centroid"}
+    assert (tmp_path / "heads" / "knn" / "head.json").is_file()
+
+
+def test_loaded_heads_are_evaluated_and_checked(store, tmp_path):
+    from coinfeat.training import fit_head
+
+    fit_head(store, "centroid", {}, tmp_path / "mine")
+    comparison = compare_heads(store, CompareConfig(heads=["knn"], load={"mine": str(tmp_path / "mine")}))
+    assert [r.name for r in comparison.results] == ["knn", "mine"]
+    with pytest.raises(CoinfeatError, match="unknown head type"):
+        compare_heads(store, CompareConfig(heads=["forest"]))
+
+
+def test_cluster_order_puts_confused_classes_together():
+    m = np.eye(4) * 10
+    m[0, 3] = m[3, 0] = 5
+    m[1, 2] = m[2, 1] = 5
+    order = list(cluster_order(m))
+    assert abs(order.index(0) - order.index(3)) == 1 and abs(order.index(1) - order.index(2)) == 1
+
+
+def test_compare_cli(store, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coinfeat",
+            "compare",
+            "--features",
+            str(store),
+            "--heads",
+            "knn,centroid",
+            "--param",
+            "knn.k=3",
+            "--top-k",
+            "1,3",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["recommended_head"] in {"knn", "centroid"}
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["heads"]["knn"]["params"]["k"] == 3
+    bad = subprocess.run(
+        [sys.executable, "-m", "coinfeat", "compare", "--features", str(store), "--param", "k=3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and "HEAD.KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr
