@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_head(commands)
     _add_predict(commands)
     _add_compare(commands)
+    _add_similar(commands)
     _add_demo(commands)
     return parser
 
@@ -219,6 +220,47 @@ def _add_compare(commands) -> None:
     p.set_defaults(handler=_run_compare)
 
 
+def _add_similar(commands) -> None:
+    from coinfeat.embedder import TTA_MODES
+    from coinfeat.search import INDEX_KINDS
+
+    p = commands.add_parser(
+        "similar",
+        help="show the most similar coins; find duplicates and unknown coins",
+        description="For each QUERY (a stored photo's path, or any image file, embedded with the store's "
+        "own extractor) list the most similar photos of the collection. --duplicates lists "
+        "near-identical pairs (label conflicts, train/test leaks); --calibrate chooses the "
+        "similarity below which a query is answered 'no similar coin in the collection'.",
+    )
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="image file(s) or stored photo path(s)")
+    p.add_argument("--features", required=True, help="feature store made by extract-features")
+    p.add_argument("--k", type=int, default=8, help="neighbours per query (default 8)")
+    p.add_argument("--split", choices=["train", "all"], default="train", help="which photos to search")
+    p.add_argument("--exclude-self", action="store_true", help="leave a stored query out of its own results")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="similarity below which the answer is 'unknown' (default: the calibrated one, if "
+        "any); with --duplicates, the pair threshold (default 0.97)",
+    )
+    p.add_argument(
+        "--tta", choices=TTA_MODES, default="none", help="rotations: average 4 rotations of a query"
+    )
+    p.add_argument("--index", choices=INDEX_KINDS, default="flat", help="FAISS index (flat is exact)")
+    p.add_argument("--sheet", help="write a contact sheet PNG (query and neighbours, or duplicate pairs)")
+    p.add_argument("--duplicates", action="store_true", help="list near-duplicate pairs of the collection")
+    p.add_argument("--out", help="with --duplicates: folder for duplicates.csv and duplicates.png")
+    p.add_argument("--calibrate", action="store_true", help="calibrate the unknown-coin threshold on val")
+    p.add_argument(
+        "--target-fmr",
+        type=float,
+        default=0.05,
+        help="with --calibrate: target false-match rate for unknown coins (default 0.05)",
+    )
+    _common(p)
+    p.set_defaults(handler=_run_similar)
+
+
 def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
@@ -378,6 +420,92 @@ def _head_params(items: list[str] | None) -> dict[str, dict]:
     return params
 
 
+def _run_similar(args: argparse.Namespace) -> int:
+    from coinfeat import similar
+
+    if args.calibrate:
+        record = similar.calibrate_unknown(args.features, args.target_fmr)
+        print(
+            json.dumps(record)
+            if args.json
+            else f"unknown-coin threshold {record['threshold']:.4f}: false-match rate on val "
+            f"{record['false_match_rate_val']:.3f} (target {args.target_fmr}), known coins accepted "
+            f"{record['known_accepted_rate_val']:.3f}; saved with the store"
+        )
+        return 0
+    if args.duplicates:
+        return _print_duplicates(similar.find_duplicates(args.features, args.threshold or 0.97), args)
+    if not args.queries:
+        raise CoinfeatError("give at least one QUERY image, or --duplicates, or --calibrate")
+    if args.k < 1:
+        raise CoinfeatError("--k must be at least 1")
+    results = similar.find_similar(
+        args.queries,
+        args.features,
+        args.k,
+        args.split,
+        args.exclude_self,
+        args.threshold,
+        args.tta,
+        args.index,
+    )
+    for n, result in enumerate(results):
+        if args.sheet and not result.error:
+            sheet = Path(args.sheet)
+            similar.similar_sheet(
+                result, sheet if len(results) == 1 else sheet.with_stem(f"{sheet.stem}_{n + 1}")
+            )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results]))
+    else:
+        for result in results:
+            _print_similar(result)
+    return 0 if all(r.error is None for r in results) else 1
+
+
+def _print_similar(result) -> None:
+    print(result.query)
+    if result.error:
+        print(f"  skipped: {result.error}")
+        return
+    if result.unknown:
+        print(f"  no similar coin in the collection (best similarity below {result.threshold:.3f})")
+    for n in result.neighbours:
+        name = f"{n.label} ({n.name})" if n.name != n.label else n.label
+        print(f"  {n.rank:>2}. {name:<30} {n.similarity:6.3f}  {n.path}")
+
+
+def _print_duplicates(pairs, args: argparse.Namespace) -> int:
+    from coinfeat import similar
+
+    out = Path(args.out) if args.out else Path(args.features) / "duplicates"
+    out.mkdir(parents=True, exist_ok=True)
+    pairs.to_csv(out / "duplicates.csv", index=False)
+    sheet = similar.duplicates_sheet(pairs, args.sheet or out / "duplicates.png")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "pairs": len(pairs),
+                    "label_conflicts": int(pairs["label_conflict"].sum()),
+                    "cross_split": int(pairs["cross_split"].sum()),
+                    "csv": str(out / "duplicates.csv"),
+                    "sheet": str(sheet),
+                }
+            )
+        )
+        return 0
+    print(
+        f"{len(pairs)} near-duplicate pair(s): {int(pairs['label_conflict'].sum())} with different labels "
+        f"(likely label noise), {int(pairs['cross_split'].sum())} across splits (leakage)"
+    )
+    for row in pairs.head(20).itertuples(index=False):
+        flag = "LABEL CONFLICT " if row.label_conflict else "LEAK " if row.cross_split else ""
+        print(f"  {flag}{row.similarity:.3f}  {row.label_a}:{row.path_a}  ~  {row.label_b}:{row.path_b}")
+    print(f"written: {out / 'duplicates.csv'}, {sheet}")
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from coinfeat.demo import run_demo
 
@@ -411,6 +539,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     if not result.pretrained:
         print("WARNING: NOT PRETRAINED weights: the accuracies above are meaningless")
     print(f"head comparison report: {result.report}")
+    if result.similar:
+        nearest = ", ".join(f"{n.label} {n.similarity:.2f}" for n in result.similar.neighbours)
+        print(f"most similar to {Path(result.similar.query).name}: {nearest} (contact sheet {result.sheet})")
     print(f"demo finished: outputs in {result.out}")
     return 0
 

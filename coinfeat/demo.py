@@ -1,4 +1,4 @@
-"""``coinfeat demo``: every stage that exists (extract, fit-head, predict) on the sample of real
+"""``coinfeat demo``: every stage (extract, fit-head, predict, compare, similar) on the sample of real
 coin photos shipped inside the package. Offline it says loudly that the ImageNet weights are
 unavailable and carries on with random weights, so the whole pipeline still runs end to end."""
 
@@ -15,6 +15,7 @@ from coinfeat.heads import head_types
 from coinfeat.predict import Prediction, predict_images
 from coinfeat.reports import write_report
 from coinfeat.runtime import log
+from coinfeat.similar import SimilarResult, find_similar, similar_sheet
 from coinfeat.store import open_store
 from coinfeat.training import FitResult, fit_head
 
@@ -41,6 +42,8 @@ class DemoResult:
     heads: list[FitResult] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
     report: Path | None = None
+    similar: SimilarResult | None = None
+    sheet: Path | None = None
 
 
 def sample_dir() -> Path:
@@ -52,7 +55,7 @@ def run_demo(
     out: str | Path = DEFAULT_DEMO_DIR, weights: str = "imagenet", progress: bool = True, announce=print
 ) -> DemoResult:
     """Extract features for the bundled sample, fit every head, predict a few test photos, and
-    write the head-comparison report."""
+    write the head-comparison report, and show the coins most similar to one test photo."""
     out = Path(out)
     config = ExtractConfig(weights=weights, group_regex=SAMPLE_GROUP_REGEX, progress=progress)
     try:
@@ -70,7 +73,9 @@ def run_demo(
     predictions = predict_images(photos, best.head_dir, top_k=3)
     comparison = compare_heads(summary.store, CompareConfig(), heads_dir=out / "report" / "heads")
     report = write_report(comparison, out / "report")
-    return DemoResult(summary, summary.pretrained, out, heads, predictions, report)
+    [similar] = find_similar(photos[:1], summary.store, k=5)
+    sheet = similar_sheet(similar, out / "similar.png")
+    return DemoResult(summary, summary.pretrained, out, heads, predictions, report, similar, sheet)
 
 
 def _store_name(config: ExtractConfig) -> str:

@@ -19,6 +19,17 @@ INDEX_KINDS = ("flat", "ivf", "hnsw")
 MIN_POINTS_PER_CENTROID = 39
 
 
+def default_nlist(n: int) -> int:
+    """Inverted lists for ``n`` vectors: about 4 sqrt(n), at most 1024 (k-means training time grows
+    with nlist squared), with at least 39 training points each."""
+    return int(max(1, min(4 * np.sqrt(max(n, 1)), 1024, n // MIN_POINTS_PER_CENTROID)))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists visited per query: measured to keep recall@10 >= 0.95 (BENCHMARKS.md)."""
+    return int(max(1, min(nlist, max(16, nlist // 16))))
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (all-zero rows stay zero), as contiguous float32."""
     x = np.ascontiguousarray(vectors, dtype=np.float32).copy()

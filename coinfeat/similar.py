@@ -1,0 +1,326 @@
+"""``coinfeat similar``: the most similar coins in a collection, duplicates, and unknown coins.
+
+A :class:`Collection` is a store's usable vectors in a :class:`~coinfeat.search.VectorIndex` (the
+same FAISS code as the k-NN head). Queries are stored photos (their own vector) or new photos
+(embedded with the store's own extractor). When even the best neighbour is less similar than a
+threshold, the answer is "no similar coin in the collection"; the threshold is calibrated on the
+val split for a target false-match rate by leaving each class out in turn (its photos then play
+unknown coins).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from coinfeat.embedder import Embedder, extractor_record
+from coinfeat.errors import CoinfeatError, DecodeError
+from coinfeat.images import decode, read_bytes
+from coinfeat.search import VectorIndex, default_nlist, default_nprobe
+from coinfeat.store import Store, open_store
+
+CALIBRATION_FILE = "unknown-threshold.json"
+SPLITS = ("train", "all")
+
+
+@dataclass
+class Neighbour:
+    rank: int
+    label: str
+    name: str
+    similarity: float
+    path: str
+
+
+@dataclass
+class SimilarResult:
+    query: str
+    source: str = ""
+    neighbours: list[Neighbour] = field(default_factory=list)
+    unknown: bool = False
+    threshold: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Collection:
+    """The searchable photos of a store: clean vectors of one split (or all), in a FAISS index."""
+
+    def __init__(self, store: Store, split: str = "train", index: str = "flat") -> None:
+        if split not in SPLITS:
+            raise CoinfeatError(f"--split {split!r}: choose from {', '.join(SPLITS)}")
+        self.store = store
+        X, self.items = store.select(None if split == "all" else split)
+        if len(X) == 0:
+            raise CoinfeatError(f"store {store.path} has no usable vectors in split {split!r}")
+        nlist = default_nlist(len(X))
+        self.index = VectorIndex(X.shape[1], index, nlist=nlist, nprobe=default_nprobe(nlist))
+        self.index.add(X)
+        self.vectors = X
+        self.root = Path(store.manifest["dataset"]["root"])
+        self.names = store.manifest["dataset"].get("label_names", {})
+
+    def absolute(self, row: int) -> str:
+        return str(self.root / self.items["path"].iloc[row])
+
+    def row_of(self, query: str) -> int | None:
+        """The collection row of a stored photo named by its relative or absolute path."""
+        hits = np.flatnonzero(self.items["path"].eq(_relative(query, self.root)).to_numpy())
+        return int(hits[0]) if len(hits) else None
+
+    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(vectors, k)
+
+
+def find_similar(
+    queries: list[str],
+    features: str | Path,
+    k: int = 8,
+    split: str = "train",
+    exclude_self: bool = False,
+    threshold: float | None = None,
+    tta: str = "none",
+    index: str = "flat",
+) -> list[SimilarResult]:
+    """The k most similar stored photos for each query (a stored path or any image file)."""
+    store = open_store(features)
+    collection = Collection(store, split, index)
+    threshold = threshold if threshold is not None else calibrated_threshold(store)
+    vectors, results = _query_vectors(queries, collection, tta)
+    for query, vector in zip(queries, vectors):
+        if vector is None:
+            continue
+        result = results[query]
+        own = collection.row_of(query) if exclude_self else None
+        sims, ids = collection.neighbours(vector[None, :], k + (1 if exclude_self else 0))
+        kept = [
+            (s, i) for s, i in zip(sims[0], ids[0]) if i >= 0 and not _is_self(collection, i, own, query)
+        ][:k]
+        result.neighbours = [_neighbour(collection, rank, s, i) for rank, (s, i) in enumerate(kept, 1)]
+        result.threshold = threshold
+        result.unknown = bool(threshold is not None and (not kept or kept[0][0] < threshold))
+    return [results[q] for q in queries]
+
+
+def _is_self(collection: Collection, row: int, own: int | None, query: str) -> bool:
+    if own is None:
+        return False
+    return row == own or collection.items["sha256"].iloc[row] == collection.items["sha256"].iloc[own]
+
+
+def _neighbour(collection: Collection, rank: int, similarity: float, row: int) -> Neighbour:
+    label = str(collection.items["label"].iloc[row])
+    return Neighbour(
+        rank, label, collection.names.get(label, label), round(float(similarity), 4), collection.absolute(row)
+    )
+
+
+def _query_vectors(queries: list[str], collection: Collection, tta: str):
+    """Stored photos (any split) use their stored vector; other files are embedded with the
+    store's extractor (a path relative to the dataset root also works)."""
+    results = {q: SimilarResult(q) for q in queries}
+    vectors: list[np.ndarray | None] = [None] * len(queries)
+    stored = _stored_rows(collection.store)
+    to_embed: dict[int, str] = {}
+    for i, query in enumerate(queries):
+        key = _relative(query, collection.root)
+        if key in stored and tta == "none":
+            vectors[i] = np.asarray(collection.store.embeddings[stored[key]])
+            results[query].source = str(collection.root / key)
+        else:
+            on_disk = Path(query).exists() or not (collection.root / query).exists()
+            to_embed[i] = results[query].source = query if on_disk else str(collection.root / query)
+    if to_embed:
+        embedder = Embedder(extractor_record(collection.store.manifest))
+        embedded = embedder.embed(list(to_embed.values()), tta=tta)
+        by_path = dict(zip(embedded.paths, embedded.vectors))
+        for i, path in to_embed.items():
+            if path in by_path:
+                vectors[i] = by_path[path]
+            else:
+                results[queries[i]].error = embedded.errors.get(path, "could not be embedded")
+    return vectors, results
+
+
+def _stored_rows(store: Store) -> dict[str, int]:
+    ok = (store.items["status"] == "ok") & (store.items["view"] == 0)
+    return {path: int(row) for row, path in zip(np.flatnonzero(ok.to_numpy()), store.items["path"][ok])}
+
+
+def _relative(query: str, root: Path) -> str:
+    path = Path(query)
+    if path.is_absolute():
+        with contextlib.suppress(ValueError):
+            return path.resolve().relative_to(root).as_posix()
+    return path.as_posix()
+
+
+# --------------------------------------------------------------------------- unknown coins
+
+
+def calibrate_unknown(features: str | Path, target_false_match: float = 0.05) -> dict[str, Any]:
+    """Choose the similarity below which a query is answered "unknown", and save it with the store.
+
+    Each class is left out of the train collection in turn; its val photos then play unknown
+    coins, and their best similarities give the false-match rate of any threshold. The threshold
+    is the lowest one whose false-match rate is at most ``target_false_match``.
+    """
+    store = open_store(features)
+    X_train, train = store.select("train")
+    X_val, val = store.select("val")
+    if len(X_val) == 0:
+        raise CoinfeatError(f"store {store.path} has no val photos to calibrate on")
+    impostor, genuine, correct = [], [], []
+    labels = train["label"].to_numpy()
+    for label in np.unique(val["label"]):
+        queries = X_val[val["label"].to_numpy() == label]
+        others = labels != label
+        if others.sum() == 0:
+            continue
+        index = VectorIndex(X_train.shape[1])
+        index.add(X_train[others])
+        impostor.extend(index.search(queries, 1)[0][:, 0])
+    full = VectorIndex(X_train.shape[1])
+    full.add(X_train)
+    sims, ids = full.search(X_val, 1)
+    genuine = sims[:, 0]
+    correct = labels[ids[:, 0]] == val["label"].to_numpy()
+    impostor = np.asarray(impostor)
+    threshold = _threshold_for(impostor, target_false_match)
+    accepted = genuine >= threshold
+    record = {
+        "threshold": threshold,
+        "target_false_match_rate": target_false_match,
+        "false_match_rate_val": float(np.mean(impostor >= threshold)) if len(impostor) else None,
+        "known_accepted_rate_val": float(accepted.mean()),
+        "known_accepted_correct_rate_val": float(correct[accepted].mean()) if accepted.any() else None,
+        "val_queries": len(X_val),
+        "impostor_queries": len(impostor),
+        "fingerprint": store.fingerprint,
+    }
+    (store.path / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _threshold_for(impostor: np.ndarray, target: float) -> float:
+    """The lowest threshold that accepts at most ``target`` of the impostor queries (exactly, also
+    for a small val split, where a quantile would overshoot by up to one query)."""
+    if len(impostor) == 0:
+        return 1.0
+    ranked = np.sort(impostor)[::-1]
+    allowed = int(np.floor(target * len(ranked)))
+    return float(np.nextafter(ranked[allowed], np.float32(2))) if allowed < len(ranked) else float(ranked[-1])
+
+
+def calibrated_threshold(store: Store) -> float | None:
+    path = store.path / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record["threshold"] if record.get("fingerprint") == store.fingerprint else None
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def find_duplicates(features: str | Path, threshold: float = 0.97, neighbours: int = 16) -> pd.DataFrame:
+    """Pairs of photos more similar than ``threshold``, flagging label conflicts and split leaks.
+
+    Each photo is compared with its ``neighbours`` nearest photos, so a group of more than that
+    many near-identical photos lists only part of its pairs.
+    """
+    collection = Collection(open_store(features), "all")
+    sims, ids = collection.neighbours(collection.vectors, neighbours + 1)
+    rows = []
+    items = collection.items
+    for a in range(len(items)):
+        for s, b in zip(sims[a], ids[a]):
+            if b > a and s >= threshold:
+                rows.append((a, int(b), float(s)))
+    columns = [
+        "path_a",
+        "path_b",
+        "similarity",
+        "label_a",
+        "label_b",
+        "split_a",
+        "split_b",
+        "label_conflict",
+        "cross_split",
+    ]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    a, b, s = map(np.asarray, zip(*rows))
+    frame = pd.DataFrame(
+        {
+            "path_a": [collection.absolute(i) for i in a],
+            "path_b": [collection.absolute(i) for i in b],
+            "similarity": s.round(4),
+            "label_a": items["label"].to_numpy()[a],
+            "label_b": items["label"].to_numpy()[b],
+            "split_a": items["split"].to_numpy()[a],
+            "split_b": items["split"].to_numpy()[b],
+        }
+    )
+    frame["label_conflict"] = frame["label_a"] != frame["label_b"]
+    frame["cross_split"] = frame["split_a"] != frame["split_b"]
+    return frame.sort_values(["label_conflict", "similarity"], ascending=False).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- contact sheets
+
+TILE = 160
+CAPTION = 34
+
+
+def contact_sheet(tiles: list[tuple[str, str]], path: str | Path, columns: int = 5) -> Path:
+    """A PNG grid of (image path, caption) tiles; unreadable images become grey tiles."""
+    rows = max(1, -(-len(tiles) // columns))
+    sheet = Image.new("RGB", (columns * TILE, rows * (TILE + CAPTION)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=13)
+    for n, (image_path, caption) in enumerate(tiles):
+        x, y = (n % columns) * TILE, (n // columns) * (TILE + CAPTION)
+        sheet.paste(_tile(image_path), (x, y))
+        for line_no, line in enumerate(caption.split("\n")[:2]):
+            draw.text((x + 4, y + TILE + 2 + 15 * line_no), line[:24], fill="black", font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def _tile(image_path: str) -> Image.Image:
+    try:
+        img = decode(read_bytes(image_path), draft_size=TILE)
+    except DecodeError:
+        return Image.new("RGB", (TILE, TILE), (200, 200, 200))
+    img.thumbnail((TILE - 8, TILE - 8))
+    tile = Image.new("RGB", (TILE, TILE), "white")
+    tile.paste(img, ((TILE - img.width) // 2, (TILE - img.height) // 2))
+    return tile
+
+
+def similar_sheet(result: SimilarResult, path: str | Path) -> Path:
+    verdict = "UNKNOWN coin" if result.unknown else "query"
+    tiles = [(result.source or result.query, f"{verdict}\n{Path(result.query).name}")]
+    tiles += [(n.path, f"{n.rank}. {n.name}\nsim {n.similarity:.3f}") for n in result.neighbours]
+    return contact_sheet(tiles, path)
+
+
+def duplicates_sheet(pairs: pd.DataFrame, path: str | Path, limit: int = 20) -> Path:
+    tiles = []
+    for row in pairs.head(limit).itertuples(index=False):
+        flag = "LABEL CONFLICT" if row.label_conflict else "LEAK" if row.cross_split else "duplicate"
+        tiles.append((row.path_a, f"{row.label_a} ({row.split_a})\n{flag} {row.similarity:.3f}"))
+        tiles.append((row.path_b, f"{row.label_b} ({row.split_b})\n{flag} {row.similarity:.3f}"))
+    return contact_sheet(tiles or [("", "no duplicates")], path, columns=4)
