@@ -33,7 +33,8 @@ _SPLIT_ALIASES = {
     "testing": "test",
 }
 LABEL_NAMES_FILE = "cat_to_name.json"
-ITEM_COLUMNS = ["path", "label", "split"]
+ITEM_COLUMNS = ["path", "label", "split", "error"]
+BAD_NAME = "file or folder name is not valid UTF-8; rename it"
 
 
 @dataclass
@@ -114,8 +115,27 @@ def _rows_for_classes(root: Path, folder: Path, split: str | None) -> list[dict]
     rows = []
     for class_dir in _class_dirs(folder):
         for file in _walk_images(class_dir):
-            rows.append({"path": file.relative_to(root).as_posix(), "label": class_dir.name, "split": split})
+            path, label = file.relative_to(root).as_posix(), class_dir.name
+            if _is_text(path):
+                rows.append({"path": path, "label": label, "split": split, "error": None})
+            else:
+                rows.append(
+                    {"path": _escaped(path), "label": _escaped(label), "split": split, "error": BAD_NAME}
+                )
     return rows
+
+
+def _is_text(name: str) -> bool:
+    """False for names holding bytes that are not UTF-8 (they cannot be stored as text)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(name: str) -> str:
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _from_folders(root: Path) -> Dataset:
@@ -161,6 +181,7 @@ def _from_csv(csv_path: Path) -> Dataset:
             "path": table[columns["path"]].str.strip().map(lambda p: Path(p).as_posix()),
             "label": table[columns["label"]].str.strip(),
             "split": table[columns["split"]].map(_normalise_split) if "split" in columns else None,
+            "error": None,
         }
     )
     bad = items["path"].eq("") | items["label"].eq("")

@@ -7,9 +7,12 @@ content is decoded and embedded, through the reader -> mapper -> writer pipeline
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -125,7 +128,7 @@ def extract_features(
     fp = fingerprint(spec, cfg.resize)
     out = Path(out) if out else default_store_dir(dataset.name)
     _make_dir(out)
-    with store_lock(out):
+    with store_lock(out), _write_errors_explained(out):
         recover(out)
         if cfg.force:
             wipe(out)
@@ -145,6 +148,23 @@ def extract_features(
         out, final, items, before, store, spec, fp, stats, notes, dataset, time.perf_counter() - started
     )
     return summary
+
+
+@contextmanager
+def _write_errors_explained(out: Path) -> Iterator[None]:
+    """A full disk or a read-only store stops the run with one line; finished batches stay on disk."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise CoinfeatError(
+            f"cannot write to {out}: {exc.strerror}; every finished batch is kept, so free space "
+            "(or fix permissions) and run the same command again to continue"
+        ) from None
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _make_dir(out: Path) -> None:
@@ -169,6 +189,9 @@ def plan(dataset: Dataset, store: Store | None, cfg: ExtractConfig) -> tuple[pd.
     paths = [dataset.absolute(p) for p in items["path"]]
     with ThreadPoolExecutor(cfg.threads or default_threads()) as pool:
         facts = list(pool.map(lambda pair: _file_facts(*pair), zip(paths, items["path"].map(previous.get))))
+    facts = [
+        (None, 0, 0, error) if isinstance(error, str) else fact for fact, error in zip(facts, items["error"])
+    ]
     items["sha256"] = [f[0] for f in facts]
     items["size"] = [f[1] for f in facts]
     items["mtime_ns"] = [f[2] for f in facts]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.images import decode, read_bytes
+from coinfeat.runtime import log
 from coinfeat.search import VectorIndex, default_nlist, default_nprobe
 from coinfeat.store import Store, open_store
 
@@ -62,12 +64,30 @@ class Collection:
         X, self.items = store.select(None if split == "all" else split)
         if len(X) == 0:
             raise CoinfeatError(f"store {store.path} has no usable vectors in split {split!r}")
-        nlist = default_nlist(len(X))
-        self.index = VectorIndex(X.shape[1], index, nlist=nlist, nprobe=default_nprobe(nlist))
-        self.index.add(X)
         self.vectors = X
+        self.index = self._index(split, index)
         self.root = Path(store.manifest["dataset"]["root"])
         self.names = store.manifest["dataset"].get("label_names", {})
+
+    def _index(self, split: str, kind: str) -> VectorIndex:
+        """Build the index; an ivf or hnsw index (minutes for a million vectors) is cached in the
+        store's ``indexes/`` folder for the store's current commit and reused until it changes."""
+        nlist = default_nlist(len(self.vectors))
+        cached = self.store.path / "indexes" / f"{split}-{kind}-{self.store.manifest.get('commit')}.faiss"
+        if kind != "flat" and cached.exists():
+            return VectorIndex.load(cached, kind, nprobe=default_nprobe(nlist))
+        index = VectorIndex(self.vectors.shape[1], kind, nlist=nlist, nprobe=default_nprobe(nlist))
+        index.add(self.vectors)
+        if kind != "flat":
+            try:
+                cached.parent.mkdir(exist_ok=True)
+                for stale in cached.parent.glob(f"{split}-{kind}-*.faiss"):
+                    stale.unlink()
+                index.save(cached.with_suffix(".tmp"))
+                os.replace(cached.with_suffix(".tmp"), cached)
+            except OSError as exc:
+                log.info("could not cache the %s index in %s: %s", kind, cached.parent, exc)
+        return index
 
     def absolute(self, row: int) -> str:
         return str(self.root / self.items["path"].iloc[row])

@@ -135,3 +135,29 @@ def test_compare_cli(store, tmp_path):
         timeout=300,
     )
     assert bad.returncode == 1 and "HEAD.KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_confusion_png_stays_readable_for_300_classes(tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from coinfeat.reports import plot_confusion
+
+    rng = np.random.default_rng(0)
+    classes = np.array([f"coin{i:03d}" for i in range(300)])
+    y_true = rng.choice(classes, 3000)
+    proba = rng.random((3000, 300))
+    proba[np.arange(3000), np.searchsorted(classes, y_true)] += 3
+    result = SimpleNamespace(name="big", proba={"test": proba}, head=SimpleNamespace(classes_=classes))
+    for top in (None, 40):
+        comparison = SimpleNamespace(
+            splits={"test": pd.DataFrame({"label": y_true})},
+            eval_split="test",
+            config=SimpleNamespace(confusion_top=top),
+        )
+        path = plot_confusion(comparison, result, tmp_path / f"c{top}.png")
+        with Image.open(path) as img:
+            assert img.width <= 4000 and img.height <= 4000
+    with Image.open(tmp_path / "c40.png") as small, Image.open(tmp_path / "cNone.png") as full:
+        assert small.width < full.width

@@ -16,6 +16,7 @@ from conftest import SMALL, small_config, write_class_folders
 from coinfeat import extract_features, open_store
 from coinfeat.backbones import build_model, resolve_backbone
 from coinfeat.engines import KerasEngine, cosine_rows
+from coinfeat.errors import StoreBusy
 from coinfeat.images import load_image
 from coinfeat.store import PARTS
 
@@ -53,6 +54,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
             break
         time.sleep(0.005)
     assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-500:]}"
+    with pytest.raises(StoreBusy, match="another coinfeat process"):
+        extract_features(data, store, small_config(engine="keras", batch_size=2))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     parts_done = len(list((store / PARTS).glob("*.parquet")))
