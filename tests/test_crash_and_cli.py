@@ -114,6 +114,17 @@ def test_cli_json_summary_and_help(folders_dataset, tmp_path):
         (["extract-features", "--data", ".", "--backbone", "vgg99"], "unknown backbone"),
         (["extract-features", "--data", ".", "--split", "1/2"], "--split"),
         (["nonsense-command"], "invalid choice"),
+        (["fit-head", "--type", "forest", "--features", "x"], "invalid choice"),
+        (["fit-head", "--type", "knn", "--features", "/no/store", "--param", "k5"], "key=value"),
+        (["fit-head", "--type", "knn", "--features", "/no/store"], "feature store not found"),
+        (
+            ["fit-head", "--type", "knn", "--features", "/no/store", "--param", "K=3"],
+            "feature store not found",
+        ),
+        (["predict", "x.jpg", "--head", "/no/head"], "head not found"),
+        (["compare", "--features", "/no/store"], "feature store not found"),
+        (["compare", "--features", "/no/store", "--top-k", "a"], "--top-k"),
+        (["similar", "x.jpg", "--features", "/no/store"], "feature store not found"),
     ],
 )
 def test_user_mistakes_are_one_line_without_traceback(args, message):
