@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_compare(commands)
     _add_similar(commands)
+    _add_serve(commands)
     _add_demo(commands)
     return parser
 
@@ -259,6 +260,23 @@ def _add_similar(commands) -> None:
     )
     _common(p)
     p.set_defaults(handler=_run_similar)
+
+
+def _add_serve(commands) -> None:
+    p = commands.add_parser(
+        "serve",
+        help="a local web page to identify a coin from a photo",
+        description="Serve a page (and its JSON API) where a photo can be dropped or picked from the "
+        "collection; it shows the top coins with probabilities and the most similar photos. "
+        "Listens on loopback only unless --host says otherwise.",
+    )
+    p.add_argument("--features", required=True, help="feature store made by extract-features")
+    p.add_argument("--head", required=True, help="head directory made by fit-head")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted photo (default 10)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.set_defaults(handler=_run_serve)
 
 
 def _add_demo(commands) -> None:
@@ -503,6 +521,21 @@ def _print_duplicates(pairs, args: argparse.Namespace) -> int:
         flag = "LABEL CONFLICT " if row.label_conflict else "LEAK " if row.cross_split else ""
         print(f"  {flag}{row.similarity:.3f}  {row.label_a}:{row.path_a}  ~  {row.label_b}:{row.path_b}")
     print(f"written: {out / 'duplicates.csv'}, {sheet}")
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from coinfeat.serve import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"coinfeat: warning: listening on {args.host}: other machines can reach this page",
+            file=sys.stderr,
+        )
+    print(
+        f"coinfeat: loading, then serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr
+    )
+    serve(args.features, args.head, args.host, args.port, args.max_upload_mb)
     return 0
 
 

@@ -86,11 +86,13 @@ class Embedder:
                 errors[str(path)] = str(exc)
         if not images:
             return Embedded([], np.zeros((0, 0), np.float32), errors)
-        batch = np.stack(images)
+        return Embedded(kept, self.embed_images(np.stack(images), tta), errors)
+
+    def embed_images(self, batch: np.ndarray, tta: str = "none") -> np.ndarray:
+        """Embed already decoded and resized images (B, S, S, 3), 0..255."""
         views = rotations(batch) if tta == "rotations" else [batch]
         engine = self.engine(batch[:8])
-        vectors = np.mean([engine.embed(view) for view in views], axis=0)
-        return Embedded(kept, vectors.astype(np.float32), errors)
+        return np.mean([engine.embed(view) for view in views], axis=0).astype(np.float32)
 
 
 def rotations(batch: np.ndarray) -> list[np.ndarray]:

@@ -1,0 +1,158 @@
+"""coinfeat serve: the JSON API with bad input, and the page end to end in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0, small_config, write_class_folders
+from PIL import Image
+
+from coinfeat import ExtractConfig, extract_features
+from coinfeat.serve import Recogniser, create_app
+from coinfeat.training import fit_head
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium/chromium-driver absent"
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    root = tmp_path_factory.mktemp("serve")
+    data = write_class_folders(root / "d", per_class=8)
+    extract_features(data, root / "s", small_config())
+    fit_head(root / "s", "logreg", {}, root / "head")
+    app = create_app(Recogniser(root / "s", root / "head"), max_upload_mb=0.05)
+    return TestClient(app), data
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_health_page_and_predict(client):
+    api, data = client
+    health = api.get("/api/health").json()
+    assert health["status"] == "ok" and health["classes"] == 3 and health["pretrained"] is False
+    page = api.get("/")
+    assert page.status_code == 200 and "/api/predict" in page.text
+    answer = api.post(
+        "/api/predict", files={"image": ("c.jpg", (data / "gold" / "gold1_0.jpg").read_bytes())}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["predictions"][0]["label"] == "gold"
+    assert abs(sum(p["probability"] for p in body["predictions"]) - 1) < 0.01
+    assert body["neighbours"] and body["model_input"].startswith("data:image/png;base64,")
+    similar = api.get("/api/similar", params={"path": body["neighbours"][0]["path"], "k": 2}).json()
+    assert len(similar["neighbours"]) == 2
+    assert api.get("/api/photo", params={"path": body["neighbours"][0]["path"]}).status_code == 200
+
+
+def test_bad_uploads_get_4xx_and_the_server_keeps_serving(client):
+    api, data = client
+    cases = [
+        (b"", 415),
+        (b"plain text, not a photo", 415),
+        ((data / "gold" / "gold1_0.jpg").read_bytes()[:200], 415),
+        (_jpeg(Image.effect_noise((300, 300), 100).convert("RGB")) * 3, 413),
+    ]
+    for payload, status in cases:
+        response = api.post("/api/predict", files={"image": ("x.jpg", payload)})
+        assert response.status_code == status, (status, response.text)
+        assert response.json()["detail"]
+    assert api.post("/api/predict").status_code == 422
+    assert api.get("/api/photo", params={"path": "../../etc/passwd"}).status_code == 404
+    assert api.get("/api/similar", params={"path": "nope.jpg"}).status_code == 404
+    assert api.get("/api/health").json()["status"] == "ok"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_browser
+@needs_euro
+@needs_lite0
+def test_page_end_to_end_in_headless_chromium(tmp_path):
+    import uvicorn
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data = tmp_path / "euro"
+    for class_dir in sorted((EURO / "train").iterdir()):
+        (data / "train" / class_dir.name).mkdir(parents=True)
+        for photo in sorted(class_dir.glob("*.jpg"))[:20]:
+            shutil.copy(photo, data / "train" / class_dir.name / photo.name)
+    config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
+    extract_features(data, tmp_path / "s", config)
+    fit_head(tmp_path / "s", "knn", {"k": 5}, tmp_path / "knn")
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Recogniser(tmp_path / "s", tmp_path / "knn")),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=390,1200",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        query = sorted((EURO / "test" / "1e").glob("*.jpg"))[0]
+        driver.find_element(By.ID, "file").send_keys(str(query))
+        wait = WebDriverWait(driver, 60)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#bars .prediction")))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#grid .neighbour")))
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#bars .prediction .label")]
+        tiles = driver.find_elements(By.CSS_SELECTOR, "#grid .neighbour")
+        assert labels and labels[0] in {"1c", "2c", "5c", "10c", "20c", "50c", "1e", "2e"}
+        assert len(tiles) == 8
+        assert driver.find_element(By.ID, "seen").get_attribute("src").startswith("data:image/png")
+        assert driver.find_element(By.ID, "error").text == ""
+        screenshot = Path(tmp_path) / "serve.png"
+        driver.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 10_000
+        bad = tmp_path / "not-a-photo.jpg"
+        bad.write_text("hello")
+        driver.find_element(By.ID, "file").send_keys(str(bad))
+        wait.until(lambda d: "not a usable image" in d.find_element(By.ID, "error").text)
+    finally:
+        driver.quit()
+        server.should_exit = True
+        thread.join(timeout=10)
