@@ -249,27 +249,18 @@ def _sticky_splits(store: Store | None, items: pd.DataFrame) -> dict[str, str]:
 
 def _content_warnings(items: pd.DataFrame) -> list[str]:
     """Same photo under two labels (label conflict) or in two splits (train/test leakage)."""
-    notes = []
     hashed = items.dropna(subset=["sha256"])
     dup = hashed[hashed.duplicated("sha256", keep=False)]
-    if dup.empty:
-        return notes
-    labels = dup.groupby("sha256")["label"].nunique()
-    conflicts = labels[labels > 1]
-    if len(conflicts):
-        example = dup[dup["sha256"] == conflicts.index[0]]["path"].tolist()[:2]
-        notes.append(
-            f"label conflict: {len(conflicts)} identical photo(s) carry different labels, "
-            f"e.g. {' vs '.join(example)}"
-        )
-    splits = dup.groupby("sha256")["split"].nunique()
-    leaks = splits[splits > 1]
-    if len(leaks):
-        example = dup[dup["sha256"] == leaks.index[0]]["path"].tolist()[:2]
-        notes.append(
-            f"leakage: {len(leaks)} identical photo(s) appear in more than one split, "
-            f"e.g. {' vs '.join(example)}"
-        )
+    notes = []
+    for column, problem in (
+        ("label", "label conflict: {n} identical photo(s) carry different labels"),
+        ("split", "leakage: {n} identical photo(s) appear in more than one split"),
+    ):
+        counts = dup.groupby("sha256")[column].nunique()
+        clashes = counts[counts > 1]
+        if len(clashes):
+            example = dup[dup["sha256"] == clashes.index[0]]["path"].tolist()[:2]
+            notes.append(f"{problem.format(n=len(clashes))}, e.g. {' vs '.join(example)}")
     return notes
 
 

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_heads import build_store, write_section
+from bench_heads import build_store
+from benchlib import write_section
 
 BUDGET = 60.0
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "euro-coins"
 SIZE = 224
@@ -164,16 +166,6 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- bench_extract:start -->", "<!-- bench_extract:end -->"
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -206,7 +198,7 @@ def main() -> None:
     print(section)
     print(json.dumps(results), file=sys.stderr)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, "bench_extract")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import write_section
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
 from coinfeat import ExtractConfig, extract_features, open_store
@@ -160,16 +161,6 @@ def report(rows: list[dict], dense_fit: dict, classic: dict, store) -> str:
         "<!-- bench_heads:end -->",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str, name: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import time
 
 import faiss
 import numpy as np
-from bench_heads import write_section
+from benchlib import write_section
 
 from coinfeat.search import VectorIndex, default_nlist, default_nprobe, normalise
 

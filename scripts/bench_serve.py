@@ -13,7 +13,8 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_heads import DATA, write_section
+from bench_heads import DATA
+from benchlib import write_section
 from fastapi.testclient import TestClient
 
 from coinfeat.serve import Recogniser, create_app

@@ -125,18 +125,12 @@ def _euro_photos(n: int, size: int) -> np.ndarray:
 
 
 @needs_euro
-def test_tflite_equals_keras_on_real_photos_random_b0():
-    spec = resolve_backbone("efficientnetb0", "none", 224)
-    photos = _euro_photos(12, 224)
-    tflite = open_engine(spec, "tflite", probe=photos)
-    keras_vectors = KerasEngine(build_model(spec)).embed(photos)
-    assert cosine_rows(tflite.embed(photos), keras_vectors).min() >= 0.9999
-
-
-@needs_euro
-@needs_lite0
-def test_tflite_equals_keras_on_real_photos_pretrained_lite0():
-    spec = resolve_backbone(str(LITE0), image_size=224)
+@pytest.mark.parametrize(
+    "backbone",
+    ["efficientnetb0", pytest.param(str(LITE0), marks=needs_lite0, id="pretrained-lite0")],
+)
+def test_tflite_equals_keras_on_real_photos(backbone):
+    spec = resolve_backbone(backbone, "none" if backbone == "efficientnetb0" else "imagenet", 224)
     photos = _euro_photos(12, 224)
     tflite = open_engine(spec, "tflite", probe=photos)
     keras_vectors = KerasEngine(build_model(spec)).embed(photos)
