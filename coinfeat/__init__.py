@@ -1,14 +1,39 @@
 """coinfeat: recognise coins from photos.
 
-A frozen backbone embeds every photo once into a store (:func:`extract_features`); cheap
-heads are then trained and compared on the cached vectors.
+A frozen backbone embeds every photo once into a store (:func:`extract_features`); cheap heads
+are trained on the cached vectors (:func:`fit_head`), used (:func:`predict_images`), compared
+(:func:`compare_heads` + :func:`write_report`), and the collection is searched
+(:func:`find_similar`). Heavier entry points are imported on first use.
 """
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
 from coinfeat.errors import CoinfeatError
 from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features
 from coinfeat.store import Store, open_store
+
+_LAZY = {
+    "fit_head": "coinfeat.training",
+    "predict_images": "coinfeat.predict",
+    "compare_heads": "coinfeat.compare",
+    "CompareConfig": "coinfeat.compare",
+    "write_report": "coinfeat.reports",
+    "find_similar": "coinfeat.similar",
+    "find_duplicates": "coinfeat.similar",
+    "calibrate_unknown": "coinfeat.similar",
+    "make_head": "coinfeat.heads",
+    "load_head": "coinfeat.heads",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'coinfeat' has no attribute {name!r}")
+
 
 __all__ = [
     "CoinfeatError",
@@ -18,4 +43,5 @@ __all__ = [
     "__version__",
     "extract_features",
     "open_store",
+    *_LAZY,
 ]

@@ -1,0 +1,24 @@
+"""The Python API shown in the README works as written (on generated photos)."""
+
+from __future__ import annotations
+
+from conftest import small_config
+
+import coinfeat
+
+
+def test_readme_python_example(folders_dataset, tmp_path):
+    summary = coinfeat.extract_features(folders_dataset, tmp_path / "store", small_config())
+    store = coinfeat.open_store(summary.store)
+    X, items = store.select(split="train")
+    head = coinfeat.make_head("knn", k=5).fit(X, items["label"])
+    proba = head.predict_proba(X)
+    assert proba.shape == (len(X), len(head.classes_))
+    result = coinfeat.fit_head(summary.store, "dense", {"epochs": 5}, out=tmp_path / "dense")
+    photo = str(folders_dataset / "gold" / "gold0_0.jpg")
+    answers = coinfeat.predict_images([photo], result.head_dir, top_k=3)
+    assert len(answers[0].labels) == 3
+    comparison = coinfeat.compare_heads(summary.store, coinfeat.CompareConfig(heads=["dense", "knn"]))
+    assert coinfeat.write_report(comparison, tmp_path / "report").is_file()
+    similar = coinfeat.find_similar([photo], summary.store, k=4)
+    assert len(similar[0].neighbours) == 4
