@@ -228,7 +228,7 @@ def summary_frame(c: Comparison) -> pd.DataFrame:
             "conf. wrong": m["confidence_when_wrong"],
             "fit s": r.fit_seconds,
             "predict ms/img": r.predict_ms_per_image,
-            "size KB": r.size_bytes / 1024,
+            "size KB": round(r.size_bytes / 1024),
         }
         if "val" in r.metrics and c.eval_split != "val":
             row["val balanced acc."] = r.metrics["val"]["balanced_accuracy"]
