@@ -4,6 +4,7 @@ unavailable and carries on with random weights, so the whole pipeline still runs
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,7 +62,7 @@ def run_demo(
     try:
         summary = extract_features(sample_dir(), out / "features" / _store_name(config), config)
     except WeightsUnavailable as exc:
-        announce(OFFLINE_BANNER.format(detail=str(exc)[:200]))
+        announce(OFFLINE_BANNER.format(detail=textwrap.fill(str(exc), 76, subsequent_indent=" ")))
         config.weights = "none"
         summary = extract_features(sample_dir(), out / "features" / _store_name(config), config)
     log.info("demo features: %s", summary.store)
