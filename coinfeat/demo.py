@@ -62,7 +62,13 @@ def run_demo(
     try:
         summary = extract_features(sample_dir(), out / "features" / _store_name(config), config)
     except WeightsUnavailable as exc:
-        announce(OFFLINE_BANNER.format(detail=textwrap.fill(str(exc), 76, subsequent_indent=" ")))
+        announce(
+            OFFLINE_BANNER.format(
+                detail=textwrap.fill(
+                    str(exc), 76, subsequent_indent=" ", break_on_hyphens=False, break_long_words=False
+                )
+            )
+        )
         config.weights = "none"
         summary = extract_features(sample_dir(), out / "features" / _store_name(config), config)
     log.info("demo features: %s", summary.store)
