@@ -92,10 +92,14 @@ def _add_extract(commands) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=ENGINES,
+        choices=[*ENGINES, "ray"],
         default="auto",
-        help="auto: the fastest engine verified equal to Keras (TFLite+XNNPACK here)",
+        help="auto: the fastest engine verified equal to Keras (TFLite+XNNPACK here); ray: decode and "
+        "embed on a Ray cluster (local without --ray-address) into a sharded store",
     )
+    p.add_argument("--ray-address", help="with --engine ray: 'auto' or HOST:PORT of a running Ray cluster")
+    p.add_argument("--workers", type=int, default=2, help="with --engine ray: Ray actors (default 2)")
+    p.add_argument("--shards", type=int, help="with --engine ray: shards of a new store (default 4)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--threads", type=int, help="decode and inference threads (default: all cores)")
     p.add_argument("--limit", type=int, help="embed at most N new images this run")
@@ -314,7 +318,15 @@ def _run_extract(args: argparse.Namespace) -> int:
         augment=args.augment,
         progress=not (args.quiet or args.json),
     )
-    summary = extract_features(args.data, args.out, config)
+    if args.engine == "ray":
+        from coinfeat.distributed import extract_features_ray
+
+        config.engine = "auto"
+        summary = extract_features_ray(
+            args.data, args.out, config, args.ray_address, args.workers, args.shards
+        )
+    else:
+        summary = extract_features(args.data, args.out, config)
     _print_summary(summary, args)
     return 0
 

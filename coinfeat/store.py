@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 
 from coinfeat.augment import vector_key
 from coinfeat.errors import CoinfeatError, FingerprintMismatch, StoreBusy
+from coinfeat.shards import is_sharded, open_sharded
 
 FORMAT_VERSION = 1
 EMBEDDINGS, ITEMS, MANIFEST = "embeddings.npy", "items.parquet", "manifest.json"
@@ -76,10 +77,12 @@ def is_store(path: str | Path) -> bool:
 
 
 def open_store(path: str | Path) -> Store:
-    """Open a committed store, checking that its three files agree."""
+    """Open a committed store (or a sharded one, as one store), checking that its files agree."""
     path = Path(path)
     if not path.is_dir():
         raise CoinfeatError(f"feature store not found: {path} (run `coinfeat extract-features` first)")
+    if is_sharded(path):
+        return open_sharded(path)
     if (path / JOURNAL).exists():
         with store_lock(path, wait=30):
             recover(path)

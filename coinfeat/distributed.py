@@ -1,0 +1,213 @@
+"""Extraction on Ray: the same reader and engine, run by a pool of Ray actors, into a sharded store.
+
+Planning (discovery, hashing, splits) happens once in the driver, exactly as for a local run.
+The work then becomes a Ray Dataset; ``map_batches`` hands batches to ``workers`` actors, each
+of which loads the frozen model once and decodes and embeds its batches. The driver writes every
+finished batch as a part of the shard its photo belongs to (by sha256), then commits each shard
+as an ordinary store and lists them in ``shards.json``. Without an address Ray starts locally, so
+the same code runs on a laptop and, with ``--ray-address auto``, on a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coinfeat.backbones import BackboneSpec, fingerprint, resolve_backbone
+from coinfeat.datasets import discover
+from coinfeat.errors import CoinfeatError, DecodeError, FingerprintMismatch
+from coinfeat.extract import (
+    ExtractConfig,
+    ExtractSummary,
+    _final_rows,
+    _make_dir,
+    _manifest,
+    _summarise,
+    _work_list,
+    _write_errors_explained,
+    default_store_dir,
+    plan,
+)
+from coinfeat.pipeline import ImageReader, RunStats, WorkItem
+from coinfeat.shards import is_sharded, read_shards, shard_name, shard_of, write_shards
+from coinfeat.store import (
+    ITEM_COLUMNS,
+    PartWriter,
+    commit,
+    load_known,
+    open_store,
+    read_manifest,
+    recover,
+    store_lock,
+    wipe,
+)
+
+DEFAULT_SHARDS = 4
+
+
+class EmbedActor:
+    """A Ray actor: loads the frozen model once, then decodes and embeds whole batches."""
+
+    def __init__(self, spec: BackboneSpec, resize: str, max_pixels: int, threads: int) -> None:
+        from coinfeat.engines import open_engine
+
+        self.reader = ImageReader([], 1, 1, spec.image_size, resize, max_pixels)
+        self.engine = open_engine(spec, "auto", threads)
+        self.size = spec.image_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images, errors = [], []
+        for key, path, view in zip(batch["key"], batch["path"], batch["view"]):
+            try:
+                images.append(self.reader.load(WorkItem(str(key), Path(str(path)), int(view))))
+                errors.append("")
+            except DecodeError as exc:
+                images.append(np.zeros((self.size, self.size, 3), np.uint8))
+                errors.append(str(exc))
+        vectors = self.engine.embed(np.stack(images).astype(np.float32))
+        return {"key": batch["key"], "shard": batch["shard"], "vector": vectors, "error": np.array(errors)}
+
+
+def extract_features_ray(
+    data: str | Path,
+    out: str | Path | None = None,
+    config: ExtractConfig | None = None,
+    address: str | None = None,
+    workers: int = 2,
+    shards: int | None = None,
+) -> ExtractSummary:
+    """Like :func:`~coinfeat.extract.extract_features`, distributed on Ray, into a sharded store."""
+    try:
+        import ray
+    except ImportError:
+        raise CoinfeatError("Ray is not installed: pip install 'coinfeat[ray]'") from None
+    cfg = config or ExtractConfig()
+    cfg.validate()
+    if workers < 1 or (shards is not None and shards < 1):
+        raise CoinfeatError("--workers and --shards must be at least 1")
+    started = time.perf_counter()
+    dataset = discover(data, cfg.label_names)
+    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size)
+    fp = fingerprint(spec, cfg.resize)
+    out = Path(out) if out else default_store_dir(dataset.name)
+    _make_dir(out)
+    with store_lock(out), _write_errors_explained(out):
+        if cfg.force:
+            _wipe_sharded(out)
+        if read_manifest(out) is not None:
+            raise CoinfeatError(f"{out} is a single (unsharded) store; use another --out for a Ray run")
+        names = (
+            read_shards(out)["shards"]
+            if is_sharded(out)
+            else [shard_name(i) for i in range(shards or DEFAULT_SHARDS)]
+        )
+        if is_sharded(out) and read_shards(out)["fingerprint"] != fp:
+            raise FingerprintMismatch(
+                f"sharded store {out} holds vectors from another extractor "
+                f"({read_shards(out)['fingerprint']}); this run is {fp} ({spec.label}). "
+                "Use --force to rebuild it or --out for a new store"
+            )
+        store = open_store(out) if is_sharded(out) else None
+        items, notes = plan(dataset, store, cfg)
+        items["shard"] = [shard_of(sha, len(names)) for sha in items["sha256"]]
+        known, work = {}, []
+        for index, name in enumerate(names):
+            (out / name).mkdir(exist_ok=True)
+            recover(out / name)
+            shard_store = open_store(out / name) if read_manifest(out / name) else None
+            known[index] = load_known(out / name, shard_store, fp)
+            mine = items[items["shard"] == index]
+            work += [(index, w) for w in _work_list(mine, known[index], dataset, None)]
+        if cfg.limit is not None:
+            work = work[: cfg.limit]
+        before = set().union(*(set(k.vectors) | set(k.skipped) for k in known.values()))
+        stats = _run_on_ray(ray, work, spec, cfg, out, names, fp, address, workers)
+        finals = []
+        for index, name in enumerate(names):
+            shard_known = load_known(
+                out / name, open_store(out / name) if read_manifest(out / name) else None, fp
+            )
+            final = _final_rows(items[items["shard"] == index], shard_known)
+            commit(
+                out / name,
+                final,
+                shard_known,
+                _manifest(dataset, spec, cfg, fp, final, stats.engine, read_manifest(out / name)),
+            )
+            finals.append(final)
+        write_shards(out, names, fp)
+    final = pd.concat(finals, ignore_index=True)
+    notes = [*notes, f"sharded store: {len(names)} shards, {workers} Ray worker(s)"]
+    return _summarise(
+        out,
+        final,
+        items[ITEM_COLUMNS],
+        before,
+        store,
+        spec,
+        fp,
+        stats,
+        notes,
+        dataset,
+        time.perf_counter() - started,
+    )
+
+
+def _run_on_ray(
+    ray,
+    work: list[tuple[int, WorkItem]],
+    spec: BackboneSpec,
+    cfg: ExtractConfig,
+    out: Path,
+    names: list[str],
+    fp: str,
+    address: str | None,
+    workers: int,
+) -> RunStats:
+    stats = RunStats(engine="tflite/keras on Ray" if work else None)
+    if not work:
+        return stats
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    rows = [{"key": w.key, "path": str(w.path), "view": w.view, "shard": shard} for shard, w in work]
+    dataset = ray.data.from_items(rows).map_batches(
+        EmbedActor,
+        fn_constructor_kwargs={
+            "spec": spec,
+            "resize": cfg.resize,
+            "max_pixels": cfg.max_pixels,
+            "threads": max(1, (cfg.threads or 1)),
+        },
+        batch_size=cfg.batch_size,
+        concurrency=workers,
+        num_cpus=1,
+        batch_format="numpy",
+    )
+    writers = {i: PartWriter(out / name, fp, i) for i, name in enumerate(names)}
+    started = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for shard in np.unique(batch["shard"]):
+            mine = batch["shard"] == shard
+            ok = mine & (batch["error"] == "")
+            failed = mine & (batch["error"] != "")
+            writers[int(shard)].write(
+                [str(k) for k in batch["key"][ok]],
+                batch["vector"][ok],
+                [(str(k), str(e)) for k, e in zip(batch["key"][failed], batch["error"][failed])],
+            )
+        stats.embedded += int((batch["error"] == "").sum())
+        stats.batches += 1
+    stats.infer_seconds = time.perf_counter() - started
+    return stats
+
+
+def _wipe_sharded(out: Path) -> None:
+    wipe(out)
+    if is_sharded(out):
+        for name in read_shards(out)["shards"]:
+            if (out / name).is_dir():
+                wipe(out / name)
+        (out / "shards.json").unlink()

@@ -1,0 +1,121 @@
+"""Sharded stores: several ordinary stores under one directory, read as one.
+
+Layout: ``shards.json`` (format, fingerprint, shard names) beside ``shard-00000/`` ... each a
+complete store (embeddings.npy, items.parquet, manifest.json). A photo always goes to the shard
+its sha256 picks, so incremental runs, crash safety and the fingerprint rule work per shard.
+:func:`coinfeat.store.open_store` opens either kind; vectors stay memory-mapped per shard and
+only the rows asked for are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coinfeat.errors import CoinfeatError
+
+SHARDS_FILE = "shards.json"
+SHARDS_FORMAT = 1
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def shard_of(sha256: str | None, shards: int) -> int:
+    """The shard a photo's content belongs to (unreadable files, without a hash, go to shard 0)."""
+    return int(sha256[:8], 16) % shards if isinstance(sha256, str) else 0
+
+
+class ShardedArray:
+    """The rows of several memory-mapped (n_i, D) arrays seen as one (N, D) array."""
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self.arrays = arrays
+        self.offsets = np.cumsum([0] + [len(a) for a in arrays])
+        dims = {a.shape[1] for a in arrays if len(a)}
+        self.dim = dims.pop() if dims else 0
+        self.dtype = np.dtype(np.float32)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.offsets[-1]), self.dim
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            shard = int(np.searchsorted(self.offsets, index, side="right") - 1)
+            return np.asarray(self.arrays[shard][index - self.offsets[shard]])
+        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        out = np.empty((len(rows), self.dim), dtype=self.dtype)
+        owner = np.searchsorted(self.offsets, rows, side="right") - 1
+        for shard in np.unique(owner):
+            mine = owner == shard
+            out[mine] = self.arrays[shard][rows[mine] - self.offsets[shard]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        full = self[np.arange(len(self))]
+        return full.astype(dtype) if dtype is not None else full
+
+
+def is_sharded(path: str | Path) -> bool:
+    return (Path(path) / SHARDS_FILE).is_file()
+
+
+def read_shards(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((path / SHARDS_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CoinfeatError(f"{path / SHARDS_FILE} is unreadable ({exc}); re-run extract-features") from None
+    if record.get("format", 0) > SHARDS_FORMAT:
+        raise CoinfeatError(f"sharded store {path} was written by a newer coinfeat; upgrade coinfeat")
+    return record
+
+
+def write_shards(path: Path, names: list[str], fingerprint: str) -> None:
+    tmp = path / f"{SHARDS_FILE}.tmp"
+    tmp.write_text(
+        json.dumps({"format": SHARDS_FORMAT, "fingerprint": fingerprint, "shards": names}, indent=2)
+    )
+    os.replace(tmp, path / SHARDS_FILE)
+
+
+def open_sharded(path: Path):
+    """Open every shard and present them as one :class:`~coinfeat.store.Store`."""
+    from coinfeat.store import Store, open_store
+
+    record = read_shards(path)
+    shards = [open_store(path / name) for name in record["shards"]]
+    if not shards:
+        raise CoinfeatError(f"sharded store {path} lists no shards")
+    if {s.fingerprint for s in shards} != {record["fingerprint"]}:
+        raise CoinfeatError(f"sharded store {path} mixes fingerprints; rebuild it with --force")
+    items = pd.concat([s.items.assign(shard=i) for i, s in enumerate(shards)], ignore_index=True)
+    manifest = dict(shards[0].manifest)
+    manifest["rows"] = len(items)
+    manifest["shards"] = record["shards"]
+    manifest["commit"] = hashlib.sha256("".join(s.manifest["commit"] for s in shards).encode()).hexdigest()
+    ok = items[(items["status"] == "ok") & (items["view"] == 0)]
+    manifest["counts"] = {
+        "items": len(items),
+        "ok": len(ok),
+        "skipped": int((items["status"] != "ok").sum()),
+        "per_split": {str(k): int(v) for k, v in ok["split"].value_counts().items()},
+        "per_class": {str(k): int(v) for k, v in ok["label"].value_counts().sort_index().items()},
+    }
+    return Store(path, manifest, items, ShardedArray([s.embeddings for s in shards]))

@@ -1,0 +1,85 @@
+"""Extraction on a local Ray instance into a sharded store that every command reads unchanged."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import EURO, EURO_GROUPS, SMALL, needs_euro
+
+from coinfeat import ExtractConfig, extract_features, open_store
+from coinfeat.engines import cosine_rows
+from coinfeat.errors import FingerprintMismatch
+from coinfeat.shards import ShardedArray
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray") / "euro"
+    for split in ("train", "test"):
+        for class_dir in sorted((EURO / split).iterdir()):
+            (root / split / class_dir.name).mkdir(parents=True)
+            for photo in sorted(class_dir.glob("*.jpg"))[:8]:
+                shutil.copy(photo, root / split / class_dir.name / photo.name)
+    yield root
+    ray.shutdown()
+
+
+def config(**overrides) -> ExtractConfig:
+    return ExtractConfig(
+        **{
+            "weights": "none",
+            "image_size": SMALL,
+            "group_regex": EURO_GROUPS,
+            "progress": False,
+            "batch_size": 16,
+            **overrides,
+        }
+    )
+
+
+def _by_path(store) -> dict[str, np.ndarray]:
+    return dict(zip(store.items["path"], np.asarray(store.embeddings)))
+
+
+@needs_euro
+def test_ray_store_equals_the_single_process_store(photos, tmp_path):
+    from coinfeat.distributed import extract_features_ray
+
+    summary = extract_features_ray(photos, tmp_path / "sharded", config(), workers=2, shards=3)
+    single = extract_features(photos, tmp_path / "single", config())
+    assert summary.embedded == single.embedded == 128
+    sharded, plain = open_store(tmp_path / "sharded"), open_store(tmp_path / "single")
+    assert isinstance(sharded.embeddings, ShardedArray) and sharded.embeddings.shape == (128, 1280)
+    assert sorted(sharded.items["path"]) == sorted(plain.items["path"])
+    a, b = _by_path(sharded), _by_path(plain)
+    keys = sorted(a)
+    assert cosine_rows(np.stack([a[k] for k in keys]), np.stack([b[k] for k in keys])).min() >= 0.9999
+    splits = sharded.items.set_index("path")["split"].sort_index()
+    assert splits.equals(plain.items.set_index("path")["split"].sort_index())
+    assert len({*sharded.items["shard"]}) == 3
+
+    again = extract_features_ray(photos, tmp_path / "sharded", config(), workers=2)
+    assert again.embedded == 0 and again.reused == 128
+    with pytest.raises(FingerprintMismatch):
+        extract_features_ray(photos, tmp_path / "sharded", config(resize="crop"), workers=1)
+
+
+@needs_euro
+def test_every_command_reads_a_sharded_store(photos, tmp_path):
+    from coinfeat.compare import CompareConfig, compare_heads
+    from coinfeat.distributed import extract_features_ray
+    from coinfeat.similar import find_similar
+    from coinfeat.training import fit_head
+
+    extract_features_ray(photos, tmp_path / "s", config(), workers=1, shards=2)
+    result = fit_head(tmp_path / "s", "knn", {"k": 3}, tmp_path / "knn")
+    assert result.train > 0
+    comparison = compare_heads(tmp_path / "s", CompareConfig(heads=["centroid", "knn"], top_k=[1, 3]))
+    assert {r.name for r in comparison.results} == {"centroid", "knn"}
+    query = sorted((photos / "train" / "1e").glob("*.jpg"))[0]
+    [similar] = find_similar([str(query)], tmp_path / "s", k=2, split="all")
+    assert similar.neighbours[0].similarity == pytest.approx(1.0, abs=1e-4)
