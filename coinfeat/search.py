@@ -15,7 +15,9 @@ import numpy as np
 
 from coinfeat.errors import CoinfeatError
 
-INDEX_KINDS = ("flat", "ivf", "hnsw")
+INDEX_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
+PQ_SUBQUANTIZERS = 64
+"""ivfpq stores each vector in 64 bytes (1280-d float32 is 5,120): 80x less memory, approximate."""
 MIN_POINTS_PER_CENTROID = 39
 
 
@@ -62,6 +64,12 @@ class VectorIndex:
             index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
             index.nprobe = self.nprobe
             return index
+        if self.kind == "ivfpq":
+            quantizer = faiss.IndexFlatIP(self.dim)
+            m = PQ_SUBQUANTIZERS if self.dim % PQ_SUBQUANTIZERS == 0 else 1
+            index = faiss.IndexIVFPQ(quantizer, self.dim, self.nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+            index.nprobe = self.nprobe
+            return index
         if self.kind == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
@@ -72,18 +80,22 @@ class VectorIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def add(self, vectors: np.ndarray) -> None:
-        """Add vectors (normalised here); an IVF index is trained on its first batch."""
+    def train(self, vectors: np.ndarray) -> None:
+        """Train an IVF index (on a sample, for collections too large to hold in memory)."""
         x = self._check(vectors)
+        needed = MIN_POINTS_PER_CENTROID * max(self.nlist, 256 if self.kind == "ivfpq" else 0)
+        if len(x) < needed:
+            raise CoinfeatError(
+                f"an {self.kind} index with nlist={self.nlist} needs at least {needed} vectors to train "
+                f"(got {len(x)}); lower nlist or use index=flat"
+            )
+        self.index.train(x)
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Add vectors (normalised here); an untrained IVF index is trained on this first batch."""
         if not self.index.is_trained:
-            needed = MIN_POINTS_PER_CENTROID * self.nlist
-            if len(x) < needed:
-                raise CoinfeatError(
-                    f"an ivf index with nlist={self.nlist} needs at least {needed} vectors to train "
-                    f"(got {len(x)}); lower nlist or use index=flat"
-                )
-            self.index.train(x)
-        self.index.add(x)
+            self.train(vectors)
+        self.index.add(self._check(vectors))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (similarities, ids) per query; ids are -1 where fewer than k exist."""
@@ -104,7 +116,7 @@ class VectorIndex:
         obj.dim, obj.kind, obj.index = index.d, kind, index
         obj.nlist = getattr(index, "nlist", 0)
         obj.nprobe, obj.hnsw_m, obj.ef_search = nprobe, 0, ef_search
-        if kind == "ivf":
+        if kind in ("ivf", "ivfpq"):
             faiss.extract_index_ivf(index).nprobe = nprobe
         elif kind == "hnsw":
             index.hnsw.efSearch = ef_search
@@ -115,3 +127,30 @@ class VectorIndex:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise CoinfeatError(f"expected vectors of dimension {self.dim}, got shape {x.shape}")
         return normalise(x)
+
+
+def build_index(
+    store,
+    kind: str = "ivfpq",
+    split: str | None = None,
+    sample: int = 100_000,
+    chunk: int = 50_000,
+    seed: int = 0,
+) -> VectorIndex:
+    """Index a store too large for memory: train on a random sample of its vectors, then add them
+    chunk by chunk (shard by shard for a sharded store, whose rows are in shard order). Peak
+    memory is one chunk plus the index itself."""
+    mask = (store.items["status"] == "ok") & (store.items["view"] == 0)
+    if split is not None:
+        mask &= store.items["split"] == split
+    rows = np.flatnonzero(mask.to_numpy())
+    if len(rows) == 0:
+        raise CoinfeatError(f"store {store.path} has no usable vectors to index")
+    nlist = default_nlist(min(sample, len(rows)))
+    index = VectorIndex(store.embeddings.shape[1], kind, nlist=nlist, nprobe=default_nprobe(nlist))
+    if kind in ("ivf", "ivfpq"):
+        picked = np.sort(np.random.default_rng(seed).choice(rows, min(sample, len(rows)), replace=False))
+        index.train(store.embeddings[picked])
+    for start in range(0, len(rows), chunk):
+        index.add(store.embeddings[rows[start : start + chunk]])
+    return index

@@ -44,3 +44,31 @@ def test_ivf_and_hnsw_collections_are_cached_per_commit(tmp_path):
     query = str(data / "gold" / "gold3_1.jpg")
     [result] = find_similar([query], store_path, k=3, split="all", index="ivf")
     assert result.neighbours[0].path == str((data / "gold" / "gold3_1.jpg").resolve())
+
+
+def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from coinfeat.search import build_index
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((200, 128)).astype(np.float32)
+    X = normalise(
+        centres[rng.integers(0, 200, 12_000)] + 0.3 * rng.standard_normal((12_000, 128)).astype(np.float32)
+    )
+    items = pd.DataFrame(
+        {"status": "ok", "view": 0, "split": "train", "path": [f"p{i}" for i in range(12_000)]}
+    )
+    store = SimpleNamespace(items=items, embeddings=X, path="synthetic")
+    index = build_index(store, "ivfpq", sample=10_000, chunk=3_000)
+    assert index.ntotal == 12_000 and index.kind == "ivfpq"
+    _, ids = index.search(X[:200], 10)
+    exact = VectorIndex(128)
+    exact.add(X)
+    _, truth = exact.search(X[:200], 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])
+    assert recall > 0.5
+    with pytest.raises(CoinfeatError, match="needs at least"):
+        VectorIndex(128, "ivfpq", nlist=4).train(X[:100])
