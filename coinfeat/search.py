@@ -140,10 +140,7 @@ def build_index(
     """Index a store too large for memory: train on a random sample of its vectors, then add them
     chunk by chunk (shard by shard for a sharded store, whose rows are in shard order). Peak
     memory is one chunk plus the index itself."""
-    mask = (store.items["status"] == "ok") & (store.items["view"] == 0)
-    if split is not None:
-        mask &= store.items["split"] == split
-    rows = np.flatnonzero(mask.to_numpy())
+    rows = store.rows(split)
     if len(rows) == 0:
         raise CoinfeatError(f"store {store.path} has no usable vectors to index")
     nlist = default_nlist(min(sample, len(rows)))

@@ -124,7 +124,7 @@ class Recogniser:
         row = self.collection.row_of(path)
         if row is None:
             raise KeyError(path)
-        return self.neighbours(self.collection.vectors[row][None], exclude=row, k=k)
+        return self.neighbours(self.collection.vectors([row]), exclude=row, k=k)
 
     def photo_path(self, path: str) -> Path:
         """A collection photo on disk; only paths the store holds are served."""

@@ -25,7 +25,7 @@ from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.images import decode, read_bytes
 from coinfeat.runtime import log
-from coinfeat.search import VectorIndex, default_nlist, default_nprobe
+from coinfeat.search import VectorIndex, build_index, default_nlist, default_nprobe
 from coinfeat.store import Store, open_store
 
 CALIBRATION_FILE = "unknown-threshold.json"
@@ -61,10 +61,10 @@ class Collection:
         if split not in SPLITS:
             raise CoinfeatError(f"--split {split!r}: choose from {', '.join(SPLITS)}")
         self.store = store
-        X, self.items = store.select(None if split == "all" else split)
-        if len(X) == 0:
+        self.rows = store.rows(None if split == "all" else split)
+        if len(self.rows) == 0:
             raise CoinfeatError(f"store {store.path} has no usable vectors in split {split!r}")
-        self.vectors = X
+        self.items = store.items.iloc[self.rows].reset_index(drop=True)
         self.index = self._index(split, index)
         self.root = Path(store.manifest["dataset"]["root"])
         self.names = store.manifest["dataset"].get("label_names", {})
@@ -72,12 +72,10 @@ class Collection:
     def _index(self, split: str, kind: str) -> VectorIndex:
         """Build the index; an ivf or hnsw index (minutes for a million vectors) is cached in the
         store's ``indexes/`` folder for the store's current commit and reused until it changes."""
-        nlist = default_nlist(len(self.vectors))
         cached = self.store.path / "indexes" / f"{split}-{kind}-{self.store.manifest.get('commit')}.faiss"
         if kind != "flat" and cached.exists():
-            return VectorIndex.load(cached, kind, nprobe=default_nprobe(nlist))
-        index = VectorIndex(self.vectors.shape[1], kind, nlist=nlist, nprobe=default_nprobe(nlist))
-        index.add(self.vectors)
+            return VectorIndex.load(cached, kind, nprobe=default_nprobe(default_nlist(len(self.rows))))
+        index = build_index(self.store, kind, None if split == "all" else split)
         if kind != "flat":
             try:
                 cached.parent.mkdir(exist_ok=True)
@@ -88,6 +86,10 @@ class Collection:
             except OSError as exc:
                 log.info("could not cache the %s index in %s: %s", kind, cached.parent, exc)
         return index
+
+    def vectors(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        """Stored vectors of collection rows, read from the (memory-mapped) store on demand."""
+        return np.asarray(self.store.embeddings[self.rows[np.asarray(rows)]])
 
     def absolute(self, row: int) -> str:
         return str(self.root / self.items["path"].iloc[row])
@@ -259,13 +261,15 @@ def find_duplicates(features: str | Path, threshold: float = 0.97, neighbours: i
     many near-identical photos lists only part of its pairs.
     """
     collection = Collection(open_store(features), "all")
-    sims, ids = collection.neighbours(collection.vectors, neighbours + 1)
-    rows = []
     items = collection.items
-    for a in range(len(items)):
-        for s, b in zip(sims[a], ids[a]):
-            if b > a and s >= threshold:
-                rows.append((a, int(b), float(s)))
+    rows = []
+    for start in range(0, len(items), 10_000):
+        chunk = np.arange(start, min(start + 10_000, len(items)))
+        sims, ids = collection.neighbours(collection.vectors(chunk), neighbours + 1)
+        for a, row_sims, row_ids in zip(chunk, sims, ids):
+            rows += [
+                (int(a), int(b), float(s)) for s, b in zip(row_sims, row_ids) if b > a and s >= threshold
+            ]
     columns = [
         "path_a",
         "path_b",

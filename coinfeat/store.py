@@ -59,16 +59,20 @@ class Store:
     def pretrained(self) -> bool:
         return bool(self.manifest.get("pretrained"))
 
-    def select(
-        self, split: str | None = None, include_views: bool = False
-    ) -> tuple[np.ndarray, pd.DataFrame]:
-        """Usable vectors (status ok) and their items, optionally for one split."""
+    def rows(self, split: str | None = None, include_views: bool = False) -> np.ndarray:
+        """Positions of the usable vectors (status ok), optionally of one split, in store order."""
         mask = self.items["status"].eq(OK).to_numpy(dtype=bool, copy=True)
         if split is not None:
             mask &= self.items["split"].eq(split).to_numpy()
         if not include_views:
             mask &= self.items["view"].eq(0).to_numpy()
-        rows = np.flatnonzero(mask)
+        return np.flatnonzero(mask)
+
+    def select(
+        self, split: str | None = None, include_views: bool = False
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """Usable vectors (status ok) and their items, optionally for one split."""
+        rows = self.rows(split, include_views)
         return np.asarray(self.embeddings[rows]), self.items.iloc[rows].reset_index(drop=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import small_config, write_class_folders
@@ -10,6 +12,7 @@ from coinfeat import extract_features, open_store
 from coinfeat.errors import CoinfeatError
 from coinfeat.search import VectorIndex, default_nlist, default_nprobe, normalise
 from coinfeat.similar import Collection, find_similar
+from coinfeat.store import Store
 
 
 def test_exact_search_returns_cosine_and_ids():
@@ -47,8 +50,6 @@ def test_ivf_and_hnsw_collections_are_cached_per_commit(tmp_path):
 
 
 def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks():
-    from types import SimpleNamespace
-
     import pandas as pd
 
     from coinfeat.search import build_index
@@ -61,7 +62,7 @@ def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks():
     items = pd.DataFrame(
         {"status": "ok", "view": 0, "split": "train", "path": [f"p{i}" for i in range(12_000)]}
     )
-    store = SimpleNamespace(items=items, embeddings=X, path="synthetic")
+    store = Store(Path("synthetic"), {}, items, X)
     index = build_index(store, "ivfpq", sample=10_000, chunk=3_000)
     assert index.ntotal == 12_000 and index.kind == "ivfpq"
     _, ids = index.search(X[:200], 10)
