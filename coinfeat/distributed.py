@@ -16,20 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coinfeat.backbones import BackboneSpec, fingerprint, resolve_backbone
-from coinfeat.datasets import discover
+from coinfeat.backbones import BackboneSpec
 from coinfeat.errors import CoinfeatError, DecodeError, FingerprintMismatch
 from coinfeat.extract import (
     ExtractConfig,
     ExtractSummary,
     _final_rows,
-    _make_dir,
     _manifest,
     _summarise,
     _work_list,
     _write_errors_explained,
-    default_store_dir,
     plan,
+    prepare,
 )
 from coinfeat.pipeline import ImageReader, RunStats, WorkItem
 from coinfeat.shards import is_sharded, read_shards, shard_name, shard_of, write_shards
@@ -38,6 +36,7 @@ from coinfeat.store import (
     PartWriter,
     commit,
     load_known,
+    open_committed,
     open_store,
     read_manifest,
     recover,
@@ -84,41 +83,32 @@ def extract_features_ray(
         import ray
     except ImportError:
         raise CoinfeatError("Ray is not installed: pip install 'coinfeat[ray]'") from None
-    cfg = config or ExtractConfig()
-    cfg.validate()
     if workers < 1 or (shards is not None and shards < 1):
         raise CoinfeatError("--workers and --shards must be at least 1")
+    cfg = config or ExtractConfig()
     started = time.perf_counter()
-    dataset = discover(data, cfg.label_names)
-    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size)
-    fp = fingerprint(spec, cfg.resize)
-    out = Path(out) if out else default_store_dir(dataset.name)
-    _make_dir(out)
+    dataset, spec, fp, out = prepare(data, out, cfg)
     with store_lock(out), _write_errors_explained(out):
         if cfg.force:
             _wipe_sharded(out)
         if read_manifest(out) is not None:
             raise CoinfeatError(f"{out} is a single (unsharded) store; use another --out for a Ray run")
-        names = (
-            read_shards(out)["shards"]
-            if is_sharded(out)
-            else [shard_name(i) for i in range(shards or DEFAULT_SHARDS)]
-        )
-        if is_sharded(out) and read_shards(out)["fingerprint"] != fp:
+        existing = read_shards(out) if is_sharded(out) else None
+        names = existing["shards"] if existing else [shard_name(i) for i in range(shards or DEFAULT_SHARDS)]
+        if existing and existing["fingerprint"] != fp:
             raise FingerprintMismatch(
                 f"sharded store {out} holds vectors from another extractor "
-                f"({read_shards(out)['fingerprint']}); this run is {fp} ({spec.label}). "
+                f"({existing['fingerprint']}); this run is {fp} ({spec.label}). "
                 "Use --force to rebuild it or --out for a new store"
             )
-        store = open_store(out) if is_sharded(out) else None
+        store = open_store(out) if existing else None
         items, notes = plan(dataset, store, cfg)
         items["shard"] = [shard_of(sha, len(names)) for sha in items["sha256"]]
         known, work = {}, []
         for index, name in enumerate(names):
             (out / name).mkdir(exist_ok=True)
             recover(out / name)
-            shard_store = open_store(out / name) if read_manifest(out / name) else None
-            known[index] = load_known(out / name, shard_store, fp)
+            known[index] = load_known(out / name, open_committed(out / name), fp)
             mine = items[items["shard"] == index]
             work += [(index, w) for w in _work_list(mine, known[index], dataset, None)]
         if cfg.limit is not None:
@@ -127,9 +117,7 @@ def extract_features_ray(
         stats = _run_on_ray(ray, work, spec, cfg, out, names, fp, address, workers)
         finals = []
         for index, name in enumerate(names):
-            shard_known = load_known(
-                out / name, open_store(out / name) if read_manifest(out / name) else None, fp
-            )
+            shard_known = load_known(out / name, open_committed(out / name), fp)
             final = _final_rows(items[items["shard"] == index], shard_known)
             commit(
                 out / name,

@@ -121,13 +121,8 @@ def extract_features(
 ) -> ExtractSummary:
     """Embed every image of ``data`` into the store at ``out`` (only what is not there yet)."""
     cfg = config or ExtractConfig(**options)
-    cfg.validate()
     started = time.perf_counter()
-    dataset = discover(data, cfg.label_names)
-    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size)
-    fp = fingerprint(spec, cfg.resize)
-    out = Path(out) if out else default_store_dir(dataset.name)
-    _make_dir(out)
+    dataset, spec, fp, out = prepare(data, out, cfg)
     with store_lock(out), _write_errors_explained(out):
         recover(out)
         if cfg.force:
@@ -148,6 +143,17 @@ def extract_features(
         out, final, items, before, store, spec, fp, stats, notes, dataset, time.perf_counter() - started
     )
     return summary
+
+
+def prepare(data: str | Path, out: str | Path | None, cfg: ExtractConfig):
+    """Checks and choices shared by every way of extracting: options, dataset, backbone,
+    fingerprint and a writable output folder. Returns (dataset, spec, fingerprint, out)."""
+    cfg.validate()
+    dataset = discover(data, cfg.label_names)
+    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size)
+    out = Path(out) if out else default_store_dir(dataset.name)
+    _make_dir(out)
+    return dataset, spec, fingerprint(spec, cfg.resize), out
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.heads import load_head
 from coinfeat.images import DEFAULT_MAX_PIXELS, decode, fit_square, to_model_input
 from coinfeat.predict import DEFAULT_TTA
-from coinfeat.similar import Collection, calibrated_threshold
+from coinfeat.similar import Collection, calibrated_threshold, is_unknown
 from coinfeat.store import open_store
 from coinfeat.training import check_compatible
 
@@ -101,11 +101,10 @@ class Recogniser:
     def neighbours(
         self, vector: np.ndarray, exclude: int | None = None, k: int | None = None
     ) -> dict[str, Any]:
-        k = k or self.k
-        sims, ids = self.collection.neighbours(vector, k + (exclude is not None))
-        found = [(float(s), int(i)) for s, i in zip(sims[0], ids[0]) if i >= 0 and i != exclude][:k]
+        found = self.collection.nearest(
+            vector, k or self.k, {exclude} if exclude is not None else frozenset()
+        )
         items = self.collection.items
-        unknown = self.threshold is not None and (not found or found[0][0] < self.threshold)
         return {
             "neighbours": [
                 {
@@ -116,7 +115,7 @@ class Recogniser:
                 }
                 for s, i in found
             ],
-            "unknown": bool(unknown),
+            "unknown": is_unknown(found, self.threshold),
             "threshold": self.threshold,
         }
 

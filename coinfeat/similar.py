@@ -102,6 +102,18 @@ class Collection:
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(vectors, k)
 
+    def nearest(
+        self, vector: np.ndarray, k: int, skip: set[int] | frozenset[int] = frozenset()
+    ) -> list[tuple[float, int]]:
+        """The k rows most similar to one vector, as (cosine, row), leaving out the rows in ``skip``."""
+        sims, ids = self.index.search(np.reshape(vector, (1, -1)), k + len(skip))
+        return [(float(s), int(i)) for s, i in zip(sims[0], ids[0]) if i >= 0 and i not in skip][:k]
+
+    def same_photo(self, row: int) -> set[int]:
+        """The row and every row holding the same file content (sha256)."""
+        shas = self.items["sha256"]
+        return {row, *np.flatnonzero((shas == shas.iloc[row]).to_numpy()).tolist()}
+
 
 def find_similar(
     queries: list[str],
@@ -123,20 +135,16 @@ def find_similar(
             continue
         result = results[query]
         own = collection.row_of(query) if exclude_self else None
-        sims, ids = collection.neighbours(vector[None, :], k + (1 if exclude_self else 0))
-        kept = [
-            (s, i) for s, i in zip(sims[0], ids[0]) if i >= 0 and not _is_self(collection, i, own, query)
-        ][:k]
+        kept = collection.nearest(vector, k, collection.same_photo(own) if own is not None else frozenset())
         result.neighbours = [_neighbour(collection, rank, s, i) for rank, (s, i) in enumerate(kept, 1)]
         result.threshold = threshold
-        result.unknown = bool(threshold is not None and (not kept or kept[0][0] < threshold))
+        result.unknown = is_unknown(kept, threshold)
     return [results[q] for q in queries]
 
 
-def _is_self(collection: Collection, row: int, own: int | None, query: str) -> bool:
-    if own is None:
-        return False
-    return row == own or collection.items["sha256"].iloc[row] == collection.items["sha256"].iloc[own]
+def is_unknown(nearest: list[tuple[float, int]], threshold: float | None) -> bool:
+    """No similar coin in the collection: even the best neighbour is below the threshold."""
+    return threshold is not None and (not nearest or nearest[0][0] < threshold)
 
 
 def _neighbour(collection: Collection, rank: int, similarity: float, row: int) -> Neighbour:

@@ -111,6 +111,11 @@ def open_store(path: str | Path) -> Store:
     return Store(path, manifest, items, embeddings)
 
 
+def open_committed(path: Path) -> Store | None:
+    """The store at ``path`` if one was ever committed there, else None."""
+    return open_store(path) if read_manifest(path) is not None else None
+
+
 def read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))

@@ -15,13 +15,12 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import write_section
+from benchlib import run_child, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "euro-coins"
@@ -103,15 +102,6 @@ def equality(folder: str, keras) -> dict:
     }
 
 
-def run_child(*args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark child {args[0]} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def convert_once() -> float:
     """Make sure the converted model is cached; return how long the conversion took (0 if cached)."""
     from coinfeat.backbones import resolve_backbone
@@ -188,10 +178,12 @@ def main() -> None:
         print(f"benchmarking on {n} photos in {work}", file=sys.stderr)
         results = {"date": time.strftime("%Y-%m-%d"), "conversion_seconds": convert_once()}
         folder = str(work / "photos")
-        results["naive"] = run_child("naive", folder, "-", "-")
-        results["coinfeat"] = run_child("coinfeat", folder, str(work / "store"), "-")
-        results["coinfeat_small"] = run_child("coinfeat", folder, str(work / "store-small"), str(args.small))
-        results["equality"] = run_child("equality", folder, "-", "-")
+        results["naive"] = run_child(__file__, "naive", folder, "-", "-")
+        results["coinfeat"] = run_child(__file__, "coinfeat", folder, str(work / "store"), "-")
+        results["coinfeat_small"] = run_child(
+            __file__, "coinfeat", folder, str(work / "store-small"), str(args.small)
+        )
+        results["equality"] = run_child(__file__, "equality", folder, "-", "-")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     section = report(results)

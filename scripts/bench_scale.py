@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bench_extract import flat_copy, peak_rss_mb
-from benchlib import write_section
+from benchlib import run_child, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "euro-coins"
@@ -177,15 +175,6 @@ def synthetic_sharded_store(path: Path, n: int, shards: int = 4) -> None:
     write_shards(path, names, "synthetic")
 
 
-def run_child(*args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark child {args[0]} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def report(runs: list[dict], index: dict) -> str:
     single = next(r for r in runs if r["mode"] == "single")
     lines = [
@@ -236,12 +225,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="coinfeat-scale-"))
     try:
         flat_copy(DATA, work / "photos", args.photos)
-        run_child("single", str(work / "photos"), str(work / "warm"))  # converts the model once
+        run_child(__file__, "single", str(work / "photos"), str(work / "warm"))  # converts the model once
         runs = [
-            run_child(mode, str(work / "photos"), str(work / mode)) for mode in ("single", "ray1", "ray2")
+            run_child(__file__, mode, str(work / "photos"), str(work / mode))
+            for mode in ("single", "ray1", "ray2")
         ]
         synthetic_sharded_store(work / "big", args.vectors)
-        index = run_child("index", "-", str(work / "big"))
+        index = run_child(__file__, "index", "-", str(work / "big"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     section = report(runs, index)

@@ -1,7 +1,10 @@
-"""Shared by the benchmark scripts: update one generated section of BENCHMARKS.md."""
+"""Shared by the benchmark scripts: run a measurement in its own process; update BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -14,3 +17,13 @@ def write_section(path: Path, section: str, name: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def run_child(script: str, *args: str) -> dict:
+    """Run ``script --child ARGS`` in a fresh process (its own peak memory); return its JSON line."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
