@@ -129,6 +129,29 @@ class VectorIndex:
         return normalise(x)
 
 
+def fill_index(
+    index: VectorIndex,
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    sample: int = 100_000,
+    chunk: int = 50_000,
+    seed: int = 0,
+) -> VectorIndex:
+    """Fill ``index`` with ``vectors[rows]`` without holding them all: an IVF index is trained on a
+    random sample of at most ``sample`` rows, then rows are added ``chunk`` at a time in order
+    (shard by shard for a sharded store). Peak memory is the sample or one chunk, plus the index."""
+    rows = np.asarray(rows)
+    if index.kind in ("ivf", "ivfpq") and not index.index.is_trained and len(rows):
+        picked = np.sort(np.random.default_rng(seed).choice(rows, min(sample, len(rows)), replace=False))
+        index.train(np.asarray(vectors[picked]))
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(vectors[rows[start : start + chunk]])
+        if not np.isfinite(block).all():
+            raise CoinfeatError("the store holds NaN or infinite vectors; re-run extract-features --force")
+        index.add(block)
+    return index
+
+
 def build_index(
     store,
     kind: str = "ivfpq",
@@ -137,17 +160,11 @@ def build_index(
     chunk: int = 50_000,
     seed: int = 0,
 ) -> VectorIndex:
-    """Index a store too large for memory: train on a random sample of its vectors, then add them
-    chunk by chunk (shard by shard for a sharded store, whose rows are in shard order). Peak
-    memory is one chunk plus the index itself."""
+    """Index a store too large for memory (see :func:`fill_index`), with nlist and nprobe chosen
+    for its size."""
     rows = store.rows(split)
     if len(rows) == 0:
         raise CoinfeatError(f"store {store.path} has no usable vectors to index")
     nlist = default_nlist(min(sample, len(rows)))
     index = VectorIndex(store.embeddings.shape[1], kind, nlist=nlist, nprobe=default_nprobe(nlist))
-    if kind in ("ivf", "ivfpq"):
-        picked = np.sort(np.random.default_rng(seed).choice(rows, min(sample, len(rows)), replace=False))
-        index.train(store.embeddings[picked])
-    for start in range(0, len(rows), chunk):
-        index.add(store.embeddings[rows[start : start + chunk]])
-    return index
+    return fill_index(index, store.embeddings, rows, sample, chunk, seed)

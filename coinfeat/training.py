@@ -73,18 +73,19 @@ def fit_head(
     """Fit ``head_type`` on the train split (val for early stopping / selection) and save it."""
     store = open_store(features)
     head = make_head(head_type, **(params or {}))
-    X, items = store.select("train", include_views=use_augmented)
-    if len(X) == 0:
+    rows = store.rows("train", include_views=use_augmented)
+    if len(rows) == 0:
         raise CoinfeatError(f"store {store.path} has no usable train vectors")
+    items = store.items.iloc[rows].reset_index(drop=True)
     X_val, val_items = store.select("val")
-    head.fit(X, items["label"], X_val, val_items["label"])
+    head.fit_from_store(store, rows, items["label"], X_val, val_items["label"])
     head.remember(absolute_paths(store, items["path"]))
     val_accuracy = (
         float(np.mean(head.predict(X_val) == val_items["label"].to_numpy())) if len(X_val) else None
     )
     head.meta.update(provenance(store, use_augmented))
     head.meta["counts"] = {
-        "train": len(X),
+        "train": len(rows),
         "val": len(X_val),
         "per_class": {str(k): int(v) for k, v in items["label"].value_counts().sort_index().items()},
     }
@@ -96,7 +97,7 @@ def fit_head(
         head_type,
         head.params,
         head.classes_.tolist(),
-        len(X),
+        len(rows),
         len(X_val),
         round(head.fit_seconds_, 3),
         val_accuracy,

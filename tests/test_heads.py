@@ -96,6 +96,41 @@ def test_knn_index_kinds_and_weightings():
         assert np.mean(head.predict(X[1::2]) == y[1::2]) > 0.98, params
 
 
+class ChunkOnlyVectors:
+    """A store's vectors that refuse to be read whole and remember the largest read."""
+
+    def __init__(self, X):
+        self.X, self.shape, self.largest = X, X.shape, 0
+
+    def __getitem__(self, rows):
+        self.largest = max(self.largest, len(np.atleast_1d(rows)))
+        return self.X[rows]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole matrix was loaded")
+
+
+@pytest.mark.parametrize("index", ["flat", "ivf", "ivfpq"])
+def test_knn_fits_from_a_store_chunk_by_chunk_like_in_memory(index):
+    import pandas as pd
+
+    from coinfeat.store import Store
+
+    X, y = clusters(n_classes=5, per_class=4_400, dim=64)
+    params = {"index": index, "nlist": 16, "nprobe": 16, "sample": 10_000, "chunk": 1_500}
+    vectors = ChunkOnlyVectors(X)
+    store = Store(None, {}, pd.DataFrame({"label": y}), vectors)
+    rows = np.arange(1, len(X), 2)
+    streamed = make_head("knn", **params).fit_from_store(store, rows, y[rows])
+    assert vectors.largest == (10_000 if index != "flat" else 1_500)
+    assert streamed.index_.ntotal == len(rows)
+    queries = X[::2][:300]
+    in_memory = make_head("knn", **params).fit(X[rows], y[rows])
+    agree = np.mean(streamed.predict(queries) == in_memory.predict(queries))
+    assert agree == 1.0 if index == "flat" else agree > 0.95
+    assert np.mean(streamed.predict(queries) == y[::2][:300]) > 0.95
+
+
 def test_knn_add_makes_a_new_class_predictable_without_refitting(tmp_path):
     X, y = clusters(n_classes=5)
     old = y != "c4"

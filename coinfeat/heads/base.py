@@ -43,25 +43,20 @@ class Head(ABC):
     def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
         X = check_matrix(X, "X")
-        y = np.asarray(y).astype(str)
-        if len(y) != len(X):
-            raise CoinfeatError(f"X has {len(X)} rows but y has {len(y)} labels")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise CoinfeatError(f"need at least 2 classes to train a head, got {len(self.classes_)}")
-        self.n_features_in_ = X.shape[1]
-        codes = np.searchsorted(self.classes_, y)
-        val = None
-        if X_val is not None and y_val is not None and len(X_val):
-            X_val = self._check_dim(check_matrix(X_val, "X_val"))
-            y_val = np.asarray(y_val).astype(str)
-            known = np.isin(y_val, self.classes_)
-            if known.any():
-                val = (X_val[known], np.searchsorted(self.classes_, y_val[known]))
+        codes = self._learn_classes(y, len(X), X.shape[1])
+        val = self._check_val(X_val, y_val)
         started = time.perf_counter()
         self._fit(X, codes, val)
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def fit_from_store(
+        self, store: Any, rows: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None
+    ) -> Head:
+        """Fit on the vectors at ``rows`` of a (possibly sharded, memory-mapped) store. Heads that
+        learn weights need them in memory; heads that keep every vector (k-NN) override this to
+        stream them, so a million-photo store is never loaded whole."""
+        return self.fit(np.asarray(store.embeddings[np.asarray(rows)]), y, X_val, y_val)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -132,6 +127,26 @@ class Head(ABC):
     def _load(self, directory: Path) -> None: ...
 
     # ------------------------------------------------------------------ checks
+
+    def _learn_classes(self, y: Any, n_rows: int, dim: int) -> np.ndarray:
+        """Set ``classes_`` and ``n_features_in_`` from the training labels; return class codes."""
+        y = np.asarray(y).astype(str)
+        if len(y) != n_rows:
+            raise CoinfeatError(f"X has {n_rows} rows but y has {len(y)} labels")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise CoinfeatError(f"need at least 2 classes to train a head, got {len(self.classes_)}")
+        self.n_features_in_ = dim
+        return np.searchsorted(self.classes_, y)
+
+    def _check_val(self, X_val: np.ndarray | None, y_val: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Validation vectors and codes of the classes seen in training, or None."""
+        if X_val is None or y_val is None or not len(X_val):
+            return None
+        X_val = self._check_dim(check_matrix(X_val, "X_val"))
+        y_val = np.asarray(y_val).astype(str)
+        known = np.isin(y_val, self.classes_)
+        return (X_val[known], np.searchsorted(self.classes_, y_val[known])) if known.any() else None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):

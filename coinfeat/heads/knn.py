@@ -6,6 +6,7 @@ Coin catalogues grow every year; with k-NN a new coin type is one ``add`` away. 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ import pandas as pd
 from coinfeat.errors import CoinfeatError
 from coinfeat.heads import register
 from coinfeat.heads.base import Head, check_matrix
-from coinfeat.search import INDEX_KINDS, VectorIndex
+from coinfeat.search import INDEX_KINDS, VectorIndex, fill_index
 
 INDEX_FILE, ROWS_FILE = "index.faiss", "rows.parquet"
 WEIGHTINGS = ("uniform", "distance", "softmax")
@@ -34,6 +35,8 @@ class KnnHead(Head):
         "nprobe": 10,
         "hnsw_m": 32,
         "ef_search": 64,
+        "sample": 100_000,
+        "chunk": 50_000,
     }
 
     def __init__(self, **params) -> None:
@@ -46,13 +49,32 @@ class KnnHead(Head):
             raise CoinfeatError("knn k must be at least 1")
 
     def _fit(self, X, codes, val) -> None:
-        p = self.params
-        self.index_ = VectorIndex(
-            X.shape[1], p["index"], int(p["nlist"]), int(p["nprobe"]), int(p["hnsw_m"]), int(p["ef_search"])
-        )
+        self.index_ = self._empty_index(X.shape[1])
         self.index_.add(X)
+        self._keep_rows(codes)
+
+    def fit_from_store(self, store, rows, y, X_val=None, y_val=None) -> KnnHead:
+        """Stream the store's vectors into the index (an IVF index is trained on a sample of at
+        most ``sample`` rows, then filled ``chunk`` rows at a time), never loading them all."""
+        codes = self._learn_classes(y, len(rows), store.embeddings.shape[1])
+        started = time.perf_counter()
+        p = self.params
+        self.index_ = fill_index(
+            self._empty_index(self.n_features_in_), store.embeddings, rows, int(p["sample"]), int(p["chunk"])
+        )
+        self._keep_rows(codes)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _empty_index(self, dim: int) -> VectorIndex:
+        p = self.params
+        return VectorIndex(
+            dim, p["index"], int(p["nlist"]), int(p["nprobe"]), int(p["hnsw_m"]), int(p["ef_search"])
+        )
+
+    def _keep_rows(self, codes: np.ndarray) -> None:
         self.row_labels_ = self.classes_[codes]
-        self.row_paths_ = np.full(len(X), "", dtype=object)
+        self.row_paths_ = np.full(len(codes), "", dtype=object)
 
     def remember(self, paths) -> None:
         self.row_paths_ = np.asarray(list(paths), dtype=object)
