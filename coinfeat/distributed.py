@@ -158,6 +158,7 @@ def _run_on_ray(
     stats = RunStats(engine="tflite/keras on Ray" if work else None)
     if not work:
         return stats
+    started = time.perf_counter()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     rows = [{"key": w.key, "path": str(w.path), "view": w.view, "shard": shard} for shard, w in work]
@@ -175,21 +176,32 @@ def _run_on_ray(
         batch_format="numpy",
     )
     writers = {i: PartWriter(out / name, fp, i) for i, name in enumerate(names)}
-    started = time.perf_counter()
+    waited = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        for shard in np.unique(batch["shard"]):
-            mine = batch["shard"] == shard
-            ok = mine & (batch["error"] == "")
-            failed = mine & (batch["error"] != "")
-            writers[int(shard)].write(
-                [str(k) for k in batch["key"][ok]],
-                batch["vector"][ok],
-                [(str(k), str(e)) for k, e in zip(batch["key"][failed], batch["error"][failed])],
-            )
+        received = time.perf_counter()
+        if not stats.batches:
+            stats.startup_seconds = received - started
+        else:
+            stats.infer_seconds += received - waited
+        _write_batch(batch, writers)
         stats.embedded += int((batch["error"] == "").sum())
         stats.batches += 1
-    stats.infer_seconds = time.perf_counter() - started
+        waited = time.perf_counter()
+        stats.write_seconds += waited - received
     return stats
+
+
+def _write_batch(batch: dict[str, np.ndarray], writers: dict[int, PartWriter]) -> None:
+    """One part per shard the batch touches: its vectors, and its failures as recorded skips."""
+    for shard in np.unique(batch["shard"]):
+        mine = batch["shard"] == shard
+        ok = mine & (batch["error"] == "")
+        failed = mine & (batch["error"] != "")
+        writers[int(shard)].write(
+            [str(k) for k in batch["key"][ok]],
+            batch["vector"][ok],
+            [(str(k), str(e)) for k, e in zip(batch["key"][failed], batch["error"][failed])],
+        )
 
 
 def _wipe_sharded(out: Path) -> None:

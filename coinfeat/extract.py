@@ -396,6 +396,7 @@ def _summarise(out, final, items, before, store, spec, fp, stats, notes, dataset
             "read": round(stats.read_seconds, 3),
             "infer": round(stats.infer_seconds, 3),
             "write": round(stats.write_seconds, 3),
+            **({"startup": round(stats.startup_seconds, 3)} if stats.startup_seconds else {}),
         },
         notes=notes,
     )

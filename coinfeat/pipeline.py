@@ -116,6 +116,8 @@ class RunStats:
     read_seconds: float = 0.0
     infer_seconds: float = 0.0
     write_seconds: float = 0.0
+    startup_seconds: float = 0.0
+    """Distributed runs only: until the first batch came back (cluster start, actors loading the model)."""
     engine: str | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
 

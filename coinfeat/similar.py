@@ -25,7 +25,7 @@ from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.images import decode, read_bytes
 from coinfeat.runtime import log
-from coinfeat.search import VectorIndex, build_index, default_nlist, default_nprobe
+from coinfeat.search import RERANK_FACTOR, VectorIndex, build_index, default_nlist, default_nprobe, rerank
 from coinfeat.store import Store, open_store
 
 CALIBRATION_FILE = "unknown-threshold.json"
@@ -100,13 +100,18 @@ class Collection:
         return int(hits[0]) if len(hits) else None
 
     def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(vectors, k)
+        """Top-k (cosine, row) per query vector; compressed (ivfpq) candidates are re-scored exactly
+        against the stored vectors, so reported similarities are true cosines."""
+        if self.index.kind != "ivfpq":
+            return self.index.search(vectors, k)
+        _, candidates = self.index.search(vectors, k * RERANK_FACTOR)
+        return rerank(vectors, candidates, self.vectors, min(k, self.index.ntotal))
 
     def nearest(
         self, vector: np.ndarray, k: int, skip: set[int] | frozenset[int] = frozenset()
     ) -> list[tuple[float, int]]:
         """The k rows most similar to one vector, as (cosine, row), leaving out the rows in ``skip``."""
-        sims, ids = self.index.search(np.reshape(vector, (1, -1)), k + len(skip))
+        sims, ids = self.neighbours(np.reshape(vector, (1, -1)), k + len(skip))
         return [(float(s), int(i)) for s, i in zip(sims[0], ids[0]) if i >= 0 and i not in skip][:k]
 
     def same_photo(self, row: int) -> set[int]:

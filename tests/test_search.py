@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import small_config, write_class_folders
@@ -49,7 +47,7 @@ def test_ivf_and_hnsw_collections_are_cached_per_commit(tmp_path):
     assert result.neighbours[0].path == str((data / "gold" / "gold3_1.jpg").resolve())
 
 
-def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks():
+def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
     import pandas as pd
 
     from coinfeat.search import build_index
@@ -62,7 +60,7 @@ def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks():
     items = pd.DataFrame(
         {"status": "ok", "view": 0, "split": "train", "path": [f"p{i}" for i in range(12_000)]}
     )
-    store = Store(Path("synthetic"), {}, items, X)
+    store = Store(tmp_path, {"commit": "c1", "dataset": {"root": str(tmp_path)}}, items, X)
     index = build_index(store, "ivfpq", sample=10_000, chunk=3_000)
     assert index.ntotal == 12_000 and index.kind == "ivfpq"
     _, ids = index.search(X[:200], 10)
@@ -71,5 +69,9 @@ def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks():
     _, truth = exact.search(X[:200], 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])
     assert recall > 0.5
+    sims, reranked = Collection(store, "train", "ivfpq").neighbours(X[:200], 10)
+    recall_reranked = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reranked, truth)])
+    assert recall_reranked > max(recall, 0.9)
+    np.testing.assert_allclose(sims, np.einsum("qkd,qd->qk", X[reranked], X[:200]), atol=1e-5)
     with pytest.raises(CoinfeatError, match="needs at least"):
         VectorIndex(128, "ivfpq", nlist=4).train(X[:100])
