@@ -1,6 +1,9 @@
 """Extraction on Ray: the same reader and engine, run by a pool of Ray actors, into a sharded store.
 
 Planning (discovery, hashing, splits) happens once in the driver, exactly as for a local run.
+Stage seconds differ from a local run's: ``read`` and ``infer`` are summed over actors (busy
+actor-seconds decoding and embedding), ``write`` is the driver writing parts, ``startup`` is
+the wait for the first batch (Ray start, actors loading the model).
 The work then becomes a Ray Dataset; ``map_batches`` hands batches to ``workers`` actors, each
 of which loads the frozen model once and decodes and embeds its batches. The driver writes every
 finished batch as a part of the shard its photo belongs to (by sha256), then commits each shard
@@ -58,6 +61,7 @@ class EmbedActor:
         self.size = spec.image_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
         images, errors = [], []
         for key, path, view in zip(batch["key"], batch["path"], batch["view"]):
             try:
@@ -66,8 +70,17 @@ class EmbedActor:
             except DecodeError as exc:
                 images.append(np.zeros((self.size, self.size, 3), np.uint8))
                 errors.append(str(exc))
+        decoded = time.perf_counter()
         vectors = self.engine.embed(np.stack(images).astype(np.float32))
-        return {"key": batch["key"], "shard": batch["shard"], "vector": vectors, "error": np.array(errors)}
+        rows = len(images)
+        return {
+            "key": batch["key"],
+            "shard": batch["shard"],
+            "vector": vectors,
+            "error": np.array(errors),
+            "read_s": np.full(rows, (decoded - started) / rows),
+            "infer_s": np.full(rows, (time.perf_counter() - decoded) / rows),
+        }
 
 
 def extract_features_ray(
@@ -176,18 +189,16 @@ def _run_on_ray(
         batch_format="numpy",
     )
     writers = {i: PartWriter(out / name, fp, i) for i, name in enumerate(names)}
-    waited = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         received = time.perf_counter()
         if not stats.batches:
             stats.startup_seconds = received - started
-        else:
-            stats.infer_seconds += received - waited
         _write_batch(batch, writers)
         stats.embedded += int((batch["error"] == "").sum())
         stats.batches += 1
-        waited = time.perf_counter()
-        stats.write_seconds += waited - received
+        stats.read_seconds += float(batch["read_s"].sum())
+        stats.infer_seconds += float(batch["infer_s"].sum())
+        stats.write_seconds += time.perf_counter() - received
     return stats
 
 
