@@ -24,13 +24,13 @@ from coinfeat.errors import CoinfeatError, DecodeError, FingerprintMismatch
 from coinfeat.extract import (
     ExtractConfig,
     ExtractSummary,
-    _final_rows,
-    _manifest,
-    _summarise,
-    _work_list,
-    _write_errors_explained,
+    build_manifest,
+    final_rows,
     plan,
     prepare,
+    summarise,
+    work_list,
+    write_errors_explained,
 )
 from coinfeat.pipeline import ImageReader, RunStats, WorkItem
 from coinfeat.shards import is_sharded, read_shards, shard_name, shard_of, write_shards
@@ -101,7 +101,7 @@ def extract_features_ray(
     cfg = config or ExtractConfig()
     started = time.perf_counter()
     dataset, spec, fp, out = prepare(data, out, cfg)
-    with store_lock(out), _write_errors_explained(out):
+    with store_lock(out), write_errors_explained(out):
         if cfg.force:
             _wipe_sharded(out)
         if read_manifest(out) is not None:
@@ -123,7 +123,7 @@ def extract_features_ray(
             recover(out / name)
             known[index] = load_known(out / name, open_committed(out / name), fp)
             mine = items[items["shard"] == index]
-            work += [(index, w) for w in _work_list(mine, known[index], dataset, None)]
+            work += [(index, w) for w in work_list(mine, known[index], dataset, None)]
         if cfg.limit is not None:
             work = work[: cfg.limit]
         before = set().union(*(set(k.vectors) | set(k.skipped) for k in known.values()))
@@ -131,18 +131,18 @@ def extract_features_ray(
         finals = []
         for index, name in enumerate(names):
             shard_known = load_known(out / name, open_committed(out / name), fp)
-            final = _final_rows(items[items["shard"] == index], shard_known)
+            final = final_rows(items[items["shard"] == index], shard_known)
             commit(
                 out / name,
                 final,
                 shard_known,
-                _manifest(dataset, spec, cfg, fp, final, stats.engine, read_manifest(out / name)),
+                build_manifest(dataset, spec, cfg, fp, final, stats.engine, read_manifest(out / name)),
             )
             finals.append(final)
         write_shards(out, names, fp)
     final = pd.concat(finals, ignore_index=True)
     notes = [*notes, f"sharded store: {len(names)} shards, {workers} Ray worker(s)"]
-    return _summarise(
+    return summarise(
         out,
         final,
         items[ITEM_COLUMNS],

@@ -3,6 +3,10 @@
 Planning is cheap and TensorFlow-free: files whose size and mtime match the store reuse their
 sha256 and vector, so a re-run with nothing new finishes in about a second. Only new or changed
 content is decoded and embedded, through the reader -> mapper -> writer pipeline.
+
+The steps are public so another distributor (``coinfeat.distributed`` for Ray) reuses them:
+``prepare`` -> ``plan`` -> ``work_list`` -> embed and write parts -> ``final_rows`` ->
+``store.commit`` with ``build_manifest`` -> ``summarise``.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ def extract_features(
     cfg = config or ExtractConfig(**options)
     started = time.perf_counter()
     dataset, spec, fp, out = prepare(data, out, cfg)
-    with store_lock(out), _write_errors_explained(out):
+    with store_lock(out), write_errors_explained(out):
         recover(out)
         if cfg.force:
             wipe(out)
@@ -133,13 +137,13 @@ def extract_features(
         known = load_known(out, store, fp)
         items, notes = plan(dataset, store, cfg)
         before = set(known.vectors) | set(known.skipped)
-        work = _work_list(items, known, dataset, cfg.limit)
+        work = work_list(items, known, dataset, cfg.limit)
         stats = _embed(work, spec, cfg, out, fp)
         known = load_known(out, store, fp)
-        final = _final_rows(items, known)
+        final = final_rows(items, known)
         if store is None or known.part_files or not final.equals(store.items[ITEM_COLUMNS]):
-            commit(out, final, known, _manifest(dataset, spec, cfg, fp, final, stats.engine, manifest))
-    summary = _summarise(
+            commit(out, final, known, build_manifest(dataset, spec, cfg, fp, final, stats.engine, manifest))
+    summary = summarise(
         out, final, items, before, store, spec, fp, stats, notes, dataset, time.perf_counter() - started
     )
     return summary
@@ -157,7 +161,7 @@ def prepare(data: str | Path, out: str | Path | None, cfg: ExtractConfig):
 
 
 @contextmanager
-def _write_errors_explained(out: Path) -> Iterator[None]:
+def write_errors_explained(out: Path) -> Iterator[None]:
     """A full disk or a read-only store stops the run with one line; finished batches stay on disk."""
     try:
         yield
@@ -270,7 +274,7 @@ def _content_warnings(items: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _work_list(items: pd.DataFrame, known: Known, dataset: Dataset, limit: int | None) -> list[WorkItem]:
+def work_list(items: pd.DataFrame, known: Known, dataset: Dataset, limit: int | None) -> list[WorkItem]:
     """Vectors still to compute, clean photos first; views of photos known to fail are left out."""
     todo = items.assign(key=item_keys(items))
     done = set(known.vectors) | set(known.skipped)
@@ -305,7 +309,7 @@ def _embed(work: list[WorkItem], spec: BackboneSpec, cfg: ExtractConfig, out: Pa
     return SequentialDistributor().run(runner, work, cfg.partitions)
 
 
-def _final_rows(items: pd.DataFrame, known) -> pd.DataFrame:
+def final_rows(items: pd.DataFrame, known) -> pd.DataFrame:
     """Rows that have a vector or a recorded skip; files not reached yet (--limit) wait."""
     items = items.copy()
     keys = pd.Series(item_keys(items), index=items.index)
@@ -327,7 +331,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _manifest(
+def build_manifest(
     dataset: Dataset,
     spec: BackboneSpec,
     cfg: ExtractConfig,
@@ -336,6 +340,7 @@ def _manifest(
     engine: str | None,
     previous: dict | None,
 ) -> dict[str, Any]:
+    """The ``manifest.json`` of a store (or one shard) whose committed rows are ``final``."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ok = final[(final["status"] == OK) & (final["view"] == 0)]
     return {
@@ -369,7 +374,8 @@ def _manifest(
     }
 
 
-def _summarise(out, final, items, before, store, spec, fp, stats, notes, dataset, seconds) -> ExtractSummary:
+def summarise(out, final, items, before, store, spec, fp, stats, notes, dataset, seconds) -> ExtractSummary:
+    """What a run did, from its committed rows, the keys known ``before`` it and its stats."""
     skipped = final[final["status"] == SKIPPED]
     ok = final[final["status"] == OK]
     reused = int(pd.Series(item_keys(ok)).isin(before).sum())

@@ -52,6 +52,9 @@ def test_ray_store_equals_the_single_process_store(photos, tmp_path):
     summary = extract_features_ray(photos, tmp_path / "sharded", config(), workers=2, shards=3)
     single = extract_features(photos, tmp_path / "single", config())
     assert summary.embedded == single.embedded == 128
+    stages = summary.stage_seconds
+    assert stages["startup"] > 0 and stages["infer"] > 0 and stages["write"] > 0
+    assert "startup" not in single.stage_seconds
     sharded, plain = open_store(tmp_path / "sharded"), open_store(tmp_path / "single")
     assert isinstance(sharded.embeddings, ShardedArray) and sharded.embeddings.shape == (128, 1280)
     assert sorted(sharded.items["path"]) == sorted(plain.items["path"])
