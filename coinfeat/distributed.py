@@ -13,11 +13,13 @@ the same code runs on a laptop and, with ``--ray-address auto``, on a cluster.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from coinfeat.backbones import BackboneSpec
 from coinfeat.errors import CoinfeatError, DecodeError, FingerprintMismatch
@@ -172,8 +174,7 @@ def _run_on_ray(
     if not work:
         return stats
     started = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    _start_ray(ray, address)
     rows = [{"key": w.key, "path": str(w.path), "view": w.view, "shard": shard} for shard, w in work]
     dataset = ray.data.from_items(rows).map_batches(
         EmbedActor,
@@ -184,12 +185,16 @@ def _run_on_ray(
             "threads": max(1, (cfg.threads or 1)),
         },
         batch_size=cfg.batch_size,
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
         batch_format="numpy",
     )
     writers = {i: PartWriter(out / name, fp, i) for i, name in enumerate(names)}
+    bar = tqdm(
+        total=len(work), unit="img", desc=f"embedding on Ray ({workers} workers)", disable=not cfg.progress
+    )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        bar.update(len(batch["key"]))
         received = time.perf_counter()
         if not stats.batches:
             stats.startup_seconds = received - started
@@ -199,7 +204,26 @@ def _run_on_ray(
         stats.read_seconds += float(batch["read_s"].sum())
         stats.infer_seconds += float(batch["infer_s"].sum())
         stats.write_seconds += time.perf_counter() - received
+    bar.close()
     return stats
+
+
+def _start_ray(ray, address: str | None) -> None:
+    """Join the cluster at ``address`` or start a local Ray. Ray's own progress, logs and warnings
+    stay quiet (coinfeat shows one progress bar; errors still raise); --debug shows them all."""
+    quiet = not logging.getLogger("coinfeat").isEnabledFor(logging.DEBUG)
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            logging_level=logging.ERROR if quiet else logging.INFO,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    if quiet:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _write_batch(batch: dict[str, np.ndarray], writers: dict[int, PartWriter]) -> None:

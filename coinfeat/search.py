@@ -85,10 +85,15 @@ class VectorIndex:
         """Train an IVF index (on a sample, for collections too large to hold in memory)."""
         x = self._check(vectors)
         needed = MIN_POINTS_PER_CENTROID * max(self.nlist, 256 if self.kind == "ivfpq" else 0)
+        if len(x) < needed and self.kind == "ivfpq":
+            raise CoinfeatError(
+                f"an ivfpq index needs at least {needed} vectors to train its codebooks (got {len(x)}); "
+                "it is meant for hundreds of thousands of photos: use the flat (exact) or ivf index"
+            )
         if len(x) < needed:
             raise CoinfeatError(
-                f"an {self.kind} index with nlist={self.nlist} needs at least {needed} vectors to train "
-                f"(got {len(x)}); lower nlist or use index=flat"
+                f"an ivf index with nlist={self.nlist} needs at least {needed} vectors to train "
+                f"(got {len(x)}); lower nlist or use the flat (exact) index"
             )
         self.index.train(x)
 
