@@ -88,12 +88,12 @@ class VectorIndex:
         if len(x) < needed and self.kind == "ivfpq":
             raise CoinfeatError(
                 f"an ivfpq index needs at least {needed} vectors to train its codebooks (got {len(x)}); "
-                "it is meant for hundreds of thousands of photos: use the flat (exact) or ivf index"
+                "it is meant for hundreds of thousands of photos: use index=flat (exact) or ivf"
             )
         if len(x) < needed:
             raise CoinfeatError(
                 f"an ivf index with nlist={self.nlist} needs at least {needed} vectors to train "
-                f"(got {len(x)}); lower nlist or use the flat (exact) index"
+                f"(got {len(x)}); lower nlist or use index=flat (exact)"
             )
         self.index.train(x)
 
