@@ -293,6 +293,11 @@ def _add_demo(commands) -> None:
     )
     p.add_argument("--out", default="artifacts/demo", help="output folder (default artifacts/demo)")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a .h5 path")
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help="extract on a local Ray instance into a sharded store (needs pip install 'coinfeat[ray]')",
+    )
     _common(p)
     p.set_defaults(handler=_run_demo)
 
@@ -559,6 +564,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         args.weights,
         progress=not (args.quiet or args.json),
         announce=lambda text: print(text, file=sys.stderr),
+        ray=args.ray,
     )
     if args.json:
         print(

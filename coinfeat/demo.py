@@ -53,14 +53,19 @@ def sample_dir() -> Path:
 
 
 def run_demo(
-    out: str | Path = DEFAULT_DEMO_DIR, weights: str = "imagenet", progress: bool = True, announce=print
+    out: str | Path = DEFAULT_DEMO_DIR,
+    weights: str = "imagenet",
+    progress: bool = True,
+    announce=print,
+    ray: bool = False,
 ) -> DemoResult:
     """Extract features for the bundled sample, fit every head, predict a few test photos, and
-    write the head-comparison report, and show the coins most similar to one test photo."""
+    write the head-comparison report, and show the coins most similar to one test photo. With
+    ``ray`` the extraction runs on a local Ray instance into a sharded store."""
     out = Path(out)
     config = ExtractConfig(weights=weights, group_regex=SAMPLE_GROUP_REGEX, progress=progress)
     try:
-        summary = extract_features(sample_dir(), out / "features" / _store_name(config), config)
+        summary = _extract(out, config, ray)
     except WeightsUnavailable as exc:
         announce(
             OFFLINE_BANNER.format(
@@ -70,7 +75,7 @@ def run_demo(
             )
         )
         config.weights = "none"
-        summary = extract_features(sample_dir(), out / "features" / _store_name(config), config)
+        summary = _extract(out, config, ray)
     log.info("demo features: %s", summary.store)
     heads = [fit_head(summary.store, name, out=out / "heads" / name) for name in head_types()]
     best = max(heads, key=lambda h: h.val_accuracy or 0.0)
@@ -85,5 +90,10 @@ def run_demo(
     return DemoResult(summary, summary.pretrained, out, heads, predictions, report, similar, sheet)
 
 
-def _store_name(config: ExtractConfig) -> str:
-    return SAMPLE_NAME if config.weights != "none" else f"{SAMPLE_NAME}-random-weights"
+def _extract(out: Path, config: ExtractConfig, ray: bool) -> ExtractSummary:
+    name = SAMPLE_NAME if config.weights != "none" else f"{SAMPLE_NAME}-random-weights"
+    if not ray:
+        return extract_features(sample_dir(), out / "features" / name, config)
+    from coinfeat.distributed import extract_features_ray
+
+    return extract_features_ray(sample_dir(), out / "features" / f"{name}-sharded", config)

@@ -86,3 +86,14 @@ def test_every_command_reads_a_sharded_store(photos, tmp_path):
     query = sorted((photos / "train" / "1e").glob("*.jpg"))[0]
     [similar] = find_similar([str(query)], tmp_path / "s", k=2, split="all")
     assert similar.neighbours[0].similarity == pytest.approx(1.0, abs=1e-4)
+
+
+def test_demo_on_ray_fits_every_head_from_a_sharded_store(tmp_path):
+    from coinfeat.demo import run_demo
+    from coinfeat.heads import head_types
+    from coinfeat.shards import is_sharded
+
+    result = run_demo(tmp_path / "demo", weights="none", progress=False, ray=True)
+    assert is_sharded(result.extract.store) and result.extract.embedded == 144
+    assert [h.type for h in result.heads] == list(head_types())
+    assert result.report.exists() and len(result.similar.neighbours) == 5
