@@ -209,8 +209,8 @@ def _run_on_ray(
 
 
 def _start_ray(ray, address: str | None) -> None:
-    """Join the cluster at ``address`` or start a local Ray. Ray's own progress, logs and warnings
-    stay quiet (coinfeat shows one progress bar; errors still raise); --debug shows them all."""
+    """Join the cluster at ``address`` or start a local Ray. Ray's own progress output is off
+    (coinfeat shows one bar); its logs and warnings stay quiet unless --debug; errors still raise."""
     quiet = not logging.getLogger("coinfeat").isEnabledFor(logging.DEBUG)
     if not ray.is_initialized():
         ray.init(

@@ -43,20 +43,27 @@ class Head(ABC):
     def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
         X = check_matrix(X, "X")
-        codes = self._learn_classes(y, len(X), X.shape[1])
-        val = self._check_val(X_val, y_val)
-        started = time.perf_counter()
-        self._fit(X, codes, val)
-        self.fit_seconds_ = time.perf_counter() - started
-        return self
+        return self._train(y, X.shape, X_val, y_val, lambda codes, val: self._fit(X, codes, val))
 
     def fit_from_store(
         self, store: Any, rows: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None
     ) -> Head:
-        """Fit on the vectors at ``rows`` of a (possibly sharded, memory-mapped) store. Heads that
-        learn weights need them in memory; heads that keep every vector (k-NN) override this to
-        stream them, so a million-photo store is never loaded whole."""
-        return self.fit(np.asarray(store.embeddings[np.asarray(rows)]), y, X_val, y_val)
+        """Fit on the vectors at ``rows`` of a (possibly sharded, memory-mapped) store; see
+        :meth:`_fit_rows` for how each head reads them."""
+        rows = np.asarray(rows)
+        shape = (len(rows), store.embeddings.shape[1])
+        return self._train(
+            y, shape, X_val, y_val, lambda codes, val: self._fit_rows(store.embeddings, rows, codes, val)
+        )
+
+    def _train(self, y: Any, shape: tuple[int, int], X_val, y_val, fit) -> Head:
+        """Validate labels and validation data, then time ``fit(codes, val)``."""
+        codes = self._learn_classes(y, *shape)
+        val = self._check_val(X_val, y_val)
+        started = time.perf_counter()
+        fit(codes, val)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -116,6 +123,11 @@ class Head(ABC):
 
     @abstractmethod
     def _fit(self, X: np.ndarray, codes: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None) -> None: ...
+
+    def _fit_rows(self, vectors: Any, rows: np.ndarray, codes: np.ndarray, val) -> None:
+        """Heads that learn weights load the rows into memory; heads that keep every vector (k-NN)
+        override this to stream them, so a million-photo store is never loaded whole."""
+        self._fit(check_matrix(vectors[rows], "X"), codes, val)
 
     @abstractmethod
     def _predict_proba(self, X: np.ndarray) -> np.ndarray: ...

@@ -6,7 +6,6 @@ Coin catalogues grow every year; with k-NN a new coin type is one ``add`` away. 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,18 +52,14 @@ class KnnHead(Head):
         self.index_.add(X)
         self._keep_rows(codes)
 
-    def fit_from_store(self, store, rows, y, X_val=None, y_val=None) -> KnnHead:
+    def _fit_rows(self, vectors, rows, codes, val) -> None:
         """Stream the store's vectors into the index (an IVF index is trained on a sample of at
         most ``sample`` rows, then filled ``chunk`` rows at a time), never loading them all."""
-        codes = self._learn_classes(y, len(rows), store.embeddings.shape[1])
-        started = time.perf_counter()
         p = self.params
         self.index_ = fill_index(
-            self._empty_index(self.n_features_in_), store.embeddings, rows, int(p["sample"]), int(p["chunk"])
+            self._empty_index(self.n_features_in_), vectors, rows, int(p["sample"]), int(p["chunk"])
         )
         self._keep_rows(codes)
-        self.fit_seconds_ = time.perf_counter() - started
-        return self
 
     def _empty_index(self, dim: int) -> VectorIndex:
         p = self.params
