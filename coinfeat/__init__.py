@@ -3,7 +3,8 @@
 A frozen backbone embeds every photo once into a store (:func:`extract_features`); cheap heads
 are trained on the cached vectors (:func:`fit_head`), used (:func:`predict_images`), compared
 (:func:`compare_heads` + :func:`write_report`), and the collection is searched
-(:func:`find_similar`). Heavier entry points are imported on first use.
+(:func:`find_similar`). Every entry point is imported on first use, so ``import coinfeat.store``
+loads no image or network code.
 """
 
 from importlib import import_module
@@ -12,10 +13,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 from coinfeat.errors import CoinfeatError
-from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features
-from coinfeat.store import Store, open_store
 
 _LAZY = {
+    "extract_features": "coinfeat.extract",
+    "ExtractConfig": "coinfeat.extract",
+    "ExtractSummary": "coinfeat.extract",
+    "open_store": "coinfeat.store",
+    "Store": "coinfeat.store",
     "fit_head": "coinfeat.training",
     "predict_images": "coinfeat.predict",
     "compare_heads": "coinfeat.compare",
@@ -35,13 +39,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'coinfeat' has no attribute {name!r}")
 
 
-__all__ = [
-    "CoinfeatError",
-    "ExtractConfig",
-    "ExtractSummary",
-    "Store",
-    "__version__",
-    "extract_features",
-    "open_store",
-    *_LAZY,
-]
+__all__ = ["CoinfeatError", "__version__", *_LAZY]

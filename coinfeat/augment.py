@@ -3,6 +3,7 @@
 ``extract-features --augment N`` caches N views of each train photo beside its clean vector
 (``view`` 1..N in items.parquet). Each view is a seeded function of the photo's content and view
 number, so it is reproducible and cached like any other vector. Evaluation never uses views.
+When :func:`augment` changes, bump ``coinfeat.store.keys.AUGMENT_VERSION`` (it is part of a view's key).
 """
 
 from __future__ import annotations
@@ -13,14 +14,6 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from coinfeat.images import border_colour
-
-AUGMENT_VERSION = 1
-"""Bump when the augmentation changes; views made by another version are not reused."""
-
-
-def vector_key(sha256: str, view: int) -> str:
-    """How a vector is addressed: the photo's content hash, plus the view for augmented copies."""
-    return sha256 if not view else f"{sha256}#aug{AUGMENT_VERSION}.{view}"
 
 
 def augment(img: Image.Image, key: str) -> Image.Image:

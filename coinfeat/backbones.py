@@ -15,7 +15,7 @@ from typing import Any
 
 from coinfeat.errors import CoinfeatError, WeightsUnavailable
 from coinfeat.images import DECODER_VERSION, DEFAULT_IMAGE_SIZE
-from coinfeat.runtime import import_keras, keras_cache_dir, log
+from coinfeat.runtime import import_keras, keras_cache_dir
 
 DEFAULT_BACKBONE = "efficientnetb0"
 RANDOM_SEED = 0
@@ -189,8 +189,3 @@ def _preprocess(inputs, mode: str, keras):
     if mode == "caffe":
         return keras.applications.resnet50.preprocess_input(inputs)
     return inputs
-
-
-def log_spec(spec: BackboneSpec) -> None:
-    if not spec.pretrained:
-        log.warning("backbone %s is NOT PRETRAINED: its vectors are only good for testing", spec.name)

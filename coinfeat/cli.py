@@ -55,6 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _add_extract(commands) -> None:
     from coinfeat.engines import ENGINES
+    from coinfeat.extract import RUNNERS
     from coinfeat.images import DEFAULT_IMAGE_SIZE, RESIZE_POLICIES
 
     p = commands.add_parser(
@@ -94,12 +95,21 @@ def _add_extract(commands) -> None:
         "--engine",
         choices=[*ENGINES, "ray"],
         default="auto",
-        help="auto: the fastest engine verified equal to Keras (TFLite+XNNPACK here); ray: decode and "
-        "embed on a Ray cluster (local without --ray-address) into a sharded store",
+        help="inference engine: auto (default) is the fastest engine verified equal to Keras "
+        "(TFLite+XNNPACK here); 'ray' is deprecated, use --runner ray",
     )
-    p.add_argument("--ray-address", help="with --engine ray: 'auto' or HOST:PORT of a running Ray cluster")
-    p.add_argument("--workers", type=int, default=2, help="with --engine ray: Ray actors (default 2)")
-    p.add_argument("--shards", type=int, help="with --engine ray: shards of a new store (default 4)")
+    p.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="local",
+        help="where the work runs: local (this process, default) or ray (Ray actors, local without "
+        "--ray-address, into a sharded store)",
+    )
+    p.add_argument("--ray-address", help="with --runner ray: 'auto' or HOST:PORT of a running Ray cluster")
+    p.add_argument("--workers", type=int, default=2, help="with --runner ray: Ray actors (default 2)")
+    p.add_argument(
+        "--shards", type=int, help="shards of a new store (default: 4 with --runner ray, else one store)"
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--threads", type=int, help="decode and inference threads (default: all cores)")
     p.add_argument("--limit", type=int, help="embed at most N new images this run")
@@ -143,7 +153,13 @@ def _add_fit_head(commands) -> None:
     p.add_argument("--type", required=True, choices=list(types), help="head type")
     p.add_argument("--features", help="feature store made by extract-features")
     p.add_argument("--out", help="head directory (default artifacts/heads/<dataset>/<type>)")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="head parameter, repeatable")
+    p.add_argument(
+        "--param",
+        action="extend",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="head parameters, e.g. --param index=ivfpq nlist=1024 (several at once, or repeated)",
+    )
     p.add_argument("--use-augmented", action="store_true", help="also train on cached augmented views")
     p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
     p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
@@ -191,9 +207,10 @@ def _add_compare(commands) -> None:
     p.add_argument("--out", help="report folder (default artifacts/reports/<dataset>)")
     p.add_argument(
         "--param",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="HEAD.KEY=VALUE",
-        help="a head parameter, e.g. knn.k=5 (repeatable)",
+        help="head parameters, e.g. knn.k=5 knn.weights=distance (several at once, or repeated)",
     )
     p.add_argument(
         "--load",
@@ -306,12 +323,20 @@ def _run_extract(args: argparse.Namespace) -> int:
     from coinfeat.extract import ExtractConfig, extract_features
     from coinfeat.splits import parse_fractions
 
+    engine, runner = args.engine, args.runner
+    if engine == "ray":
+        print("coinfeat: warning: --engine ray is deprecated; use --runner ray", file=sys.stderr)
+        engine, runner = "auto", "ray"
     config = ExtractConfig(
         backbone=args.backbone,
         weights=args.weights,
         image_size=args.image_size,
         resize=args.resize,
-        engine=args.engine,
+        engine=engine,
+        runner=runner,
+        workers=args.workers,
+        shards=args.shards,
+        ray_address=args.ray_address,
         batch_size=args.batch_size,
         threads=args.threads,
         limit=args.limit,
@@ -323,15 +348,7 @@ def _run_extract(args: argparse.Namespace) -> int:
         augment=args.augment,
         progress=not (args.quiet or args.json),
     )
-    if args.engine == "ray":
-        from coinfeat.distributed import extract_features_ray
-
-        config.engine = "auto"
-        summary = extract_features_ray(
-            args.data, args.out, config, args.ray_address, args.workers, args.shards
-        )
-    else:
-        summary = extract_features(args.data, args.out, config)
+    summary = extract_features(args.data, args.out, config)
     _print_summary(summary, args)
     return 0
 
@@ -368,8 +385,6 @@ def _run_fit_head(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from coinfeat.predict import predict_images
 
-    if args.top_k < 1:
-        raise CoinfeatError("--top-k must be at least 1")
     results = predict_images(args.images, args.head, args.top_k, args.tta, args.engine)
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
@@ -386,9 +401,8 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from coinfeat.compare import DEFAULT_REPORTS_DIR, CompareConfig, compare_heads
+    from coinfeat.compare import CompareConfig, compare_heads, default_report_dir
     from coinfeat.reports import write_report
-    from coinfeat.store import open_store
 
     config = CompareConfig(
         heads=[h.strip() for h in args.heads.split(",") if h.strip()],
@@ -400,11 +414,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         label_parts=args.label_parts,
         confusion_top=args.confusion_top,
     )
-    out = (
-        Path(args.out)
-        if args.out
-        else DEFAULT_REPORTS_DIR / open_store(args.features).manifest["dataset"]["name"]
-    )
+    out = Path(args.out) if args.out else default_report_dir(args.features)
     comparison = compare_heads(args.features, config, heads_dir=out / "heads")
     report = write_report(comparison, out)
     if args.json:
@@ -472,8 +482,6 @@ def _run_similar(args: argparse.Namespace) -> int:
         return _print_duplicates(similar.find_duplicates(args.features, args.threshold or 0.97), args)
     if not args.queries:
         raise CoinfeatError("give at least one QUERY image, or --duplicates, or --calibrate")
-    if args.k < 1:
-        raise CoinfeatError("--k must be at least 1")
     results = similar.find_similar(
         args.queries,
         args.features,
@@ -513,10 +521,7 @@ def _print_similar(result) -> None:
 def _print_duplicates(pairs, args: argparse.Namespace) -> int:
     from coinfeat import similar
 
-    out = Path(args.out) if args.out else Path(args.features) / "duplicates"
-    out.mkdir(parents=True, exist_ok=True)
-    pairs.to_csv(out / "duplicates.csv", index=False)
-    sheet = similar.duplicates_sheet(pairs, args.sheet or out / "duplicates.png")
+    csv, sheet = similar.write_duplicates(pairs, args.features, args.out, args.sheet)
     if args.json:
         print(
             json.dumps(
@@ -524,7 +529,7 @@ def _print_duplicates(pairs, args: argparse.Namespace) -> int:
                     "pairs": len(pairs),
                     "label_conflicts": int(pairs["label_conflict"].sum()),
                     "cross_split": int(pairs["cross_split"].sum()),
-                    "csv": str(out / "duplicates.csv"),
+                    "csv": str(csv),
                     "sheet": str(sheet),
                 }
             )
@@ -537,7 +542,7 @@ def _print_duplicates(pairs, args: argparse.Namespace) -> int:
     for row in pairs.head(20).itertuples(index=False):
         flag = "LABEL CONFLICT " if row.label_conflict else "LEAK " if row.cross_split else ""
         print(f"  {flag}{row.similarity:.3f}  {row.label_a}:{row.path_a}  ~  {row.label_b}:{row.path_b}")
-    print(f"written: {out / 'duplicates.csv'}, {sheet}")
+    print(f"written: {csv}, {sheet}")
     return 0
 
 

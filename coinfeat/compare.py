@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
 from coinfeat.errors import CoinfeatError
@@ -86,6 +87,11 @@ class Comparison:
                 -r.predict_ms_per_image,
             ),
         )
+
+
+def default_report_dir(features: str | Path) -> Path:
+    """``artifacts/reports/<dataset>`` for the store at ``features``."""
+    return DEFAULT_REPORTS_DIR / open_store(features).manifest["dataset"]["name"]
 
 
 def compare_heads(
@@ -163,7 +169,7 @@ def cross_validate(store: Store, results: list[HeadResult], config: CompareConfi
     for result in results:
         scores: list[dict[str, Any]] = []
         for train_idx, test_idx in folds.split(X, labels, groups):
-            head = make_head(result.head.name, **result.head.params).fit(X[train_idx], labels[train_idx])
+            head = clone(result.head).fit(X[train_idx], labels[train_idx])
             proba = head.predict_proba(X[test_idx])
             scores.append(summary_metrics(labels[test_idx], proba, head.classes_, config.top_k))
         keys = [k for k in scores[0] if k.startswith("top") or k in ("balanced_accuracy", "macro_f1")]

@@ -22,7 +22,6 @@ import pandas as pd
 from coinfeat.errors import CoinfeatError
 from coinfeat.images import IMAGE_EXTENSIONS, is_image_path
 
-SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -33,7 +32,7 @@ _SPLIT_ALIASES = {
     "testing": "test",
 }
 LABEL_NAMES_FILE = "cat_to_name.json"
-ITEM_COLUMNS = ["path", "label", "split", "error"]
+DISCOVERED_COLUMNS = ["path", "label", "split", "error"]
 BAD_NAME = "file or folder name is not valid UTF-8; rename it"
 
 
@@ -51,10 +50,6 @@ class Dataset:
     @property
     def classes(self) -> list[str]:
         return sorted(self.items["label"].unique())
-
-    @property
-    def has_splits(self) -> bool:
-        return bool(self.items["split"].notna().any())
 
     def absolute(self, relpath: str) -> Path:
         return self.root / relpath
@@ -156,7 +151,7 @@ def _from_folders(root: Path) -> Dataset:
     loose = [f.name for f in root.iterdir() if f.is_file() and is_image_path(f)]
     if loose:
         notes.append(f"{len(loose)} image(s) directly in {root} have no class folder and were ignored")
-    items = pd.DataFrame(rows, columns=ITEM_COLUMNS)
+    items = pd.DataFrame(rows, columns=DISCOVERED_COLUMNS)
     return Dataset(root=root.resolve(), name=root.resolve().name, layout=layout, items=items, notes=notes)
 
 

@@ -83,7 +83,8 @@ def run_demo(
     _, test = store.select("test")
     photos = [str(sample_dir() / p) for p in test.groupby("label").head(1)["path"]]
     predictions = predict_images(photos, best.head_dir, top_k=3)
-    comparison = compare_heads(summary.store, CompareConfig(), heads_dir=out / "report" / "heads")
+    fitted = CompareConfig(heads=[], load={h.type: h.head_dir for h in heads})
+    comparison = compare_heads(summary.store, fitted)
     report = write_report(comparison, out / "report")
     [similar] = find_similar(photos[:1], summary.store, k=5)
     sheet = similar_sheet(similar, out / "similar.png")
@@ -92,8 +93,6 @@ def run_demo(
 
 def _extract(out: Path, config: ExtractConfig, ray: bool) -> ExtractSummary:
     name = SAMPLE_NAME if config.weights != "none" else f"{SAMPLE_NAME}-random-weights"
-    if not ray:
-        return extract_features(sample_dir(), out / "features" / name, config)
-    from coinfeat.distributed import extract_features_ray
-
-    return extract_features_ray(sample_dir(), out / "features" / f"{name}-sharded", config)
+    if ray:
+        config.runner, name = "ray", f"{name}-sharded"
+    return extract_features(sample_dir(), out / "features" / name, config)

@@ -9,8 +9,6 @@ images, and both engines' measured speed); ``auto`` picks the fastest engine ver
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +20,7 @@ import numpy as np
 from coinfeat.backbones import BackboneSpec, build_model
 from coinfeat.errors import CoinfeatError
 from coinfeat.runtime import cache_dir, default_threads, import_tensorflow, log, quiet_native_output
+from coinfeat.store.atomic import atomic_write
 
 ENGINES = ("auto", "tflite", "keras")
 EQUAL_COSINE = 0.9999
@@ -131,7 +130,7 @@ def convert_to_tflite(model, path: Path) -> None:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     with quiet_native_output():
         blob = converter.convert()
-    _atomic_write(path, blob)
+    atomic_write(path, blob)
     log.info("converted backbone to TFLite in %.1fs -> %s", time.perf_counter() - started, path)
 
 
@@ -171,7 +170,7 @@ def open_engine(
             probe = synthetic_probe(spec.image_size)
         tfl = TFLiteEngine(model_path, TFLITE_BATCH, threads)
         record = verify(keras_engine, tfl, probe)
-        _atomic_write(record_path, json.dumps(record.__dict__, indent=2).encode())
+        atomic_write(record_path, json.dumps(record.__dict__, indent=2).encode())
         log.info(
             "TFLite vs Keras: min cosine %.6f, %.1f vs %.1f ms/image",
             record.min_cosine,
@@ -209,14 +208,3 @@ def _read_record(path: Path) -> Verification | None:
         return Verification(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,11 +2,9 @@
 
 Planning is cheap and TensorFlow-free: files whose size and mtime match the store reuse their
 sha256 and vector, so a re-run with nothing new finishes in about a second. Only new or changed
-content is decoded and embedded, through the reader -> mapper -> writer pipeline.
-
-The steps are public so another distributor (``coinfeat.distributed`` for Ray) reuses them:
-``prepare`` -> ``plan`` -> ``work_list`` -> embed and write parts -> ``final_rows`` ->
-``store.commit`` with ``build_manifest`` -> ``summarise``.
+content is decoded and embedded: this module plans (discovery, hashes, groups, splits, views) and
+builds the runner; :func:`coinfeat.pipeline.fill_store` does the rest, in this process or, with
+``runner="ray"``, on Ray actors (``coinfeat.distributed``) into a sharded store.
 """
 
 from __future__ import annotations
@@ -26,34 +24,37 @@ from typing import Any
 import pandas as pd
 
 from coinfeat import __version__
-from coinfeat.augment import AUGMENT_VERSION
 from coinfeat.backbones import BackboneSpec, fingerprint, resolve_backbone
 from coinfeat.datasets import Dataset, discover, group_of
-from coinfeat.engines import open_engine
+from coinfeat.engines import ENGINES, open_engine
 from coinfeat.errors import CoinfeatError
 from coinfeat.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES
-from coinfeat.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem
+from coinfeat.pipeline import (
+    Distributor,
+    Filled,
+    ImageReader,
+    Runner,
+    SequentialDistributor,
+    fill_store,
+)
 from coinfeat.runtime import default_threads, log
 from coinfeat.splits import DEFAULT_FRACTIONS, resolve_splits
 from coinfeat.store import (
+    AUGMENT_VERSION,
     ITEM_COLUMNS,
     OK,
     SKIPPED,
-    Known,
-    PartWriter,
+    Layout,
     Store,
-    check_fingerprint,
-    commit,
     item_keys,
-    load_known,
-    open_store,
-    read_manifest,
-    recover,
+    manifest_counts,
+    open_committed,
+    open_layout,
     store_lock,
-    wipe,
 )
 
 DEFAULT_FEATURES_DIR = Path("artifacts") / "features"
+RUNNERS = ("local", "ray")
 
 
 @dataclass
@@ -77,13 +78,25 @@ class ExtractConfig:
     augment: int = 0
     partitions: int = 1
     progress: bool = True
+    runner: str = "local"
+    """Where the work runs: ``local`` (this process) or ``ray`` (Ray actors, a sharded store)."""
+    workers: int = 2
+    shards: int | None = None
+    """Shards of a new store; None: single for ``local``, 4 for ``ray``."""
+    ray_address: str | None = None
 
     def validate(self) -> None:
         if self.resize not in RESIZE_POLICIES:
             raise CoinfeatError(f"--resize {self.resize!r}: choose from {', '.join(RESIZE_POLICIES)}")
-        for name in ("batch_size", "partitions"):
+        if self.engine not in ENGINES:
+            raise CoinfeatError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
+        if self.runner not in RUNNERS:
+            raise CoinfeatError(f"--runner {self.runner!r}: choose from {', '.join(RUNNERS)}")
+        for name in ("batch_size", "partitions", "workers"):
             if getattr(self, name) < 1:
                 raise CoinfeatError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.shards is not None and self.shards < 1:
+            raise CoinfeatError("--shards must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise CoinfeatError("--limit must be 0 or more")
         if self.augment < 0:
@@ -123,41 +136,73 @@ def default_store_dir(dataset_name: str) -> Path:
 def extract_features(
     data: str | Path, out: str | Path | None = None, config: ExtractConfig | None = None, **options: Any
 ) -> ExtractSummary:
-    """Embed every image of ``data`` into the store at ``out`` (only what is not there yet)."""
+    """Embed every image of ``data`` into the store at ``out`` (only what is not there yet), in this
+    process or, with ``runner="ray"``, on Ray actors into a sharded store."""
     cfg = config or ExtractConfig(**options)
     started = time.perf_counter()
-    dataset, spec, fp, out = prepare(data, out, cfg)
-    with store_lock(out), write_errors_explained(out):
-        recover(out)
-        if cfg.force:
-            wipe(out)
-        manifest = read_manifest(out)
-        check_fingerprint(out, manifest, fp, f"{spec.label}, resize {cfg.resize}")
-        store = open_store(out) if manifest else None
-        known = load_known(out, store, fp)
-        items, notes = plan(dataset, store, cfg)
-        before = set(known.vectors) | set(known.skipped)
-        work = work_list(items, known, dataset, cfg.limit)
-        stats = _embed(work, spec, cfg, out, fp)
-        known = load_known(out, store, fp)
-        final = final_rows(items, known)
-        if store is None or known.part_files or not final.equals(store.items[ITEM_COLUMNS]):
-            commit(out, final, known, build_manifest(dataset, spec, cfg, fp, final, stats.engine, manifest))
-    summary = summarise(
-        out, final, items, before, store, spec, fp, stats, notes, dataset, time.perf_counter() - started
-    )
-    return summary
-
-
-def prepare(data: str | Path, out: str | Path | None, cfg: ExtractConfig):
-    """Checks and choices shared by every way of extracting: options, dataset, backbone,
-    fingerprint and a writable output folder. Returns (dataset, spec, fingerprint, out)."""
     cfg.validate()
+    distributor = make_distributor(cfg)
     dataset = discover(data, cfg.label_names)
     spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size)
+    fp = fingerprint(spec, cfg.resize)
     out = Path(out) if out else default_store_dir(dataset.name)
-    _make_dir(out)
-    return dataset, spec, fingerprint(spec, cfg.resize), out
+    make_writable_dir(out)
+    shards = cfg.shards if cfg.shards is not None else distributor.default_shards
+    with store_lock(out), write_errors_explained(out):
+        layout = open_layout(out, fp, f"{spec.label}, resize {cfg.resize}", shards, cfg.force)
+        store = open_committed(out)
+        items, notes = plan(dataset, store, cfg)
+        filled = fill_store(
+            layout,
+            items,
+            fp,
+            dataset.root,
+            _runner(spec, cfg, layout, fp, cfg.threads or distributor.threads_per_worker),
+            distributor,
+            lambda final, engine, previous: build_manifest(dataset, spec, cfg, fp, final, engine, previous),
+            cfg.limit,
+            cfg.partitions,
+        )
+    if layout.sharded:
+        notes = [*notes, f"sharded store: {len(layout.dirs)} shards, runner {cfg.runner}"]
+    return summarise(out, filled, items, store, spec, fp, notes, time.perf_counter() - started)
+
+
+def make_distributor(cfg: ExtractConfig) -> Distributor:
+    """Where the work runs: this process (``local``) or Ray actors (``ray``)."""
+    if cfg.runner == "local":
+        return SequentialDistributor()
+    from coinfeat.distributed import RayDistributor
+
+    return RayDistributor(cfg.ray_address, cfg.workers)
+
+
+def _runner(spec: BackboneSpec, cfg: ExtractConfig, layout: Layout, fp: str, threads: int) -> Runner:
+    """Decode and resize photos, embed them with the backbone, write parts of the store."""
+    engine = cfg.engine
+
+    def open_mapper(probe):
+        log.info("loading backbone %s (engine %s)", spec.label, engine)
+        return open_engine(spec, engine, threads, probe)
+
+    size, resize, max_pixels, batch = spec.image_size, cfg.resize, cfg.max_pixels, cfg.batch_size
+    return Runner(
+        make_reader=lambda mine: ImageReader(mine, batch, threads, size, resize, max_pixels),
+        open_mapper=open_mapper,
+        make_writer=lambda index: layout.writer(fp, index),
+        progress=cfg.progress,
+    )
+
+
+def make_writable_dir(out: Path) -> None:
+    """Create ``out`` and prove it is writable, or say in one line why not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CoinfeatError(f"cannot write to {out}: {exc.strerror or exc}; choose another --out") from None
 
 
 @contextmanager
@@ -175,16 +220,6 @@ def write_errors_explained(out: Path) -> Iterator[None]:
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _make_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CoinfeatError(f"cannot write to {out}: {exc.strerror or exc}; choose another --out") from None
 
 
 # --------------------------------------------------------------------------- planning
@@ -274,53 +309,6 @@ def _content_warnings(items: pd.DataFrame) -> list[str]:
     return notes
 
 
-def work_list(items: pd.DataFrame, known: Known, dataset: Dataset, limit: int | None) -> list[WorkItem]:
-    """Vectors still to compute, clean photos first; views of photos known to fail are left out."""
-    todo = items.assign(key=item_keys(items))
-    done = set(known.vectors) | set(known.skipped)
-    todo = todo[(todo["status"] == OK) & ~todo["key"].isin(done) & ~todo["sha256"].isin(known.skipped)]
-    todo = todo.drop_duplicates("key").sort_values("view", kind="stable")
-    if limit is not None:
-        todo = todo.head(limit)
-    return [
-        WorkItem(key, dataset.absolute(path), int(view))
-        for key, path, view in zip(todo["key"], todo["path"], todo["view"])
-    ]
-
-
-# --------------------------------------------------------------------------- embedding
-
-
-def _embed(work: list[WorkItem], spec: BackboneSpec, cfg: ExtractConfig, out: Path, fp: str):
-    threads = cfg.threads or default_threads()
-
-    def open_mapper(probe):
-        log.info("loading backbone %s (engine %s)", spec.label, cfg.engine)
-        return open_engine(spec, cfg.engine, threads, probe)
-
-    runner = Runner(
-        make_reader=lambda mine: ImageReader(
-            mine, cfg.batch_size, threads, spec.image_size, cfg.resize, cfg.max_pixels
-        ),
-        open_mapper=open_mapper,
-        make_writer=lambda index: PartWriter(out, fp, index),
-        progress=cfg.progress,
-    )
-    return SequentialDistributor().run(runner, work, cfg.partitions)
-
-
-def final_rows(items: pd.DataFrame, known) -> pd.DataFrame:
-    """Rows that have a vector or a recorded skip; files not reached yet (--limit) wait."""
-    items = items.copy()
-    keys = pd.Series(item_keys(items), index=items.index)
-    has_vector = keys.isin(known.vectors.keys())
-    failed = keys.isin(known.skipped.keys()) & ~has_vector
-    items.loc[failed, "status"] = SKIPPED
-    items.loc[failed, "error"] = keys[failed].map(known.skipped)
-    keep = has_vector | ((failed | (items["status"] == SKIPPED)) & (items["view"] == 0))
-    return items[keep].reset_index(drop=True)[ITEM_COLUMNS]
-
-
 def _versions() -> dict[str, str]:
     found = {"coinfeat": __version__}
     for package in ("tensorflow", "keras", "numpy", "pillow"):
@@ -342,7 +330,6 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The ``manifest.json`` of a store (or one shard) whose committed rows are ``final``."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    ok = final[(final["status"] == OK) & (final["view"] == 0)]
     return {
         "fingerprint": fp,
         "pretrained": spec.pretrained,
@@ -361,27 +348,29 @@ def build_manifest(
         "group_regex": cfg.group_regex,
         "augment": {"views_per_train_photo": cfg.augment, "version": AUGMENT_VERSION},
         "split": {"fractions": list(cfg.split), "seed": cfg.seed},
-        "counts": {
-            "items": len(final),
-            "ok": len(ok),
-            "skipped": int((final["status"] == SKIPPED).sum()),
-            "views": int(((final["status"] == OK) & (final["view"] > 0)).sum()),
-            "per_split": {str(k): int(v) for k, v in ok["split"].value_counts().items()},
-            "per_class": {str(k): int(v) for k, v in ok["label"].value_counts().sort_index().items()},
-        },
+        "counts": manifest_counts(final),
         "created": (previous or {}).get("created", now),
         "updated": now,
     }
 
 
-def summarise(out, final, items, before, store, spec, fp, stats, notes, dataset, seconds) -> ExtractSummary:
-    """What a run did, from its committed rows, the keys known ``before`` it and its stats."""
+def summarise(
+    out: Path,
+    filled: Filled,
+    items: pd.DataFrame,
+    store: Store | None,
+    spec: BackboneSpec,
+    fp: str,
+    notes: list[str],
+    seconds: float,
+) -> ExtractSummary:
+    """What a run did, from its committed rows, the keys known before it and its stats."""
+    final = filled.final
     skipped = final[final["status"] == SKIPPED]
     ok = final[final["status"] == OK]
-    reused = int(pd.Series(item_keys(ok)).isin(before).sum())
+    reused = int(pd.Series(item_keys(ok)).isin(filled.before).sum())
     photos = ok[ok["view"] == 0]
     old_photos = store.items.loc[store.items["view"] == 0, "path"] if store is not None else pd.Series([])
-    removed = int((~old_photos.isin(items["path"])).sum())
     return ExtractSummary(
         store=str(out),
         embedded=len(ok) - reused,
@@ -389,20 +378,15 @@ def summarise(out, final, items, before, store, spec, fp, stats, notes, dataset,
         skipped=len(skipped),
         total=len(final),
         pending=len(items) - len(final),
-        removed=removed,
+        removed=int((~old_photos.isin(items["path"])).sum()),
         views=int((ok["view"] > 0).sum()),
         seconds=round(seconds, 3),
         fingerprint=fp,
         backbone=spec.label,
         pretrained=spec.pretrained,
-        engine=stats.engine,
+        engine=filled.stats.engine,
         skipped_reasons={str(k): int(v) for k, v in skipped["error"].value_counts().items()},
         splits={str(k): int(v) for k, v in photos["split"].value_counts().items()},
-        stage_seconds={
-            "read": round(stats.read_seconds, 3),
-            "infer": round(stats.infer_seconds, 3),
-            "write": round(stats.write_seconds, 3),
-            **({"startup": round(stats.startup_seconds, 3)} if stats.startup_seconds else {}),
-        },
+        stage_seconds=filled.stats.stage_seconds(),
         notes=notes,
     )

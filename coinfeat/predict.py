@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from coinfeat.embedder import Embedder
+from coinfeat.errors import CoinfeatError
 from coinfeat.heads import load_head
 
 
@@ -37,6 +38,8 @@ def predict_images(
     engine: str = "auto",
 ) -> list[Prediction]:
     """Top-k labels and probabilities per photo; photos that cannot be read carry an error."""
+    if top_k < 1:
+        raise CoinfeatError(f"--top-k must be at least 1 (got {top_k})")
     head = load_head(head_dir)
     embedder = Embedder(head.meta["features"], engine)
     embedded = embedder.embed([str(p) for p in paths], tta=tta)

@@ -35,7 +35,7 @@ def write_report(comparison: Comparison, out: str | Path) -> Path:
     out = Path(out)
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     metrics = metrics_document(comparison)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    (out / "metrics.json").write_text(json_text(metrics))
     per_class_table(comparison).to_csv(out / "per_class.csv", index=False)
     predictions_table(comparison).to_parquet(out / "predictions.parquet", index=False)
     images = {
@@ -382,9 +382,21 @@ def _md_bold(text: str) -> str:
     return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(pieces)).replace("`", "")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
+def json_text(document: Any) -> str:
+    """Strict JSON: NaN and infinities (a head that makes no mistake has no mean confidence when
+    wrong) become null; ``json.dumps`` would write a bare ``NaN``, which JSON parsers reject."""
+    return json.dumps(_json_safe(document), indent=2, allow_nan=False)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     return str(value)

@@ -10,13 +10,14 @@ The page (``coinfeat/web/index.html``) uses only the API:
 * ``GET /api/photo?path=...``: a collection photo (only paths the store holds)
 
 Uploads over the size limit get 413, anything that is not a decodable image 415; the server
-keeps serving.
+keeps serving. Recognition runs in a worker thread, so a health check never waits behind it.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image
 
@@ -61,6 +63,7 @@ class Recogniser:
         self.names = self.store.manifest["dataset"].get("label_names", {})
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now
+        self._engine_lock = threading.Lock()  # requests run in worker threads; an interpreter is not shared
 
     def recognise(self, data: bytes) -> dict[str, Any]:
         """Decode, embed, classify and look up neighbours for one uploaded photo."""
@@ -72,7 +75,8 @@ class Recogniser:
             self.embedder.resize,
         )
         decoded = time.perf_counter()
-        vector = self.embedder.embed_images(to_model_input(square)[None], self.tta)
+        with self._engine_lock:
+            vector = self.embedder.embed_images(to_model_input(square)[None], self.tta)
         embedded = time.perf_counter()
         proba = self.head.predict_proba(vector)[0]
         order = np.argsort(-proba)[: self.top_k]
@@ -99,11 +103,9 @@ class Recogniser:
         }
 
     def neighbours(
-        self, vector: np.ndarray, exclude: int | None = None, k: int | None = None
+        self, vector: np.ndarray, exclude: set[int] | frozenset[int] = frozenset(), k: int | None = None
     ) -> dict[str, Any]:
-        found = self.collection.nearest(
-            vector, k or self.k, {exclude} if exclude is not None else frozenset()
-        )
+        found = self.collection.nearest(vector, k or self.k, exclude)
         items = self.collection.items
         return {
             "neighbours": [
@@ -120,10 +122,12 @@ class Recogniser:
         }
 
     def similar_to_stored(self, path: str, k: int | None = None) -> dict[str, Any]:
+        """Neighbours of a collection photo, leaving out the photo and every identical copy of it
+        (as ``similar --exclude-self`` does)."""
         row = self.collection.row_of(path)
         if row is None:
             raise KeyError(path)
-        return self.neighbours(self.collection.vectors([row]), exclude=row, k=k)
+        return self.neighbours(self.collection.vectors([row]), self.collection.same_photo(row), k)
 
     def photo_path(self, path: str) -> Path:
         """A collection photo on disk; only paths the store holds are served."""
@@ -163,7 +167,7 @@ def create_app(recogniser: Recogniser, max_upload_mb: float = DEFAULT_MAX_UPLOAD
         if len(data) > limit:
             raise HTTPException(413, f"the photo is larger than {max_upload_mb:g} MB")
         try:
-            return recogniser.recognise(data)
+            return await run_in_threadpool(recogniser.recognise, data)
         except DecodeError as exc:
             raise HTTPException(415, f"not a usable image: {exc}") from None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,16 @@ from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.images import decode, read_bytes
 from coinfeat.runtime import log
-from coinfeat.search import RERANK_FACTOR, VectorIndex, build_index, default_nlist, default_nprobe, rerank
-from coinfeat.store import Store, open_store
+from coinfeat.search import (
+    RERANK_FACTOR,
+    VectorIndex,
+    build_index,
+    default_nlist,
+    default_nprobe,
+    fill_index,
+    rerank,
+)
+from coinfeat.store import OK, Store, atomic_write, open_store
 
 CALIBRATION_FILE = "unknown-threshold.json"
 SPLITS = ("train", "all")
@@ -81,8 +88,7 @@ class Collection:
                 cached.parent.mkdir(exist_ok=True)
                 for stale in cached.parent.glob(f"{split}-{kind}-*.faiss"):
                     stale.unlink()
-                index.save(cached.with_suffix(".tmp"))
-                os.replace(cached.with_suffix(".tmp"), cached)
+                atomic_write(cached, index.save)
             except OSError as exc:
                 log.info("could not cache the %s index in %s: %s", kind, cached.parent, exc)
         return index
@@ -131,6 +137,8 @@ def find_similar(
     index: str = "flat",
 ) -> list[SimilarResult]:
     """The k most similar stored photos for each query (a stored path or any image file)."""
+    if k < 1:
+        raise CoinfeatError(f"--k must be at least 1 (got {k})")
     store = open_store(features)
     collection = Collection(store, split, index)
     threshold = threshold if threshold is not None else calibrated_threshold(store)
@@ -187,7 +195,7 @@ def _query_vectors(queries: list[str], collection: Collection, tta: str):
 
 
 def _stored_rows(store: Store) -> dict[str, int]:
-    ok = (store.items["status"] == "ok") & (store.items["view"] == 0)
+    ok = (store.items["status"] == OK) & (store.items["view"] == 0)
     return {path: int(row) for row, path in zip(np.flatnonzero(ok.to_numpy()), store.items["path"][ok])}
 
 
@@ -202,33 +210,37 @@ def _relative(query: str, root: Path) -> str:
 # --------------------------------------------------------------------------- unknown coins
 
 
-def calibrate_unknown(features: str | Path, target_false_match: float = 0.05) -> dict[str, Any]:
+def calibrate_unknown(
+    features: str | Path, target_false_match: float = 0.05, chunk: int = 50_000
+) -> dict[str, Any]:
     """Choose the similarity below which a query is answered "unknown", and save it with the store.
 
     Each class is left out of the train collection in turn; its val photos then play unknown
     coins, and their best similarities give the false-match rate of any threshold. The threshold
-    is the lowest one whose false-match rate is at most ``target_false_match``.
+    is the lowest one whose false-match rate is at most ``target_false_match``. Train vectors
+    are streamed into each index ``chunk`` rows at a time, never loaded whole.
     """
+    if not 0 <= target_false_match < 1:
+        raise CoinfeatError("--target-fmr must be at least 0 and below 1")
     store = open_store(features)
-    X_train, train = store.select("train")
-    X_val, val = store.select("val")
-    if len(X_val) == 0:
+    train_rows, val_rows = store.rows("train"), store.rows("val")
+    if len(val_rows) == 0:
         raise CoinfeatError(f"store {store.path} has no val photos to calibrate on")
-    impostor, genuine, correct = [], [], []
-    labels = train["label"].to_numpy()
-    for label in np.unique(val["label"]):
-        queries = X_val[val["label"].to_numpy() == label]
-        others = labels != label
-        if others.sum() == 0:
+    if len(train_rows) == 0:
+        raise CoinfeatError(f"store {store.path} has no train photos to calibrate against")
+    labels = store.items["label"].to_numpy()
+    dim = store.embeddings.shape[1]
+    impostor = []
+    for label in np.unique(labels[val_rows]):
+        others = train_rows[labels[train_rows] != label]
+        if len(others) == 0:
             continue
-        index = VectorIndex(X_train.shape[1])
-        index.add(X_train[others])
-        impostor.extend(index.search(queries, 1)[0][:, 0])
-    full = VectorIndex(X_train.shape[1])
-    full.add(X_train)
-    sims, ids = full.search(X_val, 1)
-    genuine = sims[:, 0]
-    correct = labels[ids[:, 0]] == val["label"].to_numpy()
+        index = fill_index(VectorIndex(dim), store.embeddings, others, chunk=chunk)
+        queries = val_rows[labels[val_rows] == label]
+        impostor.extend(_best_similarity(index, store.embeddings, queries, chunk)[0])
+    full = fill_index(VectorIndex(dim), store.embeddings, train_rows, chunk=chunk)
+    genuine, nearest = _best_similarity(full, store.embeddings, val_rows, chunk)
+    correct = labels[train_rows[nearest]] == labels[val_rows]
     impostor = np.asarray(impostor)
     threshold = _threshold_for(impostor, target_false_match)
     accepted = genuine >= threshold
@@ -238,12 +250,20 @@ def calibrate_unknown(features: str | Path, target_false_match: float = 0.05) ->
         "false_match_rate_val": float(np.mean(impostor >= threshold)) if len(impostor) else None,
         "known_accepted_rate_val": float(accepted.mean()),
         "known_accepted_correct_rate_val": float(correct[accepted].mean()) if accepted.any() else None,
-        "val_queries": len(X_val),
+        "val_queries": len(val_rows),
         "impostor_queries": len(impostor),
         "fingerprint": store.fingerprint,
     }
-    (store.path / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
+    atomic_write(store.path / CALIBRATION_FILE, json.dumps(record, indent=2))
     return record
+
+
+def _best_similarity(
+    index: VectorIndex, vectors: np.ndarray, rows: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine, index position) of the nearest indexed vector for ``vectors[rows]``, chunk by chunk."""
+    found = [index.search(np.asarray(vectors[rows[i : i + chunk]]), 1) for i in range(0, len(rows), chunk)]
+    return np.concatenate([s[:, 0] for s, _ in found]), np.concatenate([r[:, 0] for _, r in found])
 
 
 def _threshold_for(impostor: np.ndarray, target: float) -> float:
@@ -311,6 +331,20 @@ def find_duplicates(features: str | Path, threshold: float = 0.97, neighbours: i
     frame["label_conflict"] = frame["label_a"] != frame["label_b"]
     frame["cross_split"] = frame["split_a"] != frame["split_b"]
     return frame.sort_values(["label_conflict", "similarity"], ascending=False).reset_index(drop=True)
+
+
+def write_duplicates(
+    pairs: pd.DataFrame,
+    features: str | Path,
+    out: str | Path | None = None,
+    sheet: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """Save ``pairs`` as ``duplicates.csv`` and a contact sheet PNG, by default in the store's
+    ``duplicates/`` folder; returns both paths."""
+    folder = Path(out) if out else Path(features) / "duplicates"
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs.to_csv(folder / "duplicates.csv", index=False)
+    return folder / "duplicates.csv", duplicates_sheet(pairs, sheet or folder / "duplicates.png")
 
 
 # --------------------------------------------------------------------------- contact sheets

@@ -17,7 +17,7 @@ import numpy as np
 from coinfeat import __version__
 from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, FingerprintMismatch
-from coinfeat.heads import Head, load_head, make_head
+from coinfeat.heads import Head, IncrementalHead, load_head, make_head
 from coinfeat.store import Store, describe_extractor, open_store
 
 DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
@@ -79,7 +79,8 @@ def fit_head(
     items = store.items.iloc[rows].reset_index(drop=True)
     X_val, val_items = store.select("val")
     head.fit_from_store(store, rows, items["label"], X_val, val_items["label"])
-    head.remember(absolute_paths(store, items["path"]))
+    if isinstance(head, IncrementalHead):
+        head.remember(absolute_paths(store, items["path"]))
     val_accuracy = (
         float(np.mean(head.predict(X_val) == val_items["label"].to_numpy())) if len(X_val) else None
     )
@@ -142,7 +143,7 @@ def add_to_knn(
     from coinfeat.extract import ExtractConfig, extract_features
 
     head = load_head(head_dir)
-    if not hasattr(head, "add"):
+    if not isinstance(head, IncrementalHead):
         raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
     record = head.meta["features"]
     spec = Embedder(record).spec

@@ -34,10 +34,8 @@ def child(mode: str, folder: str, out: str) -> dict:
     if mode == "single":
         summary = extract_features(folder, out, config)
     elif mode.startswith("ray"):
-        from coinfeat.distributed import extract_features_ray
-
-        config.threads = 1
-        summary = extract_features_ray(folder, out, config, workers=int(mode[3:]), shards=4)
+        config.runner, config.workers, config.shards = "ray", int(mode[3:]), 4
+        summary = extract_features(folder, out, config)
     stages = summary.stage_seconds
     busy = stages["read"] + stages["infer"]
     return {
@@ -141,7 +139,7 @@ def exact_top10(store, queries: np.ndarray, n: int, chunk: int = 100_000) -> np.
 def synthetic_sharded_store(path: Path, n: int, shards: int = 4) -> None:
     """A sharded store of n clustered vectors written shard by shard (never all in memory)."""
     from coinfeat.search import normalise
-    from coinfeat.shards import shard_name, write_shards
+    from coinfeat.store.sharded import shard_name, write_shards
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((max(10, n // 100), DIM), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import small_config
+from helpers import small_config
 
 import coinfeat
 

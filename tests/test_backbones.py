@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import EURO, LITE0, SMALL, needs_euro, needs_lite0
+from helpers import EURO, LITE0, SMALL, needs_euro, needs_lite0
 
 from coinfeat import engines
 from coinfeat.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone

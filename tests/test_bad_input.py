@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL, coin_image, small_config, write_class_folders
+from helpers import SMALL, coin_image, small_config, write_class_folders
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image

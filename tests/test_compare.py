@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small_config, write_class_folders
+from helpers import small_config, write_class_folders
 from PIL import Image
 
 from coinfeat import extract_features
@@ -161,3 +161,17 @@ def test_confusion_png_stays_readable_for_300_classes(tmp_path):
             assert img.width <= 4000 and img.height <= 4000
     with Image.open(tmp_path / "c40.png") as small, Image.open(tmp_path / "cNone.png") as full:
         assert small.width < full.width
+
+
+def test_metrics_json_is_strict_json_when_a_head_makes_no_mistake(store, tmp_path):
+    comparison = compare_heads(store, CompareConfig(heads=["centroid"], top_k=[1]))
+    for metrics in comparison.results[0].metrics.values():
+        metrics["confidence_when_wrong"] = float("nan")  # what a head with no mistake gets
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    write_report(comparison, tmp_path)
+    document = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    centroid = document["heads"]["centroid"]
+    assert centroid[comparison.eval_split]["confidence_when_wrong"] is None

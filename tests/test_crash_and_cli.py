@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SMALL, small_config, write_class_folders
+from helpers import SMALL, small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
 from coinfeat.backbones import build_model, resolve_backbone
@@ -152,3 +152,32 @@ def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
     assert {h["type"] for h in output["heads"]} >= {"dense", "logreg", "knn", "centroid"}
     assert len(output["predictions"]) == 8 and all(p["labels"] for p in output["predictions"])
     assert output["report"].endswith("report.html") and (tmp_path / output["report"]).is_file()
+    assert not (tmp_path / "demo" / "report" / "heads").exists(), "compare reuses the heads the demo fitted"
+
+
+def test_param_takes_several_key_values_as_the_readme_writes_them():
+    from coinfeat.cli import _head_params, build_parser
+    from coinfeat.training import parse_params
+
+    fit = build_parser().parse_args(
+        ["fit-head", "--type", "knn", "--features", "s", "--param", "index=ivfpq", "nlist=1024", "nprobe=64"]
+    )
+    assert parse_params(fit.param) == {"index": "ivfpq", "nlist": 1024, "nprobe": 64}
+    compare = build_parser().parse_args(
+        ["compare", "--features", "s", "--param", "knn.k=5", "knn.weights=distance", "--param", "logreg.C=2"]
+    )
+    assert _head_params(compare.param) == {"knn": {"k": 5, "weights": "distance"}, "logreg": {"C": 2}}
+
+
+def test_engine_ray_still_works_with_a_deprecation_line(monkeypatch, capsys):
+    from coinfeat import cli
+
+    seen = {}
+    def fake(data, out, config):
+        seen["c"] = config
+
+    monkeypatch.setattr("coinfeat.extract.extract_features", fake)
+    monkeypatch.setattr(cli, "_print_summary", lambda summary, args: None)
+    assert cli.main(["extract-features", "--data", "d", "--engine", "ray", "--workers", "3"]) == 0
+    assert seen["c"].runner == "ray" and seen["c"].engine == "auto" and seen["c"].workers == 3
+    assert "--engine ray is deprecated; use --runner ray" in capsys.readouterr().err

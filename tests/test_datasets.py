@@ -7,7 +7,7 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import coin_image, write_class_folders
+from helpers import coin_image, write_class_folders
 
 from coinfeat.datasets import discover, group_of
 from coinfeat.errors import CoinfeatError

@@ -6,12 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import EURO, EURO_GROUPS, SMALL, needs_euro
+from helpers import EURO, EURO_GROUPS, SMALL, needs_euro
 
 from coinfeat import ExtractConfig, extract_features, open_store
 from coinfeat.engines import cosine_rows
 from coinfeat.errors import FingerprintMismatch
-from coinfeat.shards import ShardedArray
+from coinfeat.store import ShardedArray
 
 ray = pytest.importorskip("ray")
 
@@ -47,9 +47,7 @@ def _by_path(store) -> dict[str, np.ndarray]:
 
 @needs_euro
 def test_ray_store_equals_the_single_process_store(photos, tmp_path):
-    from coinfeat.distributed import extract_features_ray
-
-    summary = extract_features_ray(photos, tmp_path / "sharded", config(), workers=2, shards=3)
+    summary = extract_features(photos, tmp_path / "sharded", config(runner="ray", workers=2, shards=3))
     single = extract_features(photos, tmp_path / "single", config())
     assert summary.embedded == single.embedded == 128
     stages = summary.stage_seconds
@@ -65,20 +63,19 @@ def test_ray_store_equals_the_single_process_store(photos, tmp_path):
     assert splits.equals(plain.items.set_index("path")["split"].sort_index())
     assert len({*sharded.items["shard"]}) == 3
 
-    again = extract_features_ray(photos, tmp_path / "sharded", config(), workers=2)
+    again = extract_features(photos, tmp_path / "sharded", config(runner="ray", workers=2))
     assert again.embedded == 0 and again.reused == 128
     with pytest.raises(FingerprintMismatch):
-        extract_features_ray(photos, tmp_path / "sharded", config(resize="crop"), workers=1)
+        extract_features(photos, tmp_path / "sharded", config(resize="crop", runner="ray", workers=1))
 
 
 @needs_euro
 def test_every_command_reads_a_sharded_store(photos, tmp_path):
     from coinfeat.compare import CompareConfig, compare_heads
-    from coinfeat.distributed import extract_features_ray
     from coinfeat.similar import find_similar
     from coinfeat.training import fit_head
 
-    extract_features_ray(photos, tmp_path / "s", config(), workers=1, shards=2)
+    extract_features(photos, tmp_path / "s", config(runner="ray", workers=1, shards=2))
     result = fit_head(tmp_path / "s", "knn", {"k": 3}, tmp_path / "knn")
     assert result.train > 0
     comparison = compare_heads(tmp_path / "s", CompareConfig(heads=["centroid", "knn"], top_k=[1, 3]))
@@ -91,9 +88,19 @@ def test_every_command_reads_a_sharded_store(photos, tmp_path):
 def test_demo_on_ray_fits_every_head_from_a_sharded_store(tmp_path):
     from coinfeat.demo import run_demo
     from coinfeat.heads import head_types
-    from coinfeat.shards import is_sharded
+    from coinfeat.store.sharded import is_sharded
 
     result = run_demo(tmp_path / "demo", weights="none", progress=False, ray=True)
     assert is_sharded(result.extract.store) and result.extract.embedded == 144
     assert [h.type for h in result.heads] == list(head_types())
     assert result.report.exists() and len(result.similar.neighbours) == 5
+
+
+@needs_euro
+def test_ray_limit_embeds_clean_photos_before_augmented_views(photos, tmp_path):
+    summary = extract_features(
+        photos, tmp_path / "s", config(runner="ray", workers=1, shards=4, augment=2, limit=100)
+    )
+    store = open_store(tmp_path / "s")
+    assert summary.embedded == 100 and summary.pending > 0
+    assert (store.items["view"] == 0).all(), "every clean photo comes before any augmented view"

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import coin_image, small_config, write_class_folders
+from helpers import coin_image, small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
 from coinfeat.errors import CoinfeatError, FingerprintMismatch, StoreBusy

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SMALL, coin_image, small_config, write_class_folders
+from helpers import SMALL, ChunkOnlyVectors, coin_image, small_config, write_class_folders
 
 from coinfeat import extract_features
 from coinfeat.errors import CoinfeatError, FingerprintMismatch
@@ -94,20 +94,6 @@ def test_knn_index_kinds_and_weightings():
     ):
         head = make_head("knn", **params).fit(X[::2], y[::2])
         assert np.mean(head.predict(X[1::2]) == y[1::2]) > 0.98, params
-
-
-class ChunkOnlyVectors:
-    """A store's vectors that refuse to be read whole and remember the largest read."""
-
-    def __init__(self, X):
-        self.X, self.shape, self.largest = X, X.shape, 0
-
-    def __getitem__(self, rows):
-        self.largest = max(self.largest, len(np.atleast_1d(rows)))
-        return self.X[rows]
-
-    def __array__(self, *args, **kwargs):
-        raise AssertionError("the whole matrix was loaded")
 
 
 @pytest.mark.parametrize("index", ["flat", "ivf", "ivfpq"])
@@ -230,3 +216,39 @@ def test_knn_add_from_a_folder_of_new_photos(store_and_data, tmp_path):
         json.loads((tmp_path / "knn" / "head.json").read_text())["features"]["backbone"]["image_size"]
         == SMALL
     )
+
+
+def test_registry_finds_every_head_whichever_is_imported_first():
+    import subprocess
+    import sys
+
+    code = "import coinfeat.heads.knn; from coinfeat.heads import make_head, head_types; "
+    code += "make_head('dense'); print(sorted(head_types()))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['centroid', 'dense', 'knn', 'logreg']"
+
+
+@pytest.mark.parametrize("name", ["dense", "logreg", "knn", "centroid"])
+def test_get_set_params_and_sklearn_clone_give_an_unfitted_copy(name):
+    from sklearn.base import clone
+
+    X, y = clusters()
+    head = make_head(name).set_params(**FAST.get(name, {})).fit(X, y)
+    copy = clone(head)
+    assert type(copy) is type(head) and copy.get_params() == head.get_params()
+    assert not hasattr(copy, "classes_")
+    np.testing.assert_array_equal(copy.fit(X, y).predict(X), head.predict(X))
+    with pytest.raises(CoinfeatError, match="no parameter"):
+        head.set_params(nonsense=1)
+
+
+def test_only_incremental_heads_take_new_photos(tmp_path):
+    from coinfeat.heads import IncrementalHead
+    from coinfeat.training import add_to_knn
+
+    assert {n for n, cls in head_types().items() if issubclass(cls, IncrementalHead)} == {"knn"}
+    X, y = clusters()
+    make_head("centroid").fit(X, y).save(tmp_path / "centroid")
+    with pytest.raises(CoinfeatError, match="only k-NN heads"):
+        add_to_knn(tmp_path / "centroid", tmp_path)

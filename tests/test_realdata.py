@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import EURO, EURO_GROUPS, needs_euro
+from helpers import EURO, EURO_GROUPS, needs_euro
 
 from coinfeat import ExtractConfig, extract_features, open_store
 
@@ -19,7 +19,7 @@ def test_full_set_then_rerun_then_ten_new_photos(tmp_path):
 
     second = extract_features(data, tmp_path / "store", config)
     assert second.embedded == 0 and second.reused == 2830
-    assert second.seconds < 0.10 * first.seconds
+    assert second.engine is None and second.stage_seconds["infer"] == 0, "no photo was decoded or embedded"
 
     sources = sorted((EURO / "test" / "2e").glob("*.jpg"))[:10]
     for i, src in enumerate(sources):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small_config, write_class_folders
+from helpers import small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
 from coinfeat.errors import CoinfeatError

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0, small_config, write_class_folders
+from helpers import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0, small_config, write_class_folders
 from PIL import Image
 
 from coinfeat import ExtractConfig, extract_features
@@ -156,3 +156,60 @@ def test_page_end_to_end_in_headless_chromium(tmp_path):
         driver.quit()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_slow_prediction_does_not_hold_up_a_health_check(client, monkeypatch):
+    import asyncio
+
+    import httpx
+
+    api, data = client
+    photo = (data / "gold" / "gold1_0.jpg").read_bytes()
+    started = threading.Event()
+
+    def slow(self, payload):
+        started.set()
+        time.sleep(1.5)
+        return {"predictions": []}
+
+    monkeypatch.setattr(Recogniser, "recognise", slow)
+    finished = []
+
+    async def both():
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+
+            async def predict():
+                await http.post("/api/predict", files={"image": ("c.jpg", photo)})
+                finished.append("predict")
+
+            async def health():
+                while not started.is_set():
+                    await asyncio.sleep(0.01)
+                await http.get("/api/health")
+                finished.append("health")
+
+            await asyncio.gather(predict(), health())
+
+    asyncio.run(both())
+    assert finished == ["health", "predict"]
+
+
+def test_api_similar_leaves_out_every_identical_copy_like_exclude_self(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from coinfeat import open_store
+    from coinfeat.similar import find_similar
+
+    data = write_class_folders(tmp_path / "d", per_class=8)
+    extract_features(data, tmp_path / "s", small_config())
+    original = open_store(tmp_path / "s").select("train")[1]["path"].iloc[0]
+    copy = str(Path(original).with_name(Path(original).stem.split("_")[0] + "_9.jpg"))  # same photo group
+    shutil.copy(data / original, data / copy)
+    extract_features(data, tmp_path / "s", small_config())
+    fit_head(tmp_path / "s", "centroid", {}, tmp_path / "head")
+    api = TestClient(create_app(Recogniser(tmp_path / "s", tmp_path / "head")))
+    served = api.get("/api/similar", params={"path": original, "k": 5}).json()["neighbours"]
+    [cli] = find_similar([original], tmp_path / "s", k=5, exclude_self=True)
+    assert copy not in [n["path"] for n in served]
+    assert [n["path"] for n in served] == [str(Path(n.path).relative_to(data)) for n in cli.neighbours]

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0
+from helpers import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0
 from PIL import Image
 
 from coinfeat import ExtractConfig, extract_features

@@ -11,9 +11,10 @@ import pkgutil
 from pathlib import Path
 
 from coinfeat.errors import CoinfeatError
-from coinfeat.heads.base import Head, read_head_record
+from coinfeat.heads.base import Head, IncrementalHead, read_head_record
 
 _REGISTRY: dict[str, type[Head]] = {}
+_DISCOVERED = False
 
 
 def register(cls: type[Head]) -> type[Head]:
@@ -21,16 +22,15 @@ def register(cls: type[Head]) -> type[Head]:
     return cls
 
 
-def _discover() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
 def head_types() -> dict[str, type[Head]]:
-    """All registered heads by ``--type`` name."""
-    if not _REGISTRY:
-        _discover()
+    """All registered heads by ``--type`` name (every module of this package is imported once,
+    whichever head was imported first)."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        for module in pkgutil.iter_modules(__path__):
+            if module.name != "base":
+                importlib.import_module(f"{__name__}.{module.name}")
+        _DISCOVERED = True
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -50,4 +50,4 @@ def load_head(directory: str | Path) -> Head:
     return types[record["type"]].load(directory)
 
 
-__all__ = ["Head", "head_types", "load_head", "make_head", "register"]
+__all__ = ["Head", "IncrementalHead", "head_types", "load_head", "make_head", "register"]

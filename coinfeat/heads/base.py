@@ -1,8 +1,10 @@
 """The head interface, modelled on scikit-learn's estimators.
 
 Every head has ``fit(X, y, X_val=None, y_val=None) -> self``, ``predict_proba(X)`` (rows sum to 1,
-columns in ``classes_`` order), ``classes_``, ``save(dir)`` and ``load(dir)``. Learned state ends
-in ``_``. Inputs are validated here, at the boundary, so subclasses implement only ``_fit``,
+columns in ``classes_`` order), ``classes_``, ``get_params``/``set_params`` (so
+``sklearn.base.clone`` copies an unfitted head), ``save(dir)`` and ``load(dir)``. Learned state ends
+in ``_``. :class:`IncrementalHead` adds ``add`` and ``remember`` for heads that grow without refitting.
+Inputs are validated here, at the boundary, so subclasses implement only ``_fit``,
 ``_predict_proba``, ``_save`` and ``_load`` on clean float32 arrays and integer class codes.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from coinfeat.errors import CoinfeatError
+from coinfeat.store.atomic import atomic_write
 
 HEAD_FILE = "head.json"
 
@@ -29,16 +32,21 @@ class Head(ABC):
     summary: ClassVar[str] = ""
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            known = ", ".join(sorted(self.defaults)) or "none"
-            raise CoinfeatError(
-                f"head {self.name!r} has no parameter {', '.join(unknown)} (it takes: {known})"
-            )
+        self._check_param_names(params)
         self.params = {**self.defaults, **params}
         self.meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public API
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Every parameter and its value, as scikit-learn's ``clone`` and search tools expect."""
+        return dict(self.params)
+
+    def set_params(self, **params: Any) -> Head:
+        """Change parameters (takes effect at the next ``fit``)."""
+        self._check_param_names(params)
+        self.params.update(params)
+        return self
 
     def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
@@ -75,10 +83,6 @@ class Head(ABC):
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
-    def remember(self, paths) -> None:
-        """Heads that keep their training rows (k-NN) record where each came from; others ignore it."""
-        return None
-
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
@@ -96,9 +100,7 @@ class Head(ABC):
             "fit_seconds": getattr(self, "fit_seconds_", None),
             **self.meta,
         }
-        tmp = directory / f"{HEAD_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        tmp.replace(directory / HEAD_FILE)
+        atomic_write(directory / HEAD_FILE, json.dumps(record, indent=2, default=str))
         return directory
 
     @classmethod
@@ -140,6 +142,14 @@ class Head(ABC):
 
     # ------------------------------------------------------------------ checks
 
+    def _check_param_names(self, params: dict[str, Any]) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise CoinfeatError(
+                f"head {self.name!r} has no parameter {', '.join(unknown)} (it takes: {known})"
+            )
+
     def _learn_classes(self, y: Any, n_rows: int, dim: int) -> np.ndarray:
         """Set ``classes_`` and ``n_features_in_`` from the training labels; return class codes."""
         y = np.asarray(y).astype(str)
@@ -170,6 +180,19 @@ class Head(ABC):
                 f"vectors have {X.shape[1]} dimensions but the head was trained on {self.n_features_in_}"
             )
         return X
+
+
+class IncrementalHead(Head):
+    """A head that keeps its training rows, so new labelled photos join it without refitting
+    (``fit-head --add``); it also records where each row came from."""
+
+    @abstractmethod
+    def add(self, X: np.ndarray, labels: Any, sources: Any = None) -> IncrementalHead:
+        """Add labelled vectors; labels never seen become new classes."""
+
+    @abstractmethod
+    def remember(self, sources: Any) -> None:
+        """Record the source (photo path) of every training row, in fit order."""
 
 
 def check_matrix(X: np.ndarray, name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from coinfeat.errors import CoinfeatError
 from coinfeat.heads import register
-from coinfeat.heads.base import Head, check_matrix
+from coinfeat.heads.base import IncrementalHead, check_matrix
 from coinfeat.search import INDEX_KINDS, VectorIndex, fill_index
 
 INDEX_FILE, ROWS_FILE = "index.faiss", "rows.parquet"
@@ -22,7 +22,7 @@ WEIGHTINGS = ("uniform", "distance", "softmax")
 
 
 @register
-class KnnHead(Head):
+class KnnHead(IncrementalHead):
     name = "knn"
     summary = "k nearest neighbours (FAISS, cosine); add new photos without refitting"
     defaults: ClassVar[dict[str, Any]] = {
@@ -71,10 +71,10 @@ class KnnHead(Head):
         self.row_labels_ = self.classes_[codes]
         self.row_paths_ = np.full(len(codes), "", dtype=object)
 
-    def remember(self, paths) -> None:
-        self.row_paths_ = np.asarray(list(paths), dtype=object)
+    def remember(self, sources) -> None:
+        self.row_paths_ = np.asarray(list(sources), dtype=object)
 
-    def add(self, X: np.ndarray, labels, paths=None) -> KnnHead:
+    def add(self, X: np.ndarray, labels, sources=None) -> KnnHead:
         """Add labelled vectors to a fitted head; unseen labels become new classes."""
         self._check_fitted()
         X = self._check_dim(check_matrix(X, "X"))
@@ -85,7 +85,7 @@ class KnnHead(Head):
             return self
         self.index_.add(X)
         self.row_labels_ = np.concatenate([self.row_labels_, labels])
-        extra = np.asarray(paths if paths is not None else [""] * len(X), dtype=object)
+        extra = np.asarray(sources if sources is not None else [""] * len(X), dtype=object)
         self.row_paths_ = np.concatenate([self.row_paths_, extra])
         self.classes_ = np.unique(np.concatenate([self.classes_, labels]))
         return self

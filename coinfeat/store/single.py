@@ -1,10 +1,11 @@
-"""The embedding store: plain files that every later stage reads.
+"""A single store: plain files that every later stage reads.
 
 A store is a directory::
 
-    embeddings.npy   float32 N x D, row i belongs to items row i (zeros for skipped files)
+    embeddings.npy   N rows (float32 N x D for vectors; any row shape and dtype, e.g. float16
+                     activations), row i belongs to items row i (zeros for skipped files)
     items.parquet    path, sha256, size, mtime_ns, label, split, group, status, error, view
-    manifest.json    backbone, weights, fingerprint, pretrained, sizes, versions, counts
+    manifest.json    fingerprint, counts, and whatever the stage that wrote it records
     parts/           batches finished by a run that has not committed yet
 
 Crash safety: every finished batch is first written as a part (atomically, by rename).
@@ -30,15 +31,13 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from coinfeat.augment import vector_key
 from coinfeat.errors import CoinfeatError, FingerprintMismatch, StoreBusy
-from coinfeat.shards import is_sharded, open_sharded
+from coinfeat.store.atomic import atomic_write, fsync_path, write_synced
+from coinfeat.store.keys import ITEM_COLUMNS, OK, SKIPPED, item_keys
 
 FORMAT_VERSION = 1
 EMBEDDINGS, ITEMS, MANIFEST = "embeddings.npy", "items.parquet", "manifest.json"
 PARTS, JOURNAL, LOCK = "parts", "commit-journal.json", ".lock"
-ITEM_COLUMNS = ["path", "sha256", "size", "mtime_ns", "label", "split", "group", "status", "error", "view"]
-OK, SKIPPED = "ok", "skipped"
 _COPY_CHUNK = 4096
 
 
@@ -76,17 +75,8 @@ class Store:
         return np.asarray(self.embeddings[rows]), self.items.iloc[rows].reset_index(drop=True)
 
 
-def is_store(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file()
-
-
-def open_store(path: str | Path) -> Store:
-    """Open a committed store (or a sharded one, as one store), checking that its files agree."""
-    path = Path(path)
-    if not path.is_dir():
-        raise CoinfeatError(f"feature store not found: {path} (run `coinfeat extract-features` first)")
-    if is_sharded(path):
-        return open_sharded(path)
+def open_single(path: Path) -> Store:
+    """Open a committed single store, finishing an interrupted commit and checking its files agree."""
     if (path / JOURNAL).exists():
         with store_lock(path, wait=30):
             recover(path)
@@ -109,11 +99,6 @@ def open_store(path: str | Path) -> Store:
             f"manifest says {rows}; re-run extract-features to rebuild it"
         )
     return Store(path, manifest, items, embeddings)
-
-
-def open_committed(path: Path) -> Store | None:
-    """The store at ``path`` if one was ever committed there, else None."""
-    return open_store(path) if read_manifest(path) is not None else None
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -157,7 +142,7 @@ def recover(path: Path) -> None:
         for tmp, final in json.loads(journal.read_text())["renames"]:
             if (path / tmp).exists():
                 os.replace(path / tmp, path / final)
-        _fsync_dir(path)
+        fsync_path(path)
         journal.unlink()
     for stray in path.glob("*.tmp"):
         stray.unlink()
@@ -193,13 +178,13 @@ class PartWriter:
                 "row": list(range(len(keys))) + [-1] * len(failures),
             }
         )
-        _atomic(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, vectors))
-        _atomic(stem.with_suffix(".parquet"), lambda tmp: table.to_parquet(tmp, index=False))
+        atomic_write(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, vectors))
+        atomic_write(stem.with_suffix(".parquet"), lambda tmp: table.to_parquet(tmp, index=False))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+        np.save(fh, np.ascontiguousarray(array))
 
 
 @dataclass
@@ -210,12 +195,13 @@ class Known:
     vectors: dict[str, tuple[int, int]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     part_files: list[Path] = field(default_factory=list)
-    dim: int | None = None
+    row_shape: tuple[int, ...] | None = None
+    dtype: str | None = None
 
     def add_array(self, array: np.ndarray) -> int:
         self.arrays.append(array)
-        if array.ndim == 2 and array.shape[0] and array.shape[1]:
-            self.dim = self.dim or int(array.shape[1])
+        if array.ndim >= 2 and array.shape[0] and all(array.shape[1:]) and self.row_shape is None:
+            self.row_shape, self.dtype = tuple(int(n) for n in array.shape[1:]), str(array.dtype)
         return len(self.arrays) - 1
 
 
@@ -223,8 +209,12 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
     """Collect vectors from the committed store and from parts a previous run left behind."""
     known = Known()
     if store is not None:
+        if store.manifest.get("row_shape"):
+            known.row_shape = tuple(store.manifest["row_shape"])
+            known.dtype = store.manifest.get("dtype", "float32")
+        elif store.manifest.get("dim"):
+            known.row_shape, known.dtype = (int(store.manifest["dim"]),), "float32"
         idx = known.add_array(store.embeddings)
-        known.dim = store.manifest.get("dim") or known.dim
         for row, (key, status, error) in enumerate(
             zip(item_keys(store.items), store.items["status"], store.items["error"])
         ):
@@ -256,40 +246,31 @@ def foreign_parts(path: Path, fingerprint: str) -> list[Path]:
 
 def commit(path: Path, items: pd.DataFrame, known: Known, manifest: dict[str, Any]) -> None:
     """Write ``items`` (with vectors looked up in ``known`` by key) as the new store."""
-    dim = known.dim or 0
-    commit_id = uuid.uuid4().hex
+    row_shape = known.row_shape or (0,)
     tmp_emb = path / f"{EMBEDDINGS}.tmp"
-    out = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=np.float32, shape=(len(items), dim))
+    out = np.lib.format.open_memmap(
+        tmp_emb, mode="w+", dtype=np.dtype(known.dtype or "float32"), shape=(len(items), *row_shape)
+    )
     _fill_vectors(out, item_keys(items), items["status"].tolist(), known)
     out.flush()
     del out
-    _fsync_file(tmp_emb)
-    _write_tmp(path / f"{ITEMS}.tmp", lambda tmp: items[ITEM_COLUMNS].to_parquet(tmp, index=False))
+    fsync_path(tmp_emb)
+    write_synced(path / f"{ITEMS}.tmp", lambda tmp: items[ITEM_COLUMNS].to_parquet(tmp, index=False))
     manifest = {
         **manifest,
         "format_version": FORMAT_VERSION,
-        "commit": commit_id,
+        "commit": uuid.uuid4().hex,
         "rows": len(items),
-        "dim": dim,
+        "dim": int(np.prod(row_shape)),
+        "row_shape": list(row_shape),
+        "dtype": known.dtype or "float32",
     }
-    _write_tmp(
-        path / f"{MANIFEST}.tmp", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    )
+    write_synced(path / f"{MANIFEST}.tmp", json.dumps(manifest, indent=2, default=str))
     renames = [[f"{name}.tmp", name] for name in (EMBEDDINGS, ITEMS, MANIFEST)]
-    _write_tmp(path / f"{JOURNAL}.tmp", lambda tmp: tmp.write_text(json.dumps({"renames": renames})))
-    os.replace(path / f"{JOURNAL}.tmp", path / JOURNAL)
-    _fsync_dir(path)
+    atomic_write(path / JOURNAL, json.dumps({"renames": renames}))
     recover(path)
     for part in known.part_files:
         part.unlink(missing_ok=True)
-
-
-def item_keys(items: pd.DataFrame) -> list[str | None]:
-    """The vector key of every item row (None where the file could not even be read)."""
-    return [
-        vector_key(sha, int(view)) if isinstance(sha, str) else None
-        for sha, view in zip(items["sha256"], items["view"])
-    ]
 
 
 def _fill_vectors(out: np.ndarray, keys: list[str | None], statuses: list[str], known: Known) -> None:
@@ -339,26 +320,3 @@ def wipe(path: Path) -> None:
     if parts.is_dir():
         for part in parts.iterdir():
             part.unlink()
-
-
-def _write_tmp(tmp: Path, write) -> None:
-    write(tmp)
-    _fsync_file(tmp)
-
-
-def _atomic(final: Path, write) -> None:
-    tmp = final.with_name(final.name + ".tmp")
-    _write_tmp(tmp, write)
-    os.replace(tmp, final)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync_file(path)

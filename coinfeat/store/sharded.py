@@ -1,9 +1,8 @@
-"""Sharded stores: several ordinary stores under one directory, read as one.
+"""Sharded stores: several single stores under one directory, read as one.
 
 Layout: ``shards.json`` (format, fingerprint, shard names) beside ``shard-00000/`` ... each a
-complete store (embeddings.npy, items.parquet, manifest.json). A photo always goes to the shard
-its sha256 picks, so incremental runs, crash safety and the fingerprint rule work per shard.
-:func:`coinfeat.store.open_store` opens either kind; vectors stay memory-mapped per shard and
+complete single store. A photo always goes to the shard its sha256 picks, so incremental runs,
+crash safety and the fingerprint rule work per shard. Vectors stay memory-mapped per shard and
 only the rows asked for are read.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.errors import CoinfeatError
+from coinfeat.store.atomic import atomic_write
+from coinfeat.store.keys import manifest_counts
+from coinfeat.store.single import PartWriter, Store, open_single
 
 SHARDS_FILE = "shards.json"
 SHARDS_FORMAT = 1
@@ -28,9 +29,10 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def shard_of(sha256: str | None, shards: int) -> int:
-    """The shard a photo's content belongs to (unreadable files, without a hash, go to shard 0)."""
-    return int(sha256[:8], 16) % shards if isinstance(sha256, str) else 0
+def shard_of(key: str | None, shards: int) -> int:
+    """The shard a photo's content (sha256, or a vector key starting with it) belongs to;
+    unreadable files, without a hash, go to shard 0."""
+    return int(key[:8], 16) % shards if isinstance(key, str) else 0
 
 
 class ShardedArray:
@@ -73,6 +75,24 @@ class ShardedArray:
         return full.astype(dtype) if dtype is not None else full
 
 
+class ShardRouter:
+    """A pipeline writer for a sharded store: each key's row goes to its own shard's parts."""
+
+    def __init__(self, writers: list[PartWriter]) -> None:
+        self.writers = writers
+
+    def write(self, keys: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None:
+        owner = np.asarray([shard_of(k, len(self.writers)) for k in keys], dtype=int)
+        failed_owner = [shard_of(k, len(self.writers)) for k, _ in failures]
+        for shard in sorted(set(owner.tolist()) | set(failed_owner)):
+            mine = owner == shard
+            self.writers[shard].write(
+                [k for k, m in zip(keys, mine) if m],
+                vectors[mine] if len(keys) else vectors,
+                [f for f, o in zip(failures, failed_owner) if o == shard],
+            )
+
+
 def is_sharded(path: str | Path) -> bool:
     return (Path(path) / SHARDS_FILE).is_file()
 
@@ -88,19 +108,14 @@ def read_shards(path: Path) -> dict[str, Any]:
 
 
 def write_shards(path: Path, names: list[str], fingerprint: str) -> None:
-    tmp = path / f"{SHARDS_FILE}.tmp"
-    tmp.write_text(
-        json.dumps({"format": SHARDS_FORMAT, "fingerprint": fingerprint, "shards": names}, indent=2)
-    )
-    os.replace(tmp, path / SHARDS_FILE)
+    record = {"format": SHARDS_FORMAT, "fingerprint": fingerprint, "shards": names}
+    atomic_write(path / SHARDS_FILE, json.dumps(record, indent=2))
 
 
-def open_sharded(path: Path):
-    """Open every shard and present them as one :class:`~coinfeat.store.Store`."""
-    from coinfeat.store import Store, open_store
-
+def open_sharded(path: Path) -> Store:
+    """Open every shard and present them as one :class:`Store`."""
     record = read_shards(path)
-    shards = [open_store(path / name) for name in record["shards"]]
+    shards = [open_single(path / name) for name in record["shards"]]
     if not shards:
         raise CoinfeatError(f"sharded store {path} lists no shards")
     if {s.fingerprint for s in shards} != {record["fingerprint"]}:
@@ -110,12 +125,5 @@ def open_sharded(path: Path):
     manifest["rows"] = len(items)
     manifest["shards"] = record["shards"]
     manifest["commit"] = hashlib.sha256("".join(s.manifest["commit"] for s in shards).encode()).hexdigest()
-    ok = items[(items["status"] == "ok") & (items["view"] == 0)]
-    manifest["counts"] = {
-        "items": len(items),
-        "ok": len(ok),
-        "skipped": int((items["status"] != "ok").sum()),
-        "per_split": {str(k): int(v) for k, v in ok["split"].value_counts().items()},
-        "per_class": {str(k): int(v) for k, v in ok["label"].value_counts().sort_index().items()},
-    }
+    manifest["counts"] = manifest_counts(items)
     return Store(path, manifest, items, ShardedArray([s.embeddings for s in shards]))

@@ -1,0 +1,75 @@
+"""Test helpers: paths of the shared data, small generated coin photos, a small extraction config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+EURO = SHARED / "data" / "euro-coins"
+LITE0 = SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"
+EURO_GROUPS = r"^(.*)_[^_]+$"
+SMALL = 64  # image size for unit tests: every code path, a fraction of the compute
+
+needs_euro = pytest.mark.skipif(not EURO.is_dir(), reason="../shared/data/euro-coins not present")
+needs_lite0 = pytest.mark.skipif(not LITE0.is_file(), reason="../shared/weights Lite0 model not present")
+
+
+def coin_image(
+    colour: tuple[int, int, int],
+    size: int = 96,
+    seed: int = 0,
+    background: tuple[int, int, int] = (245, 245, 240),
+) -> Image.Image:
+    """A disc of ``colour`` with a little seeded texture on a light background."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), background)
+    draw = ImageDraw.Draw(img)
+    margin = int(size * rng.uniform(0.08, 0.18))
+    draw.ellipse([margin, margin, size - margin, size - margin], fill=colour)
+    arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 12, (size, size, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+CLASS_COLOURS = {"copper": (184, 115, 51), "gold": (212, 175, 55), "silver": (170, 170, 180)}
+
+
+def write_class_folders(root: Path, per_class: int = 6, colours=CLASS_COLOURS) -> Path:
+    """root/<class>/<photo>_<n>.jpg, two coins per photo."""
+    for k, (label, colour) in enumerate(colours.items()):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            coin_image(colour, seed=100 * k + i).save(root / label / f"{label}{i // 2}_{i % 2}.jpg")
+    return root
+
+
+def small_config(**overrides):
+    from coinfeat.extract import ExtractConfig
+
+    options = {
+        "weights": "none",
+        "image_size": SMALL,
+        "batch_size": 4,
+        "progress": False,
+        "group_regex": EURO_GROUPS,
+    }
+    options.update(overrides)
+    return ExtractConfig(**options)
+
+
+class ChunkOnlyVectors:
+    """A store's vectors that refuse to be read whole and remember the largest read."""
+
+    def __init__(self, X):
+        self.X, self.shape, self.largest = X, X.shape, 0
+
+    def __getitem__(self, rows):
+        self.largest = max(self.largest, len(np.atleast_1d(rows)))
+        return self.X[rows]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole matrix was loaded")

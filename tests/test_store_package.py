@@ -1,0 +1,38 @@
+"""The store package stands alone: it imports no image or network code and packs what it declares."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from helpers import REPO
+
+
+def test_importing_the_store_loads_no_image_or_network_code():
+    code = (
+        "import sys, coinfeat.store; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PIL', 'tensorflow', 'keras') "
+        "or m in ('coinfeat.images', 'coinfeat.augment', 'coinfeat.pipeline')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_declared_pillow_has_the_font_api_the_sheets_use():
+    # similar.contact_sheet calls ImageFont.load_default(size=...), new in Pillow 10.1
+    [lower] = re.findall(r'"pillow>=([0-9.]+)"', (REPO / "pyproject.toml").read_text())
+    lower = tuple(int(p) for p in lower.split("."))
+    assert lower >= (10, 1)
+    assert "load_default(size=" in (REPO / "coinfeat" / "similar.py").read_text()
+
+
+def test_files_are_replaced_only_through_the_atomic_helper():
+    # single.py's own renames are the commit journal's, which atomic_write cannot express
+    renames = sorted(
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "coinfeat").rglob("*.py")
+        if re.search(r"os\.replace\(|\.replace\(directory|tmp\.replace\(", p.read_text())
+    )
+    assert renames == ["coinfeat/store/atomic.py", "coinfeat/store/single.py"]
