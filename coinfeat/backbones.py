@@ -58,6 +58,8 @@ class BackboneSpec:
     pretrained: bool
     image_size: int
     model_file: str | None = None
+    finetuned: str | None = None
+    """For a backbone written by ``coinfeat fine-tune``: from what, and on which photos."""
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +72,8 @@ class BackboneSpec:
     @property
     def label(self) -> str:
         trained = "pretrained" if self.pretrained else "NOT PRETRAINED (random weights)"
-        return f"{self.name} [{self.weights_id}] {self.image_size}px, {trained}"
+        tuned = f", {self.finetuned}" if self.finetuned else ""
+        return f"{self.name} [{self.weights_id}] {self.image_size}px, {trained}{tuned}"
 
 
 def _digest(obj: Any, length: int = 16) -> str:
@@ -103,17 +106,30 @@ def resolve_backbone(
     if path.suffix == ".keras":
         if not path.is_file():
             raise CoinfeatError(f"backbone model file not found: {path}")
+        tuned = finetune_record(path)
         return BackboneSpec(
             name=path.name,
             weights="file",
             weights_id=f"sha256:{file_hash(path)[:16]}",
-            pretrained=True,
+            pretrained=bool(tuned.get("pretrained", True)),
             image_size=image_size,
             model_file=str(path.resolve()),
+            finetuned=tuned.get("summary"),
         )
     raise CoinfeatError(
         f"unknown backbone {backbone!r}: use {', '.join(APPLICATIONS)} or a .keras model file"
     )
+
+
+FINETUNE_RECORD = "finetune.json"
+
+
+def finetune_record(model_file: Path) -> dict[str, Any]:
+    """What ``coinfeat fine-tune`` wrote beside a backbone it tuned (empty for any other file)."""
+    try:
+        return json.loads((model_file.parent / FINETUNE_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _resolve_application(key: str, weights: str, image_size: int) -> BackboneSpec:
@@ -139,25 +155,33 @@ def _resolve_application(key: str, weights: str, image_size: int) -> BackboneSpe
 
 def build_model(spec: BackboneSpec):
     """Build the frozen Keras model: (batch, S, S, 3) float 0..255 -> (batch, D) float32."""
+    model = assemble(spec, base_network(spec))
+    model.trainable = False
+    return model
+
+
+def base_network(spec: BackboneSpec):
+    """The backbone's own network (the application, or the model in the file), before any
+    preprocessing and pooling: what fine-tuning splits into a frozen and a trained part."""
     keras = import_keras()
     keras.utils.set_random_seed(RANDOM_SEED)
-    size = spec.image_size
-    inputs = keras.Input((size, size, 3), name="rgb_0_255")
     if spec.model_file:
-        base = keras.models.load_model(spec.model_file, compile=False)
-        features = base(inputs)
-    else:
-        base = _application(spec, keras)
-        features = base(_preprocess(inputs, APPLICATIONS[spec.name].preprocess, keras))
+        return keras.models.load_model(spec.model_file, compile=False)
+    return _application(spec, keras)
+
+
+def assemble(spec: BackboneSpec, base):
+    """0..255 RGB images -> the backbone's preprocessing -> ``base`` -> average pooling."""
+    keras = import_keras()
+    inputs = image_input(spec)
+    features = base(preprocess(spec, inputs))
     if len(features.shape) == 4:
         features = keras.layers.GlobalAveragePooling2D(name="avg_pool_vector")(features)
     if len(features.shape) != 2:
         raise CoinfeatError(
             f"backbone {spec.name} outputs shape {features.shape}; need a feature map or vector"
         )
-    model = keras.Model(inputs, features, name=f"coinfeat_{spec.name}")
-    model.trainable = False
-    return model
+    return keras.Model(inputs, features, name=f"coinfeat_{spec.name.removesuffix('.keras')}")
 
 
 def _application(spec: BackboneSpec, keras):
@@ -181,6 +205,19 @@ def weights_download_help(name: str) -> str:
         f"{KERAS_WEIGHTS_URL}{app.weights_file} on a connected machine and pass --weights PATH "
         f"(or copy it into {keras_cache_dir()}), or use --weights none for untrained features"
     )
+
+
+def image_input(spec: BackboneSpec):
+    """The Keras input every coinfeat network takes: (S, S, 3) RGB, float 0..255."""
+    size = spec.image_size
+    return import_keras().Input((size, size, 3), name="rgb_0_255")
+
+
+def preprocess(spec: BackboneSpec, inputs):
+    """The backbone's own preprocessing of 0..255 images (none for EfficientNet and model files,
+    whose networks rescale inside)."""
+    mode = "none" if spec.model_file else APPLICATIONS[spec.name].preprocess
+    return _preprocess(inputs, mode, import_keras())
 
 
 def _preprocess(inputs, mode: str, keras):

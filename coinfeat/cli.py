@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_compare(commands)
     _add_similar(commands)
+    _add_finetune(commands)
     _add_serve(commands)
     _add_demo(commands)
     return parser
@@ -281,6 +282,59 @@ def _add_similar(commands) -> None:
     )
     _common(p)
     p.set_defaults(handler=_run_similar)
+
+
+def _add_finetune(commands) -> None:
+    from coinfeat.engines import ENGINES
+    from coinfeat.finetune import DEFAULT_CUTS, FinetuneConfig
+
+    d = FinetuneConfig()
+    cuts = ", ".join(f"{k} at {v}" for k, v in DEFAULT_CUTS.items())
+    p = commands.add_parser(
+        "fine-tune",
+        help="fine-tune the backbone's top blocks on cached activations (minutes on a CPU)",
+        description="Fine-tune the store's own backbone on its train split (val stops training early). "
+        "The frozen lower part runs ONCE over the train and val photos and --views augmented views "
+        "of each train photo; its activations are cached in STORE/activations/<cut>/ (float16; a "
+        "re-run reuses them). Only the part above --cut and a softmax layer are trained, from the "
+        "cache. Writes backbone.keras (use it as --backbone anywhere), head/ (use it with predict, "
+        "serve, compare --load), finetune.json, history.json and curves.png into --out, then embeds "
+        "the dataset again with the tuned backbone into a new store. Test photos are never used.",
+        epilog=f"Cost: caching runs the lower part about (1 + views) x train photos times; each epoch "
+        f"then trains only the top blocks. Default cuts: {cuts}; .keras files with B0's layer names "
+        "(EfficientNet-Lite0) at block5c_add. A lower cut trains more of the network: slower, more "
+        "capacity, larger cache. --full trains the whole network from decoded photos with live "
+        "augmentation instead: no cache, slow on a CPU, meant for a GPU (Keras uses one when present).",
+    )
+    p.add_argument("--features", required=True, help="feature store made by extract-features")
+    p.add_argument("--cut", help="layer where the trained part starts (default: per backbone, see below)")
+    p.add_argument(
+        "--views", type=int, default=d.views, help=f"augmented views per train photo (default {d.views})"
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs})")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=d.learning_rate,
+        help=f"Adam's learning rate (default {d.learning_rate})",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help=f"epochs without a better val loss before stopping (default {d.patience})",
+    )
+    p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
+    p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
+    p.add_argument("--no-embed", action="store_true", help="do not embed the dataset with the tuned backbone")
+    p.add_argument("--embed-out", help="the new store (default: <dataset>-finetuned beside the store)")
+    p.add_argument(
+        "--engine", choices=ENGINES, default="auto", help="engine for the frozen part (default auto)"
+    )
+    p.add_argument("--threads", type=int, help="decode and inference threads (default: all cores)")
+    _common(p)
+    p.set_defaults(handler=_run_finetune)
 
 
 def _add_serve(commands) -> None:
@@ -543,6 +597,48 @@ def _print_duplicates(pairs, args: argparse.Namespace) -> int:
         flag = "LABEL CONFLICT " if row.label_conflict else "LEAK " if row.cross_split else ""
         print(f"  {flag}{row.similarity:.3f}  {row.label_a}:{row.path_a}  ~  {row.label_b}:{row.path_b}")
     print(f"written: {csv}, {sheet}")
+    return 0
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from coinfeat.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        cut=args.cut,
+        views=args.views,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        full=args.full,
+        embed=not args.no_embed,
+        embed_out=args.embed_out,
+        engine=args.engine,
+        threads=args.threads,
+        progress=not (args.quiet or args.json),
+    )
+    result = finetune(args.features, args.out, config)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    cache = (
+        f", cache {result.cache_rows} rows ({result.cache_reused} reused)" if result.mode == "cached" else ""
+    )
+    print(
+        f"fine-tuned {result.mode} above {result.cut}: {result.epochs_run} epoch(s), "
+        f"best {result.best_epoch}, val loss {result.val_loss:.3f}, val accuracy {result.val_accuracy:.3f}, balanced "
+        f"{result.val_balanced_accuracy:.3f}{cache}"
+    )
+    print("  seconds: " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()))
+    print(f"  backbone: {result.backbone}  (use as --backbone)")
+    print(f"  head:     {result.head_dir}  (use with predict, serve, compare --load)")
+    if result.store:
+        print(f"  store:    {result.store}  (embedded with the tuned backbone)")
+    print(f"  curves:   {Path(result.out) / 'curves.png'}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    if not result.pretrained:
+        print("  WARNING: NOT PRETRAINED base weights: the tuned network is for testing only")
     return 0
 
 

@@ -46,6 +46,8 @@ class Dataset:
     items: pd.DataFrame
     label_names: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    source: Path | None = None
+    """What was discovered: the folder, or the CSV manifest (whose folder is ``root``)."""
 
     @property
     def classes(self) -> list[str]:
@@ -186,7 +188,9 @@ def _from_csv(csv_path: Path) -> Dataset:
     if "split" in columns and items["split"].isna().any() and items["split"].notna().any():
         notes.append("some CSV rows have no split; they are assigned one")
     root = csv_path.resolve().parent
-    return Dataset(root=root, name=root.name, layout="csv", items=items, notes=notes)
+    return Dataset(
+        root=root, name=root.name, layout="csv", items=items, notes=notes, source=csv_path.resolve()
+    )
 
 
 def _normalise_split(value: str) -> str | None:

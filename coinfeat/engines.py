@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, num / np.where(both_zero, 1.0, den))
 
 
-def tflite_cache_paths(spec: BackboneSpec) -> tuple[Path, Path]:
+def tflite_cache_paths(spec: BackboneSpec | Network) -> tuple[Path, Path]:
     """Where the converted model and its verification record live (keyed by model and TF version)."""
     tf_version = metadata.version("tensorflow")
     folder = cache_dir() / "tflite"
@@ -143,31 +144,48 @@ def verify(keras_engine: KerasEngine, tflite_engine: TFLiteEngine, probe: np.nda
         started = time.perf_counter()
         outputs[engine.name] = engine.embed(probe)
         timings[engine.name] = (time.perf_counter() - started) * 1000 / len(probe)
-    cos = cosine_rows(outputs["keras"], outputs["tflite"])
+    cos = cosine_rows(outputs["keras"].reshape(len(probe), -1), outputs["tflite"].reshape(len(probe), -1))
     return Verification(float(cos.min()), timings["keras"], timings["tflite"], len(probe))
 
 
+@dataclass(frozen=True)
+class Network:
+    """A frozen Keras network to run on 0..255 images: the whole backbone, or a part of it (the
+    lower blocks that fine-tuning caches). ``model_id`` keys its converted-model cache."""
+
+    name: str
+    model_id: str
+    image_size: int
+    build: Callable[[], Any]
+
+    @classmethod
+    def backbone(cls, spec: BackboneSpec) -> Network:
+        return cls(spec.name, spec.model_id, spec.image_size, lambda: build_model(spec))
+
+
 def open_engine(
-    spec: BackboneSpec,
+    spec: BackboneSpec | Network,
     kind: str = "auto",
     threads: int | None = None,
     probe: np.ndarray | None = None,
 ) -> Engine:
-    """Open the engine to embed with; ``probe`` (real decoded images) verifies a new conversion."""
+    """Open the engine to run a backbone (or a :class:`Network`) with; ``probe`` (real decoded
+    images) verifies a new conversion."""
     if kind not in ENGINES:
         raise CoinfeatError(f"unknown engine {kind!r}; choose from {', '.join(ENGINES)}")
+    network = spec if isinstance(spec, Network) else Network.backbone(spec)
     threads = threads or default_threads()
     if kind == "keras":
-        return KerasEngine(build_model(spec))
-    model_path, record_path = tflite_cache_paths(spec)
+        return KerasEngine(network.build())
+    model_path, record_path = tflite_cache_paths(network)
     record = _read_record(record_path) if model_path.exists() else None
     keras_engine = None
     if record is None:
-        model = build_model(spec)
+        model = network.build()
         keras_engine = KerasEngine(model)
         convert_to_tflite(model, model_path)
         if probe is None or len(probe) == 0:
-            probe = synthetic_probe(spec.image_size)
+            probe = synthetic_probe(network.image_size)
         tfl = TFLiteEngine(model_path, TFLITE_BATCH, threads)
         record = verify(keras_engine, tfl, probe)
         atomic_write(record_path, json.dumps(record.__dict__, indent=2).encode())
@@ -180,14 +198,14 @@ def open_engine(
     if kind == "tflite":
         if not record.equal:
             raise CoinfeatError(
-                f"the TFLite conversion of {spec.name} disagrees with Keras (min cosine "
+                f"the TFLite conversion of {network.name} disagrees with Keras (min cosine "
                 f"{record.min_cosine:.5f} < {EQUAL_COSINE}); use --engine keras"
             )
         return TFLiteEngine(model_path, TFLITE_BATCH, threads)
     if record.equal and record.tflite_faster:
         return TFLiteEngine(model_path, TFLITE_BATCH, threads)
     log.warning("using the Keras engine (TFLite %s)", "is slower" if record.equal else "disagrees")
-    return keras_engine or KerasEngine(build_model(spec))
+    return keras_engine or KerasEngine(network.build())
 
 
 def synthetic_probe(size: int, n: int = 8) -> np.ndarray:

@@ -341,6 +341,7 @@ def build_manifest(
         "versions": _versions(),
         "dataset": {
             "root": str(dataset.root),
+            "source": str(dataset.source or dataset.root),
             "name": dataset.name,
             "layout": dataset.layout,
             "label_names": dataset.label_names,

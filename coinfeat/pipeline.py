@@ -196,9 +196,7 @@ class Runner:
         return None if self._mapper is None else getattr(self._mapper, "name", type(self._mapper).__name__)
 
     def bar(self, total: int, desc: str | None = None) -> tqdm:
-        return tqdm(
-            total=total, unit="img", desc=desc or self.desc, disable=not self.progress, smoothing=0.1
-        )
+        return tqdm(total=total, unit="img", desc=desc or self.desc, disable=not self.progress, smoothing=0.1)
 
     def run(self, work: Sequence[WorkItem], index: int = 0, count: int = 1) -> RunStats:
         """Partition ``index`` of ``count``, start to end, in this process."""

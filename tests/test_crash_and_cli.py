@@ -173,6 +173,7 @@ def test_engine_ray_still_works_with_a_deprecation_line(monkeypatch, capsys):
     from coinfeat import cli
 
     seen = {}
+
     def fake(data, out, config):
         seen["c"] = config
 

@@ -309,7 +309,8 @@ def describe_extractor(manifest: dict[str, Any]) -> str:
     b = manifest.get("backbone", {})
     trained = "pretrained" if manifest.get("pretrained") else "NOT PRETRAINED"
     size, resize = b.get("image_size"), manifest.get("resize")
-    return f"{b.get('name')} [{b.get('weights_id')}] {size}px, resize {resize}, {trained}"
+    tuned = f", {b['finetuned']}" if b.get("finetuned") else ""
+    return f"{b.get('name')} [{b.get('weights_id')}] {size}px, resize {resize}, {trained}{tuned}"
 
 
 def wipe(path: Path) -> None:
