@@ -626,8 +626,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
     )
     print(
         f"fine-tuned {result.mode} above {result.cut}: {result.epochs_run} epoch(s), "
-        f"best {result.best_epoch}, val loss {result.val_loss:.3f}, val accuracy {result.val_accuracy:.3f}, balanced "
-        f"{result.val_balanced_accuracy:.3f}{cache}"
+        f"best {result.best_epoch}, val loss {result.val_loss:.3f}, val accuracy {result.val_accuracy:.3f}, "
+        f"balanced {result.val_balanced_accuracy:.3f}{cache}"
     )
     print("  seconds: " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()))
     print(f"  backbone: {result.backbone}  (use as --backbone)")
