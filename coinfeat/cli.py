@@ -675,6 +675,7 @@ def _run_demo(args: argparse.Namespace) -> int:
                     "heads": [h.to_dict() for h in result.heads],
                     "predictions": [p.to_dict() for p in result.predictions],
                     "report": str(result.report),
+                    "finetuned": result.finetuned.to_dict() if result.finetuned else None,
                 }
             )
         )
@@ -694,6 +695,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     if result.similar:
         nearest = ", ".join(f"{n.label} {n.similarity:.2f}" for n in result.similar.neighbours)
         print(f"most similar to {Path(result.similar.query).name}: {nearest} (contact sheet {result.sheet})")
+    if result.finetuned:
+        tuned = result.finetuned
+        print(
+            f"fine-tuned above {tuned.cut} ({tuned.epochs_run} epochs, {tuned.views} views): val balanced "
+            f"accuracy {tuned.val_balanced_accuracy:.3f}; backbone {tuned.backbone}, head {tuned.head_dir}"
+        )
     print(f"demo finished: outputs in {result.out}")
     return 0
 

@@ -57,11 +57,13 @@ from coinfeat.store import (
     AUGMENT_VERSION,
     ITEM_COLUMNS,
     OK,
+    PARTS,
     Store,
     atomic_write,
     manifest_counts,
     open_layout,
     open_store,
+    read_manifest,
     store_lock,
 )
 
@@ -277,6 +279,8 @@ def split_network(keras, spec: BackboneSpec, base: Any, cut: str):
     stay in inference mode (small batches would re-estimate their statistics badly). Both share
     their layers with ``base``, so training ``upper`` tunes ``base``."""
     tensor = base.get_layer(cut).output
+    if tensor is base.output:
+        raise CoinfeatError(f"cutting {spec.name} at {cut!r} leaves nothing to train; cut lower")
     try:
         upper = keras.Model(tensor, base.output, name="upper")
     except ValueError:
@@ -325,8 +329,8 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
     (computing only rows not cached yet) and return it opened, with what the run did."""
     folder = store.path / ACTIVATIONS / cut
     make_writable_dir(folder)
-    items = cache_items(store, cfg.views)
     fp = activation_fingerprint(store.fingerprint, cut)
+    items = cache_items(store, max(cfg.views, _cached_views(folder, fp)))  # fewer views drop nothing
     row_shape = tuple(int(n) for n in lower.output.shape[1:])
     _check_space(folder, len(items) * int(np.prod(row_shape)) * 2)
     threads = cfg.threads or default_threads()
@@ -350,7 +354,7 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
             "engine": engine or (previous or {}).get("engine"),
             "dataset": store.manifest["dataset"],
             "augment": {
-                "views_per_train_photo": cfg.views,
+                "views_per_train_photo": int(final["view"].max()) if len(final) else 0,
                 "policy": asdict(FINETUNE_VIEWS),
                 "version": AUGMENT_VERSION,
                 "views_version": VIEWS_VERSION,
@@ -359,7 +363,10 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
         }
 
     with store_lock(folder), write_errors_explained(folder):
-        layout = open_layout(folder, fp, f"{spec.label}, cut {cut}")
+        stale = _stale(folder, fp)
+        if stale:
+            log.warning("discarding the activation cache in %s: %s", folder, stale)
+        layout = open_layout(folder, fp, f"{spec.label}, cut {cut}", force=bool(stale))
         runner = Runner(
             make_reader=lambda mine: ImageReader(
                 mine, batch, threads, size, resize, DEFAULT_MAX_PIXELS, augmenter=FINETUNE_VIEWS
@@ -372,6 +379,24 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
         root = Path(store.manifest["dataset"]["root"])
         filled = fill_store(layout, items, fp, root, runner, SequentialDistributor(), manifest_for)
     return open_store(folder), filled
+
+
+def _cached_views(folder: Path, fp: str) -> int:
+    manifest = read_manifest(folder)
+    if not manifest or manifest.get("fingerprint") != fp:
+        return 0
+    return int(manifest.get("augment", {}).get("views_per_train_photo", 0))
+
+
+def _stale(folder: Path, fp: str) -> str | None:
+    """Why a cache left in ``folder`` cannot be reused (the store was rebuilt with another
+    extractor, or the views changed version), or None. It is rebuilt, never mixed."""
+    manifest = read_manifest(folder)
+    theirs = manifest["fingerprint"] if manifest else None
+    foreign = [p for p in (folder / PARTS).glob("*.parquet") if not p.name.startswith(f"{fp}-")]
+    if theirs not in (None, fp) or foreign:
+        return f"it was made by another extractor or views version ({theirs or 'an unfinished run'})"
+    return None
 
 
 def _check_space(folder: Path, needed: int) -> None:
@@ -432,6 +457,7 @@ def _cached_batches(cache: Store, classes: np.ndarray, cfg: FinetuneConfig):
     out = []
     for split, views in (("train", True), ("val", False)):
         rows = cache.rows(split, include_views=views)
+        rows = rows[cache.items["view"].to_numpy()[rows] <= cfg.views]
         codes = np.searchsorted(classes, cache.items["label"].to_numpy(dtype=str)[rows])
         known = np.isin(cache.items["label"].to_numpy(dtype=str)[rows], classes)
         rows, codes = rows[known], codes[known]

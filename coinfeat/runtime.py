@@ -55,7 +55,10 @@ def import_tensorflow() -> ModuleType:
 
 
 def import_keras() -> ModuleType:
-    import_tensorflow()
+    """Keras 3 on TensorFlow (the default), or on the backend ``KERAS_BACKEND`` names (e.g. jax on
+    a GPU machine without TensorFlow: training works there; TFLite conversion needs TensorFlow)."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import_tensorflow()
     import keras
 
     return keras

@@ -1,0 +1,181 @@
+"""coinfeat fine-tune: the activation cache, training, and outputs every other command accepts as they are."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import small_config, write_class_folders
+from PIL import Image
+
+from coinfeat import extract_features, open_store
+from coinfeat.errors import CoinfeatError
+from coinfeat.finetune import ACTIVATIONS, FinetuneConfig, finetune
+from coinfeat.heads import load_head
+from coinfeat.predict import predict_images
+from coinfeat.store import PARTS
+
+CUT = "block5c_add"
+
+
+def quick(**overrides) -> FinetuneConfig:
+    return FinetuneConfig(
+        **{"views": 2, "epochs": 2, "patience": 1, "batch_size": 8, "progress": False, **overrides}
+    )
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    data = write_class_folders(root / "d", per_class=12)
+    extract_features(data, root / "s", small_config())
+    result = finetune(root / "s", root / "out", quick(embed_out=str(root / "tuned-store")))
+    return root, data, result
+
+
+def test_outputs_record_what_was_trained_on_which_photos(tuned):
+    root, _, result = tuned
+    base = open_store(root / "s")
+    out = root / "out"
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["base"]["fingerprint"] == base.fingerprint and record["cut"] == CUT
+    assert record["photos"]["train"]["photos"] == len(base.rows("train")) == result.train_photos
+    assert record["photos"]["test"] == "never used" and record["pretrained"] is False
+    assert (
+        "NOT PRETRAINED" in record["summary"]
+        and f"on train ({result.train_photos} photos)" in record["summary"]
+    )
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_accuracy"]) == result.epochs_run
+    assert 1 <= result.best_epoch <= result.epochs_run
+    with Image.open(out / "curves.png") as img:
+        assert img.size[0] > 500
+    cache = open_store(root / "s" / ACTIVATIONS / CUT)
+    assert cache.embeddings.dtype == np.float16 and cache.embeddings.ndim == 4
+    assert result.cache_rows == len(cache.items) == result.train_photos * 3 + result.val_photos
+    assert set(cache.items["split"]) == {"train", "val"}, "test photos never reach the cache"
+
+
+def test_tuned_store_keeps_the_splits_and_says_it_is_fine_tuned(tuned):
+    root, _, result = tuned
+    base, new = open_store(root / "s"), open_store(result.store)
+    splits = base.items.set_index("path")["split"].sort_index()
+    assert splits.equals(new.items.set_index("path")["split"].sort_index())
+    assert "fine-tuned" in new.manifest["backbone"]["finetuned"] and new.fingerprint != base.fingerprint
+    assert new.manifest["pretrained"] is False
+    assert not result.notes
+
+
+def test_head_and_backbone_work_with_predict_compare_and_extract(tuned, tmp_path):
+    from coinfeat.compare import CompareConfig, compare_heads
+
+    _, data, result = tuned
+    head = load_head(result.head_dir)
+    new = open_store(result.store)
+    assert head.meta["features"]["fingerprint"] == new.fingerprint
+    X, items = new.select("test")
+    photos = [str(data / p) for p in items["path"]]
+    answers = predict_images(photos, result.head_dir, top_k=1, tta="none")
+    assert [a.labels[0] for a in answers] == head.predict(X).tolist()
+    comparison = compare_heads(
+        result.store, CompareConfig(heads=["centroid"], load={"tuned": result.head_dir})
+    )
+    assert {r.name for r in comparison.results} == {"centroid", "tuned"}
+    again = extract_features(data, tmp_path / "again", small_config(backbone=result.backbone))
+    assert again.fingerprint == new.fingerprint
+    np.testing.assert_allclose(open_store(tmp_path / "again").select("test")[0], X, rtol=1e-4, atol=1e-4)
+
+
+def test_second_run_reuses_the_whole_cache_and_more_views_add_only_views(tuned):
+    root, _, first = tuned
+    again = finetune(root / "s", root / "out2", quick(epochs=1, embed=False))
+    assert again.cache_reused == again.cache_rows == first.cache_rows and again.store is None
+    more = finetune(root / "s", root / "out3", quick(views=3, epochs=1, embed=False))
+    assert more.cache_rows == first.cache_rows + first.train_photos
+    assert more.cache_reused == first.cache_rows
+
+
+def test_training_is_seeded_and_reproducible(tuned):
+    root, _, _ = tuned
+    a = finetune(root / "s", root / "rep-a", quick(epochs=2, patience=2, embed=False))
+    b = finetune(root / "s", root / "rep-b", quick(epochs=2, patience=2, embed=False))
+    history = [json.loads((root / n / "history.json").read_text()) for n in ("rep-a", "rep-b")]
+    np.testing.assert_allclose(history[0]["loss"], history[1]["loss"], rtol=1e-5)
+    assert a.val_accuracy == b.val_accuracy
+
+
+def test_a_cache_from_another_extractor_is_rebuilt_never_mixed(tuned):
+    root, _, first = tuned
+    folder = root / "s" / ACTIVATIONS / CUT
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["fingerprint"] = "another0extractor"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rebuilt = finetune(root / "s", root / "out4", quick(epochs=1, embed=False))
+    assert rebuilt.cache_reused == 0 and rebuilt.cache_rows == first.cache_rows
+    assert open_store(folder).fingerprint != "another0extractor"
+
+
+def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
+    root, data, _ = tuned
+    with pytest.raises(CoinfeatError, match=r"no layer 'block9z_add'.*block"):
+        finetune(root / "s", tmp_path / "a", quick(cut="block9z_add"))
+    with pytest.raises(CoinfeatError, match="leaves nothing to train"):
+        finetune(root / "s", tmp_path / "b", quick(cut="top_activation"))
+    with pytest.raises(CoinfeatError, match="bypasses it"):
+        finetune(root / "s", tmp_path / "c", quick(cut="block6b_project_bn"))
+    extract_features(data, tmp_path / "noval", small_config(split=(0.8, 0.0, 0.2)))
+    with pytest.raises(CoinfeatError, match="no val photos"):
+        finetune(tmp_path / "noval", tmp_path / "d", quick())
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 1000})())
+    with pytest.raises(CoinfeatError, match="activation cache needs about"):
+        finetune(root / "s", tmp_path / "e", quick(cut="block4c_add"))
+
+
+def test_single_class_store_is_refused(tmp_path):
+    data = write_class_folders(tmp_path / "d", per_class=8, colours={"gold": (212, 175, 55)})
+    extract_features(data, tmp_path / "s", small_config())
+    with pytest.raises(CoinfeatError, match="at least 2"):
+        finetune(tmp_path / "s", tmp_path / "out", quick())
+
+
+def test_kill_9_while_caching_then_rerun_keeps_finished_batches(tmp_path):
+    colours = {f"c{i}": (40 * i, 200 - 30 * i, 90) for i in range(4)}
+    data = write_class_folders(tmp_path / "d", per_class=30, colours=colours)
+    extract_features(data, tmp_path / "s", small_config())
+    parts = tmp_path / "s" / ACTIVATIONS / CUT / PARTS
+    args = [
+        "fine-tune",
+        "--features",
+        str(tmp_path / "s"),
+        "--out",
+        str(tmp_path / "out"),
+        "--views",
+        "6",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--no-embed",
+        "-q",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coinfeat", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and len(list(parts.glob("*.parquet"))) < 5:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = sum(len(pd.read_parquet(p)) for p in parts.glob("*.parquet"))
+    assert kept >= 20
+    result = finetune(tmp_path / "s", tmp_path / "out", quick(views=6, epochs=1, embed=False))
+    assert result.cache_reused >= kept
+    assert result.cache_rows == result.train_photos * 7 + result.val_photos
