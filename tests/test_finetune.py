@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import small_config, write_class_folders
+from helpers import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0, small_config, write_class_folders
 from PIL import Image
 
 from coinfeat import extract_features, open_store
@@ -179,3 +180,35 @@ def test_kill_9_while_caching_then_rerun_keeps_finished_batches(tmp_path):
     result = finetune(tmp_path / "s", tmp_path / "out", quick(views=6, epochs=1, embed=False))
     assert result.cache_reused >= kept
     assert result.cache_rows == result.train_photos * 7 + result.val_photos
+
+
+@needs_euro
+@needs_lite0
+def test_fine_tuning_beats_the_frozen_dense_head_on_real_photos(tmp_path):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from coinfeat import ExtractConfig
+    from coinfeat.heads import make_head
+
+    data = tmp_path / "euro"
+    for split, per_class in (("train", 24), ("test", 15)):
+        for class_dir in sorted((EURO / split).iterdir()):
+            (data / split / class_dir.name).mkdir(parents=True)
+            for photo in sorted(class_dir.glob("*.jpg"))[::3][:per_class]:
+                shutil.copy(photo, data / split / class_dir.name / photo.name)
+    config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
+    frozen = open_store(extract_features(data, tmp_path / "frozen", config).store)
+    result = finetune(
+        frozen.path,
+        tmp_path / "ft",
+        quick(views=3, epochs=6, patience=2, batch_size=32, embed_out=str(tmp_path / "tuned")),
+    )
+    X, train = frozen.select("train")
+    X_val, val = frozen.select("val")
+    X_test, test = frozen.select("test")
+    dense = make_head("dense").fit(X, train["label"], X_val, val["label"])
+    frozen_score = balanced_accuracy_score(test["label"], dense.predict(X_test))
+    tuned_X, tuned_test = open_store(result.store).select("test")
+    tuned_score = balanced_accuracy_score(tuned_test["label"], load_head(result.head_dir).predict(tuned_X))
+    print(f"balanced accuracy on test: frozen dense {frozen_score:.3f}, fine-tuned {tuned_score:.3f}")
+    assert tuned_score > frozen_score + 0.03
