@@ -625,7 +625,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         f", cache {result.cache_rows} rows ({result.cache_reused} reused)" if result.mode == "cached" else ""
     )
     print(
-        f"fine-tuned {result.mode} above {result.cut}: {result.epochs_run} epoch(s), "
+        f"fine-tuned {f'above {result.cut}' if result.cut else 'end to end'}: {result.epochs_run} epoch(s), "
         f"best {result.best_epoch}, val loss {result.val_loss:.3f}, val accuracy {result.val_accuracy:.3f}, "
         f"balanced {result.val_balanced_accuracy:.3f}{cache}"
     )

@@ -119,7 +119,8 @@ class FinetuneResult:
     backbone: str
     head_dir: str
     store: str | None
-    cut: str
+    cut: str | None
+    """None for ``full``: the whole network was trained."""
     mode: str
     views: int
     epochs_run: int
@@ -161,14 +162,14 @@ def finetune(
     keras = import_keras()
     keras.utils.set_random_seed(SEED)
     base = base_network(spec)
-    cut = resolve_cut(spec, base, cfg.cut)
     classes = np.unique(train["label"].to_numpy(dtype=str))
     seconds: dict[str, float] = {}
+    cut, cache_rows, cache_reused = None, 0, 0
     if cfg.full:
         model = _classifier(keras, _full_network(keras, spec, base), len(classes), cfg.dropout)
         data = _photo_batches(store, spec, train, val, classes, cfg)
-        cache_rows = cache_reused = 0
     else:
+        cut = resolve_cut(spec, base, cfg.cut)
         lower, upper = split_network(keras, spec, base, cut)
         t0 = time.perf_counter()
         cache, filled = build_cache(store, spec, lower, cut, cfg)
@@ -185,7 +186,7 @@ def finetune(
     atomic_write(out / FINETUNE_RECORD, json.dumps(record, indent=2))
     assemble(spec, base).save(out / "backbone.keras")
     tuned = resolve_backbone(str(out / "backbone.keras"), image_size=spec.image_size)
-    save_history(history, out)
+    save_history(history, out, record["summary"])
     head_dir = _save_head(model, classes, store, tuned, record, out / "head")
     new_store = None
     if cfg.embed:
@@ -562,7 +563,7 @@ def _photo_set(items: pd.DataFrame) -> dict[str, Any]:
 def _record(store, spec, cut, cfg, train, val, history, val_metrics, seconds) -> dict[str, Any]:
     """``finetune.json``: enough to know what the tuned backbone is and to reproduce it."""
     best = int(np.argmin(history["val_loss"])) + 1
-    mode = "full fine-tune" if cfg.full else f"above {cut}"
+    mode = "end to end" if cfg.full else f"above {cut}"
     trained = "" if spec.pretrained else " from NOT PRETRAINED weights"
     return {
         "summary": f"fine-tuned{trained} {mode} on train ({len(train)} photos)",
@@ -587,7 +588,7 @@ def _record(store, spec, cut, cfg, train, val, history, val_metrics, seconds) ->
     }
 
 
-def save_history(history: dict[str, list[float]], out: Path) -> Path:
+def save_history(history: dict[str, list[float]], out: Path, title: str = "") -> Path:
     """``history.json`` and ``curves.png``: loss and accuracy per epoch, train and val."""
     from matplotlib.figure import Figure
 
@@ -602,6 +603,8 @@ def save_history(history: dict[str, list[float]], out: Path) -> Path:
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(out / "curves.png")
     return out / "curves.png"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bench_extract import flat_copy, peak_rss_mb
-from benchlib import run_child, write_section
+from benchlib import AnonMemorySampler, run_child, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "euro-coins"
@@ -93,30 +93,6 @@ def index_child(store_dir: str, n: int) -> dict:
 
 def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
-
-
-class AnonMemorySampler:
-    """Peak anonymous memory (RssAnon) of this process, sampled every 0.2 s. Memory-mapped vector
-    files count in VmHWM as page cache the kernel can drop; RssAnon is what the build itself holds."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak, self.running = 0.0, True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.running:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    self.peak = max(self.peak, int(line.split()[1]) / 1024)
-            time.sleep(0.2)
-
-    def stop(self) -> float:
-        self.running = False
-        self.thread.join()
-        return self.peak
 
 
 def exact_top10(store, queries: np.ndarray, n: int, chunk: int = 100_000) -> np.ndarray:

@@ -125,6 +125,8 @@ def test_cli_json_summary_and_help(folders_dataset, tmp_path):
         (["compare", "--features", "/no/store"], "feature store not found"),
         (["compare", "--features", "/no/store", "--top-k", "a"], "--top-k"),
         (["similar", "x.jpg", "--features", "/no/store"], "feature store not found"),
+        (["fine-tune", "--features", "/no/store"], "feature store not found"),
+        (["fine-tune", "--features", "/no/store", "--epochs", "0"], "--epochs must be at least 1"),
     ],
 )
 def test_user_mistakes_are_one_line_without_traceback(args, message):

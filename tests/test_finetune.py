@@ -103,6 +103,16 @@ def test_second_run_reuses_the_whole_cache_and_more_views_add_only_views(tuned):
     assert more.cache_reused == first.cache_rows
 
 
+def test_full_fine_tune_trains_end_to_end_from_photos(tuned):
+    root, data, _ = tuned
+    result = finetune(root / "s", root / "full", quick(full=True, epochs=1, embed=False))
+    assert result.mode == "full" and result.cut is None and result.cache_rows == 0
+    record = json.loads((root / "full" / "finetune.json").read_text())
+    assert record["mode"] == "full" and "end to end" in record["summary"]
+    [answer] = predict_images([str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=2, tta="none")
+    assert answer.error is None and len(answer.labels) == 2
+
+
 def test_training_is_seeded_and_reproducible(tuned):
     root, _, _ = tuned
     a = finetune(root / "s", root / "rep-a", quick(epochs=2, patience=2, embed=False))
@@ -137,6 +147,22 @@ def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
     monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 1000})())
     with pytest.raises(CoinfeatError, match="activation cache needs about"):
         finetune(root / "s", tmp_path / "e", quick(cut="block4c_add"))
+
+
+def test_test_photos_with_copies_in_train_are_flagged():
+    from coinfeat.finetune import _leak_notes
+    from coinfeat.store import Store
+
+    items = pd.DataFrame(
+        {
+            "sha256": ["a", "b", "a", "c"],
+            "split": ["train", "val", "test", "test"],
+            "status": "ok",
+            "view": 0,
+        }
+    )
+    [note] = _leak_notes(Store(None, {}, items, np.zeros((4, 2))))
+    assert note.startswith("leakage: 1 test photo(s)") and "inflated" in note
 
 
 def test_single_class_store_is_refused(tmp_path):
