@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from coinfeat.images import DECODER_VERSION, DEFAULT_IMAGE_SIZE
 from coinfeat.runtime import import_keras, keras_cache_dir
 
 DEFAULT_BACKBONE = "efficientnetb0"
+PRECISIONS = ("fp32", "int8")
 RANDOM_SEED = 0
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"
 
@@ -60,6 +61,9 @@ class BackboneSpec:
     model_file: str | None = None
     finetuned: str | None = None
     """For a backbone written by ``coinfeat fine-tune``: from what, and on which photos."""
+    precision: str = "fp32"
+    """``int8``: run as a TFLite full-integer model calibrated on the photos ``calibration`` hashes."""
+    calibration: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,13 +71,17 @@ class BackboneSpec:
     @property
     def model_id(self) -> str:
         """Identifies the network itself (not the resizing): keys the converted-model cache."""
-        return _digest({"name": self.name, "weights_id": self.weights_id, "size": self.image_size})
+        ident = {"name": self.name, "weights_id": self.weights_id, "size": self.image_size}
+        if self.precision != "fp32":
+            ident.update(precision=self.precision, calibration=self.calibration)
+        return _digest(ident)
 
     @property
     def label(self) -> str:
         trained = "pretrained" if self.pretrained else "NOT PRETRAINED (random weights)"
         tuned = f", {self.finetuned}" if self.finetuned else ""
-        return f"{self.name} [{self.weights_id}] {self.image_size}px, {trained}{tuned}"
+        precision = f", {self.precision}" if self.precision != "fp32" else ""
+        return f"{self.name} [{self.weights_id}] {self.image_size}px, {trained}{tuned}{precision}"
 
 
 def _digest(obj: Any, length: int = 16) -> str:
@@ -94,9 +102,21 @@ def fingerprint(spec: BackboneSpec, resize: str) -> str:
 
 
 def resolve_backbone(
-    backbone: str = DEFAULT_BACKBONE, weights: str = "imagenet", image_size: int = DEFAULT_IMAGE_SIZE
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str = "imagenet",
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    precision: str = "fp32",
+    calibration: str | None = None,
 ) -> BackboneSpec:
-    """Validate a backbone choice: an application name or a ``.keras`` model file."""
+    """Validate a backbone choice: an application name or a ``.keras`` model file, run at
+    ``precision`` (int8 needs the hash of its ``calibration`` photos)."""
+    if precision not in PRECISIONS:
+        raise CoinfeatError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    spec = _resolve(backbone, weights, image_size)
+    return replace(spec, precision=precision, calibration=calibration) if precision != "fp32" else spec
+
+
+def _resolve(backbone: str, weights: str, image_size: int) -> BackboneSpec:
     if image_size < 32:
         raise CoinfeatError(f"--image-size {image_size} is too small; use 32 or more (224 is standard)")
     key = backbone.lower()

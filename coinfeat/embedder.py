@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from coinfeat.backbones import BackboneSpec, fingerprint, resolve_backbone
-from coinfeat.engines import Engine, open_engine
+from coinfeat.engines import Engine, Network, open_engine
 from coinfeat.errors import CoinfeatError, DecodeError, FingerprintMismatch
 from coinfeat.images import DEFAULT_MAX_PIXELS, load_image
+from coinfeat.quantize import calibration_loader
 
 TTA_MODES = ("none", "rotations")
 
@@ -31,12 +32,16 @@ class Embedded:
 
 def extractor_record(manifest: dict[str, Any]) -> dict[str, Any]:
     """What a head keeps of a store manifest to re-embed photos later."""
-    return {
+    record = {
         "fingerprint": manifest["fingerprint"],
         "backbone": manifest["backbone"],
         "resize": manifest["resize"],
         "pretrained": manifest.get("pretrained", False),
     }
+    if manifest.get("int8"):
+        sample = manifest["int8"]
+        record["int8"] = {k: sample[k] for k in ("hash", "calibration", "held_out", "root")}
+    return record
 
 
 class Embedder:
@@ -55,7 +60,9 @@ class Embedder:
         source = b.get("model_file") or b["name"]
         weights = b.get("weights", "imagenet") if not b.get("model_file") else "imagenet"
         try:
-            spec = resolve_backbone(source, weights, int(b["image_size"]))
+            spec = resolve_backbone(
+                source, weights, int(b["image_size"]), b.get("precision", "fp32"), b.get("calibration")
+            )
         except CoinfeatError as exc:
             raise CoinfeatError(f"cannot rebuild the extractor these vectors came from: {exc}") from None
         actual = fingerprint(spec, record["resize"])
@@ -68,7 +75,14 @@ class Embedder:
 
     def engine(self, probe: np.ndarray | None = None) -> Engine:
         if self._engine is None:
-            self._engine = open_engine(self.spec, self.engine_kind, self.threads, probe)
+            sample = self.record.get("int8")
+            calibration = (
+                calibration_loader(sample["root"], sample, self.spec.image_size, self.resize)
+                if sample
+                else None
+            )
+            network = Network.backbone(self.spec, calibration)
+            self._engine = open_engine(network, self.engine_kind, self.threads, probe)
         return self._engine
 
     def embed(

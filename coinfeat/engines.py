@@ -124,28 +124,73 @@ def tflite_cache_paths(spec: BackboneSpec | Network) -> tuple[Path, Path]:
     return folder / f"{stem}.tflite", folder / f"{stem}.json"
 
 
-def convert_to_tflite(model, path: Path) -> None:
-    """Convert a Keras model to a float32 TFLite file, written atomically."""
+def convert_to_tflite(
+    model, path: Path, calibration: np.ndarray | None = None, float_head: bool = False
+) -> None:
+    """Convert a Keras model to a TFLite file, written atomically: float32, or with
+    ``calibration`` images full-integer int8 inside (float input and output); with ``float_head``
+    a classifier head on top stays float (see :func:`_convert_float_head`)."""
     tf = import_tensorflow()
     started = time.perf_counter()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with quiet_native_output():
-        blob = converter.convert()
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.float32
+    try:
+        with quiet_native_output():
+            head_stays_float = float_head and calibration is not None
+            blob = (
+                _convert_float_head(tf, converter, calibration) if head_stays_float else converter.convert()
+            )
+    except Exception as exc:
+        if calibration is None:
+            raise
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CoinfeatError(
+            f"the TFLite converter cannot quantize this model to int8 ({reason}); use --precision fp32"
+        ) from None
     atomic_write(path, blob)
-    log.info("converted backbone to TFLite in %.1fs -> %s", time.perf_counter() - started, path)
+    kind = "int8" if calibration is not None else "float32"
+    log.info("converted backbone to TFLite (%s) in %.1fs -> %s", kind, time.perf_counter() - started, path)
+
+
+def _convert_float_head(tf, converter, calibration: np.ndarray) -> bytes:
+    """Quantize every op but the head's (fully connected, softmax, normalisation): the head's
+    logits amplify int8 rounding far more than the backbone's pooled features do."""
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+    ]
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_ops=["FULLY_CONNECTED", "SOFTMAX", "L2_NORMALIZATION"]
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=lambda: ([image[None]] for image in calibration[:8]),
+        debug_options=options,
+    )
+    return debugger.get_nondebug_quantized_model()
 
 
 def verify(keras_engine: KerasEngine, tflite_engine: TFLiteEngine, probe: np.ndarray) -> Verification:
     """Compare both engines on ``probe`` (timed after one warm-up call each)."""
-    timings = {}
-    outputs = {}
-    for engine in (keras_engine, tflite_engine):
+    cos, keras_ms, tflite_ms = compare_engines(keras_engine, tflite_engine, probe)
+    return Verification(float(cos.min()), keras_ms, tflite_ms, len(probe))
+
+
+def compare_engines(
+    reference: Engine, candidate: Engine, probe: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """(cosine per image, reference ms/image, candidate ms/image), each timed after a warm-up call."""
+    timings, outputs = [], []
+    for engine in (reference, candidate):
         engine.embed(probe)
         started = time.perf_counter()
-        outputs[engine.name] = engine.embed(probe)
-        timings[engine.name] = (time.perf_counter() - started) * 1000 / len(probe)
-    cos = cosine_rows(outputs["keras"].reshape(len(probe), -1), outputs["tflite"].reshape(len(probe), -1))
-    return Verification(float(cos.min()), timings["keras"], timings["tflite"], len(probe))
+        outputs.append(engine.embed(probe).reshape(len(probe), -1))
+        timings.append((time.perf_counter() - started) * 1000 / len(probe))
+    return cosine_rows(*outputs), timings[0], timings[1]
 
 
 @dataclass(frozen=True)
@@ -157,10 +202,15 @@ class Network:
     model_id: str
     image_size: int
     build: Callable[[], Any]
+    precision: str = "fp32"
+    calibration: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    """int8: loads (calibration images, held-out images to verify against fp32)."""
 
     @classmethod
-    def backbone(cls, spec: BackboneSpec) -> Network:
-        return cls(spec.name, spec.model_id, spec.image_size, lambda: build_model(spec))
+    def backbone(cls, spec: BackboneSpec, calibration=None) -> Network:
+        return cls(
+            spec.name, spec.model_id, spec.image_size, lambda: build_model(spec), spec.precision, calibration
+        )
 
 
 def open_engine(
@@ -175,6 +225,8 @@ def open_engine(
         raise CoinfeatError(f"unknown engine {kind!r}; choose from {', '.join(ENGINES)}")
     network = spec if isinstance(spec, Network) else Network.backbone(spec)
     threads = threads or default_threads()
+    if network.precision == "int8":
+        return _open_int8(network, kind, threads)
     if kind == "keras":
         return KerasEngine(network.build())
     model_path, record_path = tflite_cache_paths(network)
@@ -206,6 +258,57 @@ def open_engine(
         return TFLiteEngine(model_path, TFLITE_BATCH, threads)
     log.warning("using the Keras engine (TFLite %s)", "is slower" if record.equal else "disagrees")
     return keras_engine or KerasEngine(network.build())
+
+
+@dataclass
+class Int8Verification:
+    """How an int8 conversion compares with the fp32 network on held-out photos of the dataset."""
+
+    median_cosine: float
+    min_cosine: float
+    held_out_images: int
+    calibration_images: int
+    fp32_ms_per_image: float
+    int8_ms_per_image: float
+
+
+def _open_int8(network: Network, kind: str, threads: int) -> Engine:
+    """The int8 TFLite model of ``network``: converted once (calibrated on the dataset's photos),
+    verified against fp32 on held-out photos, and cached with that record."""
+    if kind == "keras":
+        raise CoinfeatError("int8 runs on the TFLite engine only: use --engine auto or tflite")
+    model_path, record_path = tflite_cache_paths(network)
+    if not (model_path.exists() and record_path.exists()):
+        if network.calibration is None:
+            raise CoinfeatError(
+                f"the int8 model of {network.name} is not cached and no calibration photos are known"
+            )
+        calibrate, held = network.calibration()
+        model = network.build()
+        convert_to_tflite(model, model_path, calibrate)
+        int8 = TFLiteEngine(model_path, TFLITE_BATCH, threads)
+        cos, fp32_ms, int8_ms = compare_engines(KerasEngine(model), int8, held)
+        verified = Int8Verification(
+            float(np.median(cos)), float(cos.min()), len(held), len(calibrate), fp32_ms, int8_ms
+        )
+        atomic_write(record_path, json.dumps(verified.__dict__, indent=2))
+        log.info(
+            "int8 vs fp32 on %d held-out photos: median cosine %.4f, min %.4f",
+            len(held),
+            verified.median_cosine,
+            verified.min_cosine,
+        )
+        return int8
+    return TFLiteEngine(model_path, TFLITE_BATCH, threads)
+
+
+def int8_record(spec: BackboneSpec) -> dict | None:
+    """The verification record of a cached int8 conversion (None if not converted here yet)."""
+    _, record_path = tflite_cache_paths(Network.backbone(spec))
+    try:
+        return json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def synthetic_probe(size: int, n: int = 8) -> np.ndarray:

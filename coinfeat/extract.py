@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +26,7 @@ import pandas as pd
 from coinfeat import __version__
 from coinfeat.backbones import BackboneSpec, fingerprint, resolve_backbone
 from coinfeat.datasets import Dataset, discover, group_of
-from coinfeat.engines import ENGINES, open_engine
+from coinfeat.engines import ENGINES, Network, int8_record, open_engine
 from coinfeat.errors import CoinfeatError
 from coinfeat.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES
 from coinfeat.pipeline import (
@@ -37,6 +37,7 @@ from coinfeat.pipeline import (
     SequentialDistributor,
     fill_store,
 )
+from coinfeat.quantize import DEFAULT_CALIBRATION, calibration_loader, calibration_sample
 from coinfeat.runtime import default_threads, log
 from coinfeat.splits import DEFAULT_FRACTIONS, resolve_splits
 from coinfeat.store import (
@@ -50,6 +51,7 @@ from coinfeat.store import (
     manifest_counts,
     open_committed,
     open_layout,
+    recover_all,
     store_lock,
 )
 
@@ -76,6 +78,9 @@ class ExtractConfig:
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     augment: int = 0
+    precision: str = "fp32"
+    """``int8``: a full-integer TFLite model calibrated on ``calibration`` of the dataset's train photos."""
+    calibration: int = DEFAULT_CALIBRATION
     partitions: int = 1
     progress: bool = True
     runner: str = "local"
@@ -143,28 +148,40 @@ def extract_features(
     cfg.validate()
     distributor = make_distributor(cfg)
     dataset = discover(data, cfg.label_names)
-    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size)
-    fp = fingerprint(spec, cfg.resize)
+    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size, cfg.precision)
     out = Path(out) if out else default_store_dir(dataset.name)
     make_writable_dir(out)
     shards = cfg.shards if cfg.shards is not None else distributor.default_shards
     with store_lock(out), write_errors_explained(out):
-        layout = open_layout(out, fp, f"{spec.label}, resize {cfg.resize}", shards, cfg.force)
+        recover_all(out, cfg.force)
         store = open_committed(out)
         items, notes = plan(dataset, store, cfg)
+        spec, int8 = _calibrated(spec, items, dataset, cfg)
+        fp = fingerprint(spec, cfg.resize)
+        layout = open_layout(out, fp, f"{spec.label}, resize {cfg.resize}", shards)
         filled = fill_store(
             layout,
             items,
             fp,
             dataset.root,
-            _runner(spec, cfg, layout, fp, cfg.threads or distributor.threads_per_worker),
+            _runner(spec, cfg, layout, fp, cfg.threads or distributor.threads_per_worker, int8),
             distributor,
-            lambda final, engine, previous: build_manifest(dataset, spec, cfg, fp, final, engine, previous),
+            lambda final, engine, previous: build_manifest(
+                dataset, spec, cfg, fp, final, engine, previous, int8
+            ),
             cfg.limit,
             cfg.partitions,
         )
     if layout.sharded:
         notes = [*notes, f"sharded store: {len(layout.dirs)} shards, runner {cfg.runner}"]
+    if int8 and int8_record(spec):
+        check = int8_record(spec)
+        notes = [
+            *notes,
+            f"int8: cosine to fp32 on {check['held_out_images']} held-out train photos: median "
+            f"{check['median_cosine']:.4f}, min {check['min_cosine']:.4f} (calibrated on "
+            f"{check['calibration_images']})",
+        ]
     return summarise(out, filled, items, store, spec, fp, notes, time.perf_counter() - started)
 
 
@@ -177,13 +194,25 @@ def make_distributor(cfg: ExtractConfig) -> Distributor:
     return RayDistributor(cfg.ray_address, cfg.workers)
 
 
-def _runner(spec: BackboneSpec, cfg: ExtractConfig, layout: Layout, fp: str, threads: int) -> Runner:
+def _calibrated(spec: BackboneSpec, items: pd.DataFrame, dataset: Dataset, cfg: ExtractConfig):
+    """For int8: the spec naming its calibration sample, and the sample (paths relative to the
+    dataset root) that the manifest keeps so the same model can be rebuilt; fp32: (spec, None)."""
+    if spec.precision == "fp32":
+        return spec, None
+    sample = calibration_sample(items, cfg.calibration, cfg.seed)
+    return replace(spec, calibration=sample["hash"]), {**sample, "root": str(dataset.root)}
+
+
+def _runner(
+    spec: BackboneSpec, cfg: ExtractConfig, layout: Layout, fp: str, threads: int, int8: dict | None = None
+) -> Runner:
     """Decode and resize photos, embed them with the backbone, write parts of the store."""
     engine = cfg.engine
+    calibration = calibration_loader(int8["root"], int8, spec.image_size, cfg.resize) if int8 else None
 
     def open_mapper(probe):
         log.info("loading backbone %s (engine %s)", spec.label, engine)
-        return open_engine(spec, engine, threads, probe)
+        return open_engine(Network.backbone(spec, calibration), engine, threads, probe)
 
     size, resize, max_pixels, batch = spec.image_size, cfg.resize, cfg.max_pixels, cfg.batch_size
     return Runner(
@@ -327,10 +356,18 @@ def build_manifest(
     final: pd.DataFrame,
     engine: str | None,
     previous: dict | None,
+    int8: dict | None = None,
 ) -> dict[str, Any]:
     """The ``manifest.json`` of a store (or one shard) whose committed rows are ``final``."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if int8 is not None:
+        int8 = {
+            **int8,
+            "verification": int8_record(spec) or (previous or {}).get("int8", {}).get("verification"),
+        }
     return {
+        "precision": spec.precision,
+        "int8": int8,
         "fingerprint": fp,
         "pretrained": spec.pretrained,
         "weights_note": None if spec.pretrained else "NOT PRETRAINED: random weights, for testing only",

@@ -97,8 +97,7 @@ def open_layout(
     """Prepare ``root`` for a run (the caller holds its lock): wipe it with ``force``, finish
     interrupted commits, refuse another extractor's vectors, and decide single or sharded: an
     existing store keeps its kind; a new one is sharded when ``shards`` is given."""
-    if force:
-        wipe_all(root)
+    recover_all(root, force)
     if is_sharded(root):
         record = read_shards(root)
         if record["fingerprint"] != fingerprint:
@@ -119,6 +118,18 @@ def open_layout(
         recover(folder)
         check_fingerprint(folder, read_manifest(folder), fingerprint, description)
     return layout
+
+
+def recover_all(root: Path, force: bool = False) -> None:
+    """Finish interrupted commits in ``root`` and its shards (the caller holds the lock), after
+    wiping everything with ``force``; then :func:`open_committed` reads a whole store."""
+    if force:
+        wipe_all(root)
+    recover(root)
+    if is_sharded(root):
+        for name in read_shards(root)["shards"]:
+            if (root / name).is_dir():
+                recover(root / name)
 
 
 def wipe_all(root: Path) -> None:
@@ -155,6 +166,7 @@ __all__ = [
     "open_layout",
     "open_store",
     "read_manifest",
+    "recover_all",
     "shard_of",
     "store_lock",
     "vector_key",

@@ -310,7 +310,8 @@ def describe_extractor(manifest: dict[str, Any]) -> str:
     trained = "pretrained" if manifest.get("pretrained") else "NOT PRETRAINED"
     size, resize = b.get("image_size"), manifest.get("resize")
     tuned = f", {b['finetuned']}" if b.get("finetuned") else ""
-    return f"{b.get('name')} [{b.get('weights_id')}] {size}px, resize {resize}, {trained}{tuned}"
+    precision = f", {b['precision']}" if b.get("precision", "fp32") != "fp32" else ""
+    return f"{b.get('name')} [{b.get('weights_id')}] {size}px, resize {resize}, {trained}{tuned}{precision}"
 
 
 def wipe(path: Path) -> None:

@@ -1,0 +1,160 @@
+"""``coinfeat export``: one self-contained model file per head, for a phone app or a small server.
+
+The file maps a batch of square RGB images (float 0..255, NHWC, the size the head's extractor
+uses) to class probabilities: the head's own backbone and pooling, then the head expressed as
+Keras layers. Dense heads are Keras already; logistic regression becomes standardisation + one
+dense softmax layer, and the centroid head unit normalisation + one dense layer of centroids +
+softmax, both exactly. An int8 TFLite export quantizes the backbone and keeps the head float.
+k-NN heads are refused: they search every stored vector, which is a
+database rather than a layer. ``FILE.labels.json`` beside it names the classes and the
+preprocessing, so no coinfeat is needed to use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coinfeat.backbones import build_model
+from coinfeat.embedder import Embedder
+from coinfeat.engines import convert_to_tflite
+from coinfeat.errors import CoinfeatError
+from coinfeat.heads import Head, load_head
+from coinfeat.quantize import calibration_loader, calibration_sample
+from coinfeat.runtime import import_keras
+from coinfeat.store import atomic_write, open_store
+
+FORMATS = ("keras", "tflite")
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class ExportResult:
+    model: str
+    labels: str
+    format: str
+    precision: str
+    size_bytes: int
+    classes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_head(
+    head_dir: str | Path, out: str | Path, fmt: str = "keras", precision: str = "fp32"
+) -> ExportResult:
+    """Write backbone + pooling + head as one model file ``out`` and ``out.labels.json``."""
+    if fmt not in FORMATS:
+        raise CoinfeatError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise CoinfeatError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision == "int8" and fmt != "tflite":
+        raise CoinfeatError("int8 export is a TFLite model: use --format tflite")
+    head = load_head(head_dir)
+    record = head.meta.get("features")
+    if not record:
+        raise CoinfeatError(f"head at {head_dir} does not record its extractor; fit it again with fit-head")
+    spec = Embedder(record).spec
+    keras = import_keras()
+    backbone = build_model(spec)
+    model = keras.Model(backbone.input, head_layers(head, keras)(backbone.output), name="coinfeat_export")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "keras":
+        if out.suffix != ".keras":
+            raise CoinfeatError(f"a Keras model file must end in .keras: {out}")
+        model.save(out)
+    else:
+        calibration = _calibration(record, spec) if precision == "int8" else None
+        convert_to_tflite(model, out, calibration, float_head=True)
+    labels = Path(f"{out}.labels.json")
+    atomic_write(labels, json.dumps(_labels(head, record, spec, fmt, precision), indent=2))
+    return ExportResult(str(out), str(labels), fmt, precision, out.stat().st_size, len(head.classes_))
+
+
+def head_layers(head: Head, keras):
+    """A function from pooled vectors (a Keras tensor) to class probabilities, for ``head``."""
+    kind = head.name
+    n_classes, dim = len(head.classes_), int(head.n_features_in_)
+    if kind == "dense":
+        return head.model_
+    if kind == "logreg":
+        scaler, logreg = head.model_.steps[0][1], head.model_.steps[-1][1]
+        weights, bias = _full_coefficients(logreg, n_classes, dim)
+        # standardisation folded in: ((x - mean) / scale) W + b = x (W / scale) + (b - (mean / scale) W)
+        folded = weights / scaler.scale_[:, None]
+        dense = keras.layers.Dense(n_classes, activation="softmax", name="logreg")
+        dense.build((None, dim))
+        dense.set_weights(
+            [folded.astype(np.float32), (bias - (scaler.mean_ / scaler.scale_) @ weights).astype(np.float32)]
+        )
+        return dense
+    if kind == "centroid":
+        temperature = float(head.params["temperature"])
+        dense = keras.layers.Dense(n_classes, use_bias=False, name="centroids")
+        dense.build((None, dim))
+        dense.set_weights([np.asarray(head.centroids_, np.float32).T / temperature])
+        unit = keras.layers.UnitNormalization(name="unit_length")
+        softmax = keras.layers.Softmax(name="probabilities")
+        return lambda x: softmax(dense(unit(x)))
+    raise CoinfeatError(
+        f"a {kind} head cannot be exported as layers: k-NN searches every stored vector (a database, "
+        "not a layer); export a dense, logreg or centroid head fitted on the same store (seconds)"
+    )
+
+
+def _full_coefficients(logreg: Any, n_classes: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's coefficients as one softmax layer over every class of the head (a binary
+    model's single logit z becomes the two logits 0 and z: softmax gives the same probabilities)."""
+    coef, intercept = np.asarray(logreg.coef_, np.float32), np.asarray(logreg.intercept_, np.float32)
+    if coef.shape[0] == 1:
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    weights = np.zeros((dim, n_classes), np.float32)
+    bias = np.full(n_classes, -1e4, np.float32)  # classes the model never saw get probability 0
+    weights[:, logreg.classes_] = coef.T
+    bias[logreg.classes_] = intercept
+    return weights, bias
+
+
+def _calibration(record: dict[str, Any], spec) -> np.ndarray:
+    """The photos an int8 export calibrates on: the head store's own int8 sample, or a sample of
+    its train photos."""
+    sample = record.get("int8")
+    if sample is None:
+        try:
+            store = open_store(record["store"])
+        except (KeyError, CoinfeatError):
+            raise CoinfeatError(
+                "an int8 export calibrates on the head's train photos, but its feature store is gone; "
+                "export fp32, or fit the head again"
+            ) from None
+        sample = {**calibration_sample(store.items), "root": store.manifest["dataset"]["root"]}
+    return calibration_loader(sample["root"], sample, spec.image_size, record["resize"])()[0]
+
+
+def _labels(head: Head, record: dict[str, Any], spec, fmt: str, precision: str) -> dict[str, Any]:
+    names = head.meta.get("label_names", {})
+    return {
+        "classes": head.classes_.tolist(),
+        "names": [names.get(c, c) for c in head.classes_],
+        "input": {
+            "shape": [None, spec.image_size, spec.image_size, 3],
+            "dtype": "float32",
+            "range": "RGB 0..255 (no scaling: the model normalises inside)",
+            "resize": record["resize"],
+            "resize_note": "pad: pad the photo to a square with its border colour, then resize; crop: "
+            "centre square; stretch: resize as is",
+        },
+        "output": "probabilities, one column per class in 'classes' order",
+        "head": head.name,
+        "backbone": spec.label,
+        "format": fmt,
+        "precision": precision,
+        "pretrained": bool(record.get("pretrained")),
+        "fingerprint": record["fingerprint"],
+    }
