@@ -239,6 +239,12 @@ def _add_compare(commands) -> None:
     )
     p.add_argument("--use-augmented", action="store_true", help="train on cached augmented views too")
     p.add_argument(
+        "--versus",
+        metavar="STORE",
+        help="another store of the same photos (e.g. --precision int8, or a fine-tuned store): the same "
+        "heads are fitted and scored on it too and the report shows both side by side",
+    )
+    p.add_argument(
         "--cv",
         type=int,
         default=0,
@@ -513,6 +519,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         cv=args.cv,
         label_parts=args.label_parts,
         confusion_top=args.confusion_top,
+        versus=args.versus,
     )
     out = Path(args.out) if args.out else default_report_dir(args.features)
     comparison = compare_heads(args.features, config, heads_dir=out / "heads")
@@ -533,6 +540,12 @@ def _run_compare(args: argparse.Namespace) -> int:
         m = r.metrics[split]
         tops = " ".join(f"top{k} {m[f'top{k}']:.3f}" for k in config.top_k)
         print(f"{r.name:<10} {tops}  balanced {m['balanced_accuracy']:.3f}  fit {r.fit_seconds:.2f}s")
+    if comparison.versus is not None:
+        from coinfeat.reports import versus_frame
+
+        print(f"side by side with {comparison.versus.store.path} (balanced accuracy):")
+        for row in versus_frame(comparison).itertuples(index=False):
+            print(f"  {row.head:<10} {row.balanced:.3f} vs {row.balanced_versus:.3f} ({row.difference:+.3f})")
     print(f"recommended: {comparison.best.name}; report: {report}")
     if not comparison.store.pretrained:
         print("WARNING: NOT PRETRAINED features: these figures are meaningless")

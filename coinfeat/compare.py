@@ -8,7 +8,7 @@ group-aware K-fold cross-validation over all photos, because one split of a smal
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ class CompareConfig:
     cv: int = 0
     label_parts: str | None = None
     confusion_top: int | None = None
+    versus: str | None = None
+    """Another store of the same photos (int8 vs fp32, frozen vs fine-tuned): the same heads are
+    fitted and scored on it too, and the report shows both side by side."""
 
     def validate(self) -> None:
         known = set(head_types())
@@ -76,6 +79,7 @@ class Comparison:
     splits: dict[str, pd.DataFrame]
     results: list[HeadResult]
     eval_split: str
+    versus: Comparison | None = None
 
     @property
     def best(self) -> HeadResult:
@@ -124,7 +128,27 @@ def compare_heads(
     if config.cv:
         cross_validate(store, results, config)
     splits = {"train": train, **{s: data[s][1] for s in data}}
-    return Comparison(store, config, splits, results, eval_split)
+    comparison = Comparison(store, config, splits, results, eval_split)
+    if config.versus:
+        comparison.versus = _versus(comparison, heads_dir)
+    return comparison
+
+
+def _versus(comparison: Comparison, heads_dir: Path | None) -> Comparison:
+    """The same heads on the ``versus`` store, which must hold the same evaluated photos."""
+    config = comparison.config
+    other = compare_heads(
+        config.versus,
+        replace(config, versus=None, load={}, cv=0),
+        heads_dir / "versus" if heads_dir else None,
+    )
+    mine = set(comparison.splits[comparison.eval_split]["path"])
+    if other.eval_split != comparison.eval_split or set(other.splits[other.eval_split]["path"]) != mine:
+        raise CoinfeatError(
+            f"--versus {config.versus} does not hold the same {comparison.eval_split} photos as "
+            f"{comparison.store.path}: side-by-side figures would compare different photos"
+        )
+    return other
 
 
 def _evaluate(

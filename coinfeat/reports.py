@@ -77,6 +77,7 @@ def metrics_document(c: Comparison) -> dict[str, Any]:
             }
             for r in c.results
         },
+        "versus": metrics_document(c.versus) if c.versus is not None else None,
     }
 
 
@@ -286,7 +287,35 @@ def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
         tables.append(
             (f"{c.config.cv}-fold cross-validation (stratified, group-aware; mean ± std)", pd.DataFrame(cv))
         )
+    if c.versus is not None:
+        title = (
+            f"Side by side on the same {c.eval_split} photos: this store "
+            f"({describe_extractor(c.store.manifest)}) vs {c.versus.store.path} "
+            f"({describe_extractor(c.versus.store.manifest)})"
+        )
+        tables.append((title, versus_frame(c)))
     return tables
+
+
+def versus_frame(c: Comparison) -> pd.DataFrame:
+    """Each head's figures on this store and on the ``--versus`` store (same photos, same heads)."""
+    split, other = c.eval_split, {r.name: r for r in c.versus.results}
+    rows = []
+    for r in c.results:
+        if r.name not in other:
+            continue
+        a, b = r.metrics[split], other[r.name].metrics[split]
+        rows.append(
+            {
+                "head": r.name,
+                "top1": a["top1"],
+                "top1_versus": b["top1"],
+                "balanced": a["balanced_accuracy"],
+                "balanced_versus": b["balanced_accuracy"],
+                "difference": b["balanced_accuracy"] - a["balanced_accuracy"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def render_markdown(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame) -> str:

@@ -24,6 +24,8 @@ from benchlib import run_child, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "euro-coins"
+LITE0 = REPO.parent / "shared" / "weights" / "efficientnet_lite0_imagenet_notop.keras"
+GROUPS = r"^(.*)_[^_]+$"
 SIZE = 224
 
 
@@ -54,10 +56,13 @@ def child(mode: str, folder: str, out: str, limit: int | None) -> dict:
         vectors = model.predict(ds, verbose=0)
         result["seconds"] = time.perf_counter() - started
         result["images"] = len(vectors)
-    elif mode == "coinfeat":
+    elif mode in ("coinfeat", "coinfeat_int8"):
         from coinfeat import ExtractConfig, extract_features
 
-        config = ExtractConfig(weights="none", progress=False, limit=limit, resize="stretch")
+        precision = "int8" if mode == "coinfeat_int8" else "fp32"
+        config = ExtractConfig(
+            weights="none", progress=False, limit=limit, resize="stretch", precision=precision
+        )
         started = time.perf_counter()
         summary = extract_features(folder, out, config)
         result["seconds"] = time.perf_counter() - started
@@ -66,6 +71,8 @@ def child(mode: str, folder: str, out: str, limit: int | None) -> dict:
         result["engine"] = summary.engine
     elif mode == "equality":
         result.update(equality(folder, import_keras()))
+    elif mode == "int8_accuracy":
+        result.update(int8_accuracy(Path(out)))
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -99,6 +106,42 @@ def equality(folder: str, keras) -> dict:
         "engine": engine.name,
         "same_tensors_min_cosine": float(cosine_rows(engine.embed(images), reference).min()),
         "end_to_end_mean_cosine": float(cosine_rows(ours, reference).mean()),
+    }
+
+
+def int8_accuracy(work: Path) -> dict:
+    """Pretrained Lite0 on the shared set's own train/test folders: fp32 and int8 stores, the
+    cosine between their vectors, and each head's balanced accuracy on ``test/`` on both."""
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score
+
+    from coinfeat import ExtractConfig, extract_features, open_store
+    from coinfeat.engines import cosine_rows
+    from coinfeat.heads import make_head
+
+    stores = {}
+    for precision in ("fp32", "int8"):
+        config = ExtractConfig(backbone=str(LITE0), group_regex=GROUPS, progress=False, precision=precision)
+        stores[precision] = open_store(extract_features(DEFAULT_DATA, work / precision, config).store)
+    a, b = (stores[p].items.set_index("path") for p in ("fp32", "int8"))
+    rows = b.index.get_indexer(a.index)
+    cos = cosine_rows(np.asarray(stores["fp32"].embeddings), np.asarray(stores["int8"].embeddings)[rows])
+    heads = {}
+    for precision, store in stores.items():
+        X, train = store.select("train")
+        X_val, val = store.select("val")
+        X_test, test = store.select("test")
+        for name in ("dense", "logreg", "knn"):
+            head = make_head(name).fit(X, train["label"], X_val, val["label"])
+            heads.setdefault(name, {})[precision] = balanced_accuracy_score(
+                test["label"], head.predict(X_test)
+            )
+    check = stores["int8"].manifest["int8"]["verification"]
+    return {
+        "median_cosine": float(np.median(cos)),
+        "min_cosine": float(cos.min()),
+        "heads": heads,
+        "held_out": check,
     }
 
 
@@ -151,9 +194,47 @@ def report(results: dict) -> str:
         f"- One-time TFLite conversion per backbone (cached in the user cache afterwards): "
         f"{results['conversion_seconds']:.1f} s"
         + (" (already cached in this run)" if not results["conversion_seconds"] else ""),
+        *int8_lines(results, our_rate),
         "<!-- bench_extract:end -->",
     ]
     return "\n".join(lines)
+
+
+def int8_lines(results: dict, fp32_rate: float) -> list[str]:
+    int8 = results["coinfeat_int8"]
+    rate = int8["images"] / int8["seconds"]
+    lines = [
+        "",
+        "### int8 (`--precision int8`), same run",
+        "",
+        "| pipeline | images | seconds | images/s | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+        f"| coinfeat `extract_features`, int8 (whole call, conversion cached) | {int8['images']} | "
+        f"{int8['seconds']:.1f} | {rate:.1f} | {int8['peak_rss_mb']:.0f} |",
+        "",
+        f"- **int8 is {rate / fp32_rate:.2f}x fp32** through the whole call (target >= 1.8x), "
+        "B0 random weights.",
+    ]
+    acc = results.get("int8_accuracy")
+    if acc:
+        held = acc["held_out"]
+        lines += [
+            f"- Pretrained Lite0 on euro-coins (train/val/test as in the heads benchmark): cosine of int8 to "
+            f"fp32 vectors over all 2830 photos median {acc['median_cosine']:.4f}, "
+            f"min {acc['min_cosine']:.4f} "
+            f"(the store's own check on {held['held_out_images']} held-out train photos: median "
+            f"{held['median_cosine']:.4f}, min {held['min_cosine']:.4f}, calibrated on "
+            f"{held['calibration_images']}).",
+            "",
+            "| head (Lite0) | balanced acc. fp32 | balanced acc. int8 | difference |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, scores in acc["heads"].items():
+            lines.append(
+                f"| {name} | {scores['fp32']:.3f} | {scores['int8']:.3f} | "
+                f"{scores['int8'] - scores['fp32']:+.3f} |"
+            )
+    return lines
 
 
 def main() -> None:
@@ -184,6 +265,10 @@ def main() -> None:
             __file__, "coinfeat", folder, str(work / "store-small"), str(args.small)
         )
         results["equality"] = run_child(__file__, "equality", folder, "-", "-")
+        run_child(__file__, "coinfeat_int8", folder, str(work / "store-int8-warmup"), "64")  # converts once
+        results["coinfeat_int8"] = run_child(__file__, "coinfeat_int8", folder, str(work / "store-int8"), "-")
+        if LITE0.is_file():
+            results["int8_accuracy"] = run_child(__file__, "int8_accuracy", folder, str(work / "lite0"), "-")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     section = report(results)

@@ -74,3 +74,24 @@ def test_calibration_sample_is_seeded_and_uses_train_photos_only(stores):
     assert first == again and first["hash"] != calibration_sample(items, 6, seed=1)["hash"]
     train = set(items.loc[items["split"] == "train", "path"])
     assert set(first["calibration"]) <= train and set(first["held_out"]) <= train
+
+
+def test_compare_shows_fp32_and_int8_side_by_side(stores, tmp_path):
+    import json
+
+    from coinfeat.compare import CompareConfig, compare_heads
+    from coinfeat.reports import write_report
+
+    root, _, _, _ = stores
+    config = CompareConfig(heads=["logreg", "centroid"], top_k=[1], versus=str(root / "int8"))
+    comparison = compare_heads(root / "fp32", config)
+    assert comparison.versus is not None and comparison.versus.store.manifest["precision"] == "int8"
+    write_report(comparison, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "Side by side on the same test photos" in report and "int8" in report
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["versus"]["heads"]) == {"logreg", "centroid"}
+    other = write_class_folders(tmp_path / "other", per_class=6)
+    extract_features(other, tmp_path / "other-store", small_config())
+    with pytest.raises(CoinfeatError, match="same test photos"):
+        compare_heads(root / "fp32", CompareConfig(heads=["centroid"], versus=str(tmp_path / "other-store")))
