@@ -1,7 +1,11 @@
-"""Test helpers: paths of the shared data, small generated coin photos, a small extraction config."""
+"""Test helpers: shared data paths, small generated coin photos, a small extraction config, and
+running an exported model where coinfeat cannot be imported."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +77,35 @@ class ChunkOnlyVectors:
 
     def __array__(self, *args, **kwargs):
         raise AssertionError("the whole matrix was loaded")
+
+
+# A child process with no coinfeat on its path: the exported file must stand alone.
+LOAD = """
+import json, sys
+import numpy as np
+sys.path = [p for p in sys.path if "coinfeat" not in p and p not in ("", ".")]
+model, images = sys.argv[1], np.load(sys.argv[2])
+if model.endswith(".keras"):
+    import keras
+    proba = np.asarray(keras.models.load_model(model, compile=False).predict(images, verbose=0))
+else:
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=model)
+    inp = it.get_input_details()[0]["index"]
+    it.resize_tensor_input(inp, images.shape)
+    it.allocate_tensors()
+    it.set_tensor(inp, images)
+    it.invoke()
+    proba = it.get_tensor(it.get_output_details()[0]["index"])
+print(json.dumps({"argmax": proba.argmax(1).tolist(), "sums": proba.sum(1).tolist(),
+                  "coinfeat_loaded": any(m.startswith("coinfeat") for m in sys.modules)}))
+"""
+
+
+def run_exported(model, images) -> dict:
+    """Run an exported model on saved images in a process that cannot import coinfeat."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD, str(model), str(images)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

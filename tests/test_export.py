@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import EURO_GROUPS, LITE0, needs_lite0, small_config
+from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, small_config
 
 from coinfeat import extract_features, open_store
 from coinfeat.demo import sample_dir
@@ -17,28 +15,6 @@ from coinfeat.export import export_head
 from coinfeat.images import load_image
 from coinfeat.predict import predict_images
 from coinfeat.training import fit_head
-
-# A child process with no coinfeat on its path: the exported file must stand alone.
-LOAD = """
-import json, sys
-import numpy as np
-sys.path = [p for p in sys.path if "coinfeat" not in p and p not in ("", ".")]
-model, images = sys.argv[1], np.load(sys.argv[2])
-if model.endswith(".keras"):
-    import keras
-    proba = np.asarray(keras.models.load_model(model, compile=False).predict(images, verbose=0))
-else:
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=model)
-    inp = it.get_input_details()[0]["index"]
-    it.resize_tensor_input(inp, images.shape)
-    it.allocate_tensors()
-    it.set_tensor(inp, images)
-    it.invoke()
-    proba = it.get_tensor(it.get_output_details()[0]["index"])
-print(json.dumps({"argmax": proba.argmax(1).tolist(), "sums": proba.sum(1).tolist(),
-                  "coinfeat_loaded": any(m.startswith("coinfeat") for m in sys.modules)}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +33,6 @@ def heads(tmp_path_factory):
     return root, photos, fitted
 
 
-def _run_exported(model, images) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", LOAD, str(model), str(images)], capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize(
     ("name", "fmt"), [("dense", "keras"), ("logreg", "keras"), ("centroid", "tflite"), ("logreg", "tflite")]
 )
@@ -72,7 +40,7 @@ def test_exported_model_loads_without_coinfeat_and_agrees_with_predict(heads, na
     root, photos, fitted = heads
     suffix = ".keras" if fmt == "keras" else ".tflite"
     result = export_head(fitted[name], root / f"{name}{suffix}", fmt)
-    answer = _run_exported(result.model, root / "images.npy")
+    answer = run_exported(result.model, root / "images.npy")
     assert not answer["coinfeat_loaded"]
     np.testing.assert_allclose(answer["sums"], 1.0, atol=1e-3)
     labels = json.loads((root / f"{name}{suffix}.labels.json").read_text())
@@ -88,7 +56,7 @@ def test_int8_tflite_export_is_smaller_and_loads(heads):
     fp32 = export_head(fitted["logreg"], root / "fp32.tflite", "tflite")
     int8 = export_head(fitted["logreg"], root / "int8.tflite", "tflite", "int8")
     assert int8.size_bytes < 0.5 * fp32.size_bytes
-    answer = _run_exported(int8.model, root / "images.npy")
+    answer = run_exported(int8.model, root / "images.npy")
     np.testing.assert_allclose(answer["sums"], 1.0, atol=0.02)
 
 
@@ -103,7 +71,7 @@ def test_int8_export_of_a_pretrained_head_agrees_with_fp32_predict(tmp_path):
     np.save(tmp_path / "images.npy", np.stack([load_image(p, 224, "pad") for p in photos]).astype(np.float32))
     head = fit_head(tmp_path / "s", "logreg", {}, tmp_path / "logreg").head_dir
     int8 = export_head(head, tmp_path / "int8.tflite", "tflite", "int8")
-    answer = _run_exported(int8.model, tmp_path / "images.npy")
+    answer = run_exported(int8.model, tmp_path / "images.npy")
     classes = json.loads((tmp_path / "int8.tflite.labels.json").read_text())["classes"]
     predicted = [p.labels[0] for p in predict_images(photos, head, top_k=1, tta="none")]
     agree = np.mean([classes[i] == p for i, p in zip(answer["argmax"], predicted)])

@@ -13,7 +13,16 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0, small_config, write_class_folders
+from helpers import (
+    EURO,
+    EURO_GROUPS,
+    LITE0,
+    needs_euro,
+    needs_lite0,
+    run_exported,
+    small_config,
+    write_class_folders,
+)
 from PIL import Image
 
 from coinfeat import extract_features, open_store
@@ -92,6 +101,20 @@ def test_head_and_backbone_work_with_predict_compare_and_extract(tuned, tmp_path
     again = extract_features(data, tmp_path / "again", small_config(backbone=result.backbone))
     assert again.fingerprint == new.fingerprint
     np.testing.assert_allclose(open_store(tmp_path / "again").select("test")[0], X, rtol=1e-4, atol=1e-4)
+
+
+def test_a_fine_tuned_head_exports_like_any_head(tuned):
+    from coinfeat.export import export_head
+    from coinfeat.images import load_image
+
+    root, data, result = tuned
+    photos = [str(p) for p in sorted(data.rglob("*.jpg"))[:12]]
+    np.save(root / "images.npy", np.stack([load_image(p, 64, "pad") for p in photos]).astype(np.float32))
+    exported = export_head(result.head_dir, root / "tuned.keras")
+    answer = run_exported(exported.model, root / "images.npy")
+    classes = json.loads((root / "tuned.keras.labels.json").read_text())["classes"]
+    predicted = [p.labels[0] for p in predict_images(photos, result.head_dir, top_k=1, tta="none")]
+    assert [classes[i] for i in answer["argmax"]] == predicted and not answer["coinfeat_loaded"]
 
 
 def test_second_run_reuses_the_whole_cache_and_more_views_add_only_views(tuned):
