@@ -52,6 +52,7 @@ from coinfeat.extract import (
 )
 from coinfeat.images import DEFAULT_MAX_PIXELS
 from coinfeat.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem, fill_store
+from coinfeat.quantize import calibration_loader
 from coinfeat.runtime import default_threads, import_keras, log
 from coinfeat.store import (
     AUGMENT_VERSION,
@@ -194,6 +195,7 @@ def finetune(
         new_store = _embed_dataset(store, tuned, out, cfg)
         seconds["embed"] = round(time.perf_counter() - t0, 2)
         notes += _split_notes(store, new_store)
+        _follow_store(head_dir, new_store)
     seconds["total"] = round(time.perf_counter() - started, 2)
     record["seconds"] = seconds
     atomic_write(out / FINETUNE_RECORD, json.dumps(record, indent=2))
@@ -335,13 +337,16 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
     row_shape = tuple(int(n) for n in lower.output.shape[1:])
     _check_space(folder, len(items) * int(np.prod(row_shape)) * 2)
     threads = cfg.threads or default_threads()
+    resize, size, batch = store.manifest["resize"], spec.image_size, cfg.batch_size
+    int8 = store.manifest.get("int8")  # an int8 store runs its lower part in int8 too
     network = Network(
         f"{spec.name} up to {cut}",
         hashlib.sha256(f"{spec.model_id}:{cut}".encode()).hexdigest()[:16],
-        spec.image_size,
+        size,
         lambda: lower,
+        spec.precision,
+        calibration_loader(int8["root"], int8, size, resize) if int8 else None,
     )
-    resize, size, batch = store.manifest["resize"], spec.image_size, cfg.batch_size
 
     def manifest_for(final: pd.DataFrame, engine: str | None, previous: dict | None) -> dict[str, Any]:
         return {
@@ -644,6 +649,20 @@ def _save_head(
     return head.save(folder)
 
 
+def _follow_store(head_dir: Path, store_dir: Path) -> None:
+    """Point the head at the extractor of the store it was embedded into (for an int8 base store,
+    the tuned backbone is run in int8 there, calibrated on that store's train photos)."""
+    from coinfeat.heads import load_head
+
+    head, store = load_head(head_dir), open_store(store_dir)
+    head.meta["features"] = {
+        **extractor_record(store.manifest),
+        "store": str(store.path.resolve()),
+        "dataset": store.manifest["dataset"]["name"],
+    }
+    head.save(head_dir)
+
+
 def _embed_dataset(store: Store, tuned: BackboneSpec, out: Path, cfg: FinetuneConfig) -> Path:
     """A new store of the same dataset, same splits, embedded with the tuned backbone."""
     dataset = store.manifest["dataset"]
@@ -661,6 +680,7 @@ def _embed_dataset(store: Store, tuned: BackboneSpec, out: Path, cfg: FinetuneCo
         split=tuple(split.get("fractions", (0.7, 0.15, 0.15))),
         seed=split.get("seed", 0),
         progress=cfg.progress,
+        precision=store.manifest.get("precision", "fp32"),
     )
     target = Path(cfg.embed_out) if cfg.embed_out else default_store_dir(f"{dataset['name']}-finetuned")
     summary = extract_features(dataset.get("source") or dataset["root"], target, config)

@@ -95,3 +95,21 @@ def test_compare_shows_fp32_and_int8_side_by_side(stores, tmp_path):
     extract_features(other, tmp_path / "other-store", small_config())
     with pytest.raises(CoinfeatError, match="same test photos"):
         compare_heads(root / "fp32", CompareConfig(heads=["centroid"], versus=str(tmp_path / "other-store")))
+
+
+def test_fine_tune_of_an_int8_store_stays_int8(stores, tmp_path):
+    from coinfeat.finetune import ACTIVATIONS, FinetuneConfig, finetune
+    from coinfeat.heads import load_head
+
+    root, data, _, _ = stores
+    config = FinetuneConfig(
+        views=1, epochs=1, batch_size=8, progress=False, embed_out=str(tmp_path / "tuned")
+    )
+    result = finetune(root / "int8", tmp_path / "ft", config)
+    cache = open_store(root / "int8" / ACTIVATIONS / "block5c_add")
+    assert cache.manifest["backbone"]["precision"] == "int8"
+    tuned = open_store(result.store)
+    assert tuned.manifest["precision"] == "int8" and "fine-tuned" in tuned.manifest["backbone"]["finetuned"]
+    assert load_head(result.head_dir).meta["features"]["fingerprint"] == tuned.fingerprint
+    [answer] = predict_images([str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=1, tta="none")
+    assert answer.error is None
