@@ -325,7 +325,8 @@ def _add_finetune(commands) -> None:
         "serve, compare --load), finetune.json, history.json and curves.png into --out, then embeds "
         "the dataset again with the tuned backbone into a new store. Test photos are never used.",
         epilog=f"Cost: caching runs the lower part about (1 + views) x train photos times; each epoch "
-        f"then trains only the top blocks. Default cuts: {cuts}; .keras files with B0's layer names "
+        f"then trains only the top blocks (measured on 2 cores, 1,110 train photos, Lite0: cache 1 min, "
+        f"76 s per epoch, 10.5 min in all). Default cuts: {cuts}; .keras files with B0's layer names "
         "(EfficientNet-Lite0) at block5c_add. A lower cut trains more of the network: slower, more "
         "capacity, larger cache. --full trains the whole network from decoded photos with live "
         "augmentation instead: no cache, slow on a CPU, meant for a GPU (Keras uses one when present).",
@@ -352,7 +353,7 @@ def _add_finetune(commands) -> None:
     p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
     p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
     p.add_argument("--no-embed", action="store_true", help="do not embed the dataset with the tuned backbone")
-    p.add_argument("--embed-out", help="the new store (default: <dataset>-finetuned beside the store)")
+    p.add_argument("--embed-out", help="the new store (default: artifacts/features/<dataset>-finetuned)")
     p.add_argument(
         "--engine", choices=ENGINES, default="auto", help="engine for the frozen part (default auto)"
     )
@@ -362,6 +363,8 @@ def _add_finetune(commands) -> None:
 
 
 def _add_export(commands) -> None:
+    from coinfeat.export import FORMATS, PRECISIONS
+
     p = commands.add_parser(
         "export",
         help="write one self-contained model file (backbone + head) for use without coinfeat",
@@ -373,12 +376,10 @@ def _add_export(commands) -> None:
         "LiteRT: ai_edge_litert.interpreter.Interpreter(model_path=FILE). See README.md.",
     )
     p.add_argument("--head", required=True, help="head directory made by fit-head (or fine-tune)")
-    p.add_argument(
-        "--format", choices=["keras", "tflite"], default="keras", help="model format (default keras)"
-    )
+    p.add_argument("--format", choices=FORMATS, default="keras", help="model format (default keras)")
     p.add_argument(
         "--precision",
-        choices=["fp32", "int8"],
+        choices=PRECISIONS,
         default="fp32",
         help="tflite only: int8 is calibrated on the head's train photos (smaller, faster on CPUs)",
     )
