@@ -13,6 +13,8 @@ from coinfeat import __version__
 from coinfeat.errors import CoinfeatError
 
 EPILOG = "Run `coinfeat COMMAND --help` for a command's options. Docs: README.md."
+PRINTED = 20
+"""predict prints at most this many photos when --out holds them all."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -195,9 +197,18 @@ def _add_predict(commands) -> None:
         "predict",
         help="recognise the coins in photos with a saved head",
         description="Embed each photo with the head's own extractor and print the top-k labels with "
-        "their probabilities. Unreadable photos are reported, not fatal.",
+        "their probabilities. Unreadable photos are reported, not fatal. When the photos carry labels "
+        "(class folders, a CSV label column) it ends with top-1, top-k and balanced accuracy.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="photo file(s)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="PATH",
+        help="photo files, folders (recursive; class folders give labels) or CSV manifests (path,label)",
+    )
+    p.add_argument(
+        "--out", metavar="CSV", help="write one row per photo (top-k labels, names, probabilities)"
+    )
     p.add_argument("--head", required=True, help="head directory made by fit-head")
     p.add_argument("--top-k", type=int, default=5, help="how many labels per photo (default 5)")
     p.add_argument(
@@ -490,20 +501,44 @@ def _run_fit_head(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from coinfeat.predict import predict_images
+    from coinfeat.predict import accuracy, predict_images, write_predictions
 
-    results = predict_images(args.images, args.head, args.top_k, args.tta, args.engine)
+    results = predict_images(
+        args.images, args.head, args.top_k, args.tta, args.engine, progress=not (args.quiet or args.json)
+    )
+    scores = accuracy(results)
+    written = write_predictions(results, args.out) if args.out else None
     if args.json:
-        print(json.dumps([r.to_dict() for r in results]))
+        document = [r.to_dict() for r in results]
+        print(
+            json.dumps(
+                document
+                if scores is None and not written
+                else {"predictions": document, "accuracy": scores, "csv": str(written) if written else None}
+            )
+        )
         return 0 if all(r.error is None for r in results) else 1
-    for r in results:
-        print(r.path)
+    shown = results if len(results) <= PRINTED or not written else results[:PRINTED]
+    for r in shown:
+        print(r.path + (f"  (label: {r.truth})" if r.truth is not None else ""))
         if r.error:
             print(f"  skipped: {r.error}")
             continue
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
-            shown = f"{label} ({name})" if name != label else label
-            print(f"  {rank}. {shown:<40} {prob:6.1%}")
+            named = f"{label} ({name})" if name != label else label
+            print(f"  {rank}. {named:<40} {prob:6.1%}")
+    if len(shown) < len(results):
+        print(f"... {len(results) - len(shown)} more photos in {written}")
+    elif written:
+        print(f"written: {written}")
+    if scores:
+        k = [key for key in scores if key.startswith("top") and key != "top1"]
+        topk = f", {k[0]} {scores[k[0]]:.3f}" if k else ""
+        print(
+            f"accuracy on {scores['photos']} labelled photos: top-1 {scores['top1']:.3f}{topk}, "
+            f"balanced {scores['balanced_accuracy']:.3f}"
+            + (f" ({scores['unreadable']} unreadable)" if scores["unreadable"] else "")
+        )
     return 0 if all(r.error is None for r in results) else 1
 
 

@@ -39,6 +39,7 @@ from coinfeat.backbones import (
     preprocess,
     resolve_backbone,
 )
+from coinfeat.curves import plot_history
 from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.engines import Network, open_engine
 from coinfeat.errors import CoinfeatError
@@ -188,7 +189,7 @@ def finetune(
     assemble(spec, base).save(out / "backbone.keras")
     tuned = resolve_backbone(str(out / "backbone.keras"), image_size=spec.image_size)
     save_history(history, out, record["summary"])
-    head_dir = _save_head(model, classes, store, tuned, record, out / "head")
+    head_dir = _save_head(model, classes, store, tuned, record, history, out / "head")
     new_store = None
     if cfg.embed:
         t0 = time.perf_counter()
@@ -595,28 +596,12 @@ def _record(store, spec, cut, cfg, train, val, history, val_metrics, seconds) ->
 
 def save_history(history: dict[str, list[float]], out: Path, title: str = "") -> Path:
     """``history.json`` and ``curves.png``: loss and accuracy per epoch, train and val."""
-    from matplotlib.figure import Figure
-
     atomic_write(out / "history.json", json.dumps(history, indent=2))
-    figure = Figure(figsize=(9, 3.4), dpi=110)
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    for ax, metric in zip(figure.subplots(1, 2), ("loss", "accuracy")):
-        ax.plot(epochs, history[metric], "o-", label="train")
-        ax.plot(epochs, history[f"val_{metric}"], "o-", label="val")
-        ax.axvline(int(np.argmin(history["val_loss"])) + 1, color="grey", ls=":", label="best (val loss)")
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(out / "curves.png")
-    return out / "curves.png"
+    return plot_history(history, out / "curves.png", title)
 
 
 def _save_head(
-    model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, folder: Path
+    model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, history, folder: Path
 ) -> Path:
     """The trained softmax layer as an ordinary dense head whose extractor is the tuned backbone."""
     from coinfeat.heads.dense import DenseHead
@@ -631,6 +616,7 @@ def _save_head(
     )
     head.model_.layers[-1].set_weights(dense.get_weights())
     head.fit_seconds_ = record["seconds"].get("training")
+    head.history_ = history
     manifest = {
         "fingerprint": fingerprint(tuned, store.manifest["resize"]),
         "backbone": tuned.describe(),

@@ -1,4 +1,10 @@
-"""``coinfeat predict``: recognise coins in new photos with a saved head."""
+"""``coinfeat predict``: recognise coins in new photos with a saved head.
+
+Inputs are photo files, folders (recursive; class folders, split folders) and CSV manifests, the
+layouts ``extract-features`` reads. Photos are embedded in batches with the head's own extractor;
+an unreadable photo becomes a row with its error. When the photos carry labels (class folders, a
+CSV label column), :func:`accuracy` scores the predictions.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
+from coinfeat.datasets import discover
 from coinfeat.embedder import Embedder
 from coinfeat.errors import CoinfeatError
 from coinfeat.heads import load_head
+from coinfeat.images import is_image_path
+
+BATCH = 64
 
 
 @dataclass
@@ -20,6 +32,8 @@ class Prediction:
     names: list[str] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
+    truth: str | None = None
+    """The photo's label when its folder or manifest gives one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -30,35 +44,111 @@ DEFAULT_TTA = "rotations"
 8 head/training variants, +0.037 at most (BENCHMARKS.md), for 4x the embedding time."""
 
 
+def collect_photos(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
+    """(photo path, label or None) for every photo named by ``inputs``: files as given, folders
+    and CSV manifests as ``extract-features`` discovers them (plus loose photos in a folder)."""
+    found: list[tuple[str, str | None]] = []
+    for item in map(Path, inputs):
+        if item.is_file() and item.suffix.lower() == ".csv":
+            dataset = discover(item)
+            found += [
+                (str(dataset.absolute(p)), lbl)
+                for p, lbl in zip(dataset.items["path"], dataset.items["label"])
+            ]
+        elif item.is_dir():
+            found += _folder_photos(item)
+        else:
+            found.append((str(item), None))
+    return found
+
+
+def _folder_photos(folder: Path) -> list[tuple[str, str | None]]:
+    loose = [(str(f), None) for f in sorted(folder.iterdir()) if f.is_file() and is_image_path(f)]
+    if not any(p.is_dir() for p in folder.iterdir()):
+        return loose
+    try:
+        dataset = discover(folder)
+    except CoinfeatError:
+        return loose
+    labelled = [
+        (str(dataset.absolute(p)), lbl) for p, lbl in zip(dataset.items["path"], dataset.items["label"])
+    ]
+    return labelled + loose
+
+
 def predict_images(
-    paths: list[str | Path],
+    inputs: list[str | Path],
     head_dir: str | Path,
     top_k: int = 5,
     tta: str = DEFAULT_TTA,
     engine: str = "auto",
+    progress: bool = False,
 ) -> list[Prediction]:
-    """Top-k labels and probabilities per photo; photos that cannot be read carry an error."""
+    """Top-k labels and probabilities per photo of ``inputs`` (files, folders, CSV manifests);
+    photos that cannot be read carry an error."""
     if top_k < 1:
         raise CoinfeatError(f"--top-k must be at least 1 (got {top_k})")
     head = load_head(head_dir)
+    photos = collect_photos(inputs)
     embedder = Embedder(head.meta["features"], engine)
-    embedded = embedder.embed([str(p) for p in paths], tta=tta)
     names = head.meta.get("label_names", {})
-    proba = head.predict_proba(embedded.vectors) if embedded.paths else np.zeros((0, len(head.classes_)))
-    by_path = dict(zip(embedded.paths, proba))
     results = []
-    for path in map(str, paths):
-        if path not in by_path:
-            results.append(Prediction(path, error=embedded.errors.get(path, "not embedded")))
-            continue
-        order = np.argsort(-by_path[path])[:top_k]
-        labels = head.classes_[order].tolist()
-        results.append(
-            Prediction(
-                path,
-                labels,
-                [names.get(label, label) for label in labels],
-                [round(float(by_path[path][i]), 4) for i in order],
+    with tqdm(total=len(photos), unit="img", desc="predicting", disable=not progress) as bar:
+        for start in range(0, len(photos), BATCH):
+            chunk = photos[start : start + BATCH]
+            embedded = embedder.embed([p for p, _ in chunk], tta=tta)
+            proba = (
+                head.predict_proba(embedded.vectors) if embedded.paths else np.zeros((0, len(head.classes_)))
             )
-        )
+            by_path = dict(zip(embedded.paths, proba))
+            for path, truth in chunk:
+                if path not in by_path:
+                    results.append(
+                        Prediction(path, error=embedded.errors.get(path, "not embedded"), truth=truth)
+                    )
+                    continue
+                order = np.argsort(-by_path[path])[:top_k]
+                labels = head.classes_[order].tolist()
+                scores = [round(float(by_path[path][i]), 4) for i in order]
+                results.append(
+                    Prediction(path, labels, [names.get(x, x) for x in labels], scores, None, truth)
+                )
+            bar.update(len(chunk))
     return results
+
+
+def accuracy(results: list[Prediction]) -> dict[str, Any] | None:
+    """Top-1, top-k and balanced accuracy over the photos that have a label and a prediction
+    (None when no photo has a label). A label the head never learned counts as wrong."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    scored = [r for r in results if r.truth is not None and r.error is None]
+    if not scored:
+        return None
+    truth = [r.truth for r in scored]
+    top1 = [r.labels[0] for r in scored]
+    k = len(scored[0].labels)
+    return {
+        "photos": len(scored),
+        "top1": float(np.mean([t == p for t, p in zip(truth, top1)])),
+        f"top{k}": float(np.mean([t in r.labels for t, r in zip(truth, scored)])),
+        "balanced_accuracy": float(balanced_accuracy_score(truth, top1)),
+        "unreadable": sum(1 for r in results if r.truth is not None and r.error is not None),
+    }
+
+
+def write_predictions(results: list[Prediction], path: str | Path) -> Path:
+    """One CSV row per photo: path, truth, top-k labels, names and probabilities, error."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"path": r.path, "truth": r.truth}
+        for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
+            row.update({f"top{rank}_label": label, f"top{rank}_name": name, f"top{rank}_probability": prob})
+        row["error"] = r.error
+        rows.append(row)
+    k = max((len(r.labels) for r in results), default=0)
+    ranked = [f"top{n}_{part}" for n in range(1, k + 1) for part in ("label", "name", "probability")]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["path", "truth", *ranked, "error"]).to_csv(path, index=False)
+    return path

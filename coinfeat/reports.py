@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import leaves_list, linkage
 
 from coinfeat.compare import Comparison, HeadResult
+from coinfeat.curves import plot_history
 from coinfeat.errors import DecodeError
 from coinfeat.images import decode, read_bytes
 from coinfeat.metrics import confusion, most_confused_pairs, predicted_labels
@@ -43,6 +44,9 @@ def write_report(comparison: Comparison, out: str | Path) -> Path:
         for r in comparison.results
     }
     images["topk.png"] = plot_topk(comparison, out / "topk.png")
+    for r in comparison.results:
+        if getattr(r.head, "history_", None):
+            plot_history(r.head.history_, out / f"curves_{r.name}.png", f"{r.name}: learning curves")
     pairs = confused_pairs(comparison, out)
     (out / "report.md").write_text(render_markdown(comparison, metrics, pairs))
     (out / "report.html").write_text(render_html(comparison, metrics, pairs, out))
@@ -340,6 +344,10 @@ def render_markdown(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame)
             predicted=[f"![]({'thumbs/' + _safe(p) + '.png'}) {p}" for p in pairs["predicted"]],
         )
         parts.append(markdown_table(rows))
+    curves = _curves(c)
+    if curves:
+        parts += ["", "## Learning curves (Keras heads: loss and accuracy per epoch, train and val)", ""]
+        parts += [f"![{name}]({png})" for name, png in curves]
     parts += ["", "## Confusion matrices", ""]
     parts += [f"![{r.name}](confusion_{r.name}.png)" for r in c.results]
     parts += [
@@ -349,6 +357,10 @@ def render_markdown(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame)
         "",
     ]
     return "\n".join(parts)
+
+
+def _curves(c: Comparison) -> list[tuple[str, str]]:
+    return [(r.name, f"curves_{r.name}.png") for r in c.results if getattr(r.head, "history_", None)]
 
 
 def _inline_png(path: Path) -> str:
@@ -389,6 +401,9 @@ def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out
             '<table class="t"><tr><th>true</th><th>predicted</th><th>count</th>'
             f"<th>share of true class</th></tr>{rows}</table>"
         )
+    if _curves(c):
+        body.append("<h2>Learning curves (Keras heads)</h2>")
+        body += [f'<img alt="{html.escape(n)}" src="{_inline_png(out / png)}">' for n, png in _curves(c)]
     body.append("<h2>Confusion matrices</h2>")
     body += [
         f'<img alt="{html.escape(r.name)}" src="{_inline_png(out / f"confusion_{r.name}.png")}">'

@@ -175,3 +175,15 @@ def test_metrics_json_is_strict_json_when_a_head_makes_no_mistake(store, tmp_pat
     document = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
     centroid = document["heads"]["centroid"]
     assert centroid[comparison.eval_split]["confidence_when_wrong"] is None
+
+
+def test_keras_heads_keep_their_learning_curves_and_the_report_draws_them(store, tmp_path):
+    config = CompareConfig(heads=["dense", "centroid"], top_k=[1], params={"dense": {"epochs": 4}})
+    comparison = compare_heads(store, config, heads_dir=tmp_path / "heads")
+    history = json.loads((tmp_path / "heads" / "dense" / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_accuracy"]) == comparison.results[0].head.epochs_
+    write_report(comparison, tmp_path / "report")
+    with Image.open(tmp_path / "report" / "curves_dense.png") as img:
+        assert img.size[0] > 500
+    assert not (tmp_path / "report" / "curves_centroid.png").exists()
+    assert "![dense](curves_dense.png)" in (tmp_path / "report" / "report.md").read_text()

@@ -6,6 +6,7 @@ seeded. Without a validation set, a stratified 15% of the training vectors stand
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,8 +17,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from coinfeat.heads import register
 from coinfeat.heads.base import Head
 from coinfeat.runtime import import_keras
+from coinfeat.store.atomic import atomic_write
 
-MODEL_FILE = "model.keras"
+MODEL_FILE, HISTORY_FILE = "model.keras", "history.json"
 SEED = 0
 
 
@@ -62,6 +64,7 @@ class DenseHead(Head):
             verbose=0,
             shuffle=True,
         )
+        self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
         self.epochs_ = len(history.history["loss"])
         self.best_epoch_ = int(np.argmin(history.history["val_loss"])) + 1
         self.meta["training"] = {"epochs_run": self.epochs_, "best_epoch": self.best_epoch_}
@@ -80,6 +83,7 @@ class DenseHead(Head):
         model.compile(
             optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
             loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
             steps_per_execution=32,
         )
         return model
@@ -99,10 +103,14 @@ class DenseHead(Head):
 
     def _save(self, directory: Path) -> None:
         self.model_.save(directory / MODEL_FILE)
+        if getattr(self, "history_", None):
+            atomic_write(directory / HISTORY_FILE, json.dumps(self.history_, indent=2))
 
     def _load(self, directory: Path) -> None:
         keras = import_keras()
         self.model_ = keras.models.load_model(directory / MODEL_FILE, compile=False)
+        if (directory / HISTORY_FILE).exists():
+            self.history_ = json.loads((directory / HISTORY_FILE).read_text())
 
 
 def _holdout(X: np.ndarray, codes: np.ndarray):
