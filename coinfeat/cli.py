@@ -250,6 +250,12 @@ def _add_compare(commands) -> None:
     )
     p.add_argument("--use-augmented", action="store_true", help="train on cached augmented views too")
     p.add_argument(
+        "--test-features",
+        metavar="STORE",
+        help="evaluate on every photo of another dataset's store (same extractor): will the heads work "
+        "on photos from another camera or collection? Labels are matched by id or display name",
+    )
+    p.add_argument(
         "--versus",
         metavar="STORE",
         help="another store of the same photos (e.g. --precision int8, or a fine-tuned store): the same "
@@ -556,6 +562,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         label_parts=args.label_parts,
         confusion_top=args.confusion_top,
         versus=args.versus,
+        test_features=args.test_features,
     )
     out = Path(args.out) if args.out else default_report_dir(args.features)
     comparison = compare_heads(args.features, config, heads_dir=out / "heads")
@@ -572,6 +579,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         )
         return 0
     split = comparison.eval_split
+    for note in comparison.notes:
+        print(f"note: {note}")
     for r in comparison.results:
         m = r.metrics[split]
         tops = " ".join(f"top{k} {m[f'top{k}']:.3f}" for k in config.top_k)

@@ -17,10 +17,10 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
-from coinfeat.errors import CoinfeatError
+from coinfeat.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.heads import Head, head_types, load_head, make_head
 from coinfeat.metrics import part_accuracies, per_class_metrics, predicted_labels, summary_metrics
-from coinfeat.store import Store, open_store
+from coinfeat.store import Store, describe_extractor, open_store
 from coinfeat.training import check_compatible, provenance
 
 DEFAULT_REPORTS_DIR = Path("artifacts") / "reports"
@@ -37,6 +37,8 @@ class CompareConfig:
     cv: int = 0
     label_parts: str | None = None
     confusion_top: int | None = None
+    test_features: str | None = None
+    """Another dataset's store (same extractor) whose every photo is the test set."""
     versus: str | None = None
     """Another store of the same photos (int8 vs fp32, frozen vs fine-tuned): the same heads are
     fitted and scored on it too, and the report shows both side by side."""
@@ -80,6 +82,7 @@ class Comparison:
     results: list[HeadResult]
     eval_split: str
     versus: Comparison | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> HeadResult:
@@ -109,6 +112,9 @@ def compare_heads(
     data = {split: store.select(split) for split in ("val", "test")}
     if len(X_train) == 0:
         raise CoinfeatError(f"store {store.path} has no train vectors")
+    notes = []
+    if config.test_features:
+        data["test"], notes = other_test_set(store, config.test_features, set(train["label"]))
     eval_split = "test" if len(data["test"][0]) else "val"
     if len(data[eval_split][0]) == 0:
         raise CoinfeatError(f"store {store.path} has neither test nor val vectors to evaluate on")
@@ -128,10 +134,44 @@ def compare_heads(
     if config.cv:
         cross_validate(store, results, config)
     splits = {"train": train, **{s: data[s][1] for s in data}}
-    comparison = Comparison(store, config, splits, results, eval_split)
+    comparison = Comparison(store, config, splits, results, eval_split, notes=notes)
     if config.versus:
         comparison.versus = _versus(comparison, heads_dir)
     return comparison
+
+
+def other_test_set(
+    store: Store, test_features: str | Path, trained: set[str]
+) -> tuple[tuple[np.ndarray, pd.DataFrame], list[str]]:
+    """Every photo of another store made with the same extractor, labels matched to the train
+    store's by id or by display name; photos of classes the heads never saw are left out and
+    counted in the notes (they could only be wrong)."""
+    other = open_store(test_features)
+    if other.fingerprint != store.fingerprint:
+        raise FingerprintMismatch(
+            f"--test-features {other.path} holds {other.fingerprint} ({describe_extractor(other.manifest)}) "
+            f"but {store.path} holds {store.fingerprint} ({describe_extractor(store.manifest)}); embed both "
+            "datasets with the same extractor"
+        )
+    X, items = other.select(None)
+    by_name = {name: label for label, name in store.manifest["dataset"].get("label_names", {}).items()}
+    their_names = other.manifest["dataset"].get("label_names", {})
+    labels = [lbl if lbl in trained else by_name.get(their_names.get(lbl), lbl) for lbl in items["label"]]
+    items = items.assign(label=labels)
+    seen = items["label"].isin(trained).to_numpy()
+    notes = [f"test set: all {int(seen.sum())} photos of {other.path} in classes the heads learned"]
+    unseen = sorted(set(items["label"][~seen]))
+    if unseen:
+        notes.append(
+            f"{int((~seen).sum())} photo(s) of {len(unseen)} class(es) the heads never saw are left out "
+            f"(they could only be wrong): {', '.join(unseen[:10])}"
+        )
+    missing = sorted(trained - set(items["label"]))
+    if missing:
+        notes.append(f"class(es) learned but absent from the test set: {', '.join(missing[:10])}")
+    if not seen.any():
+        raise CoinfeatError(f"--test-features {other.path} has no photo of a class the heads learned")
+    return (X[seen], items[seen].reset_index(drop=True)), notes
 
 
 def _versus(comparison: Comparison, heads_dir: Path | None) -> Comparison:

@@ -82,6 +82,7 @@ def metrics_document(c: Comparison) -> dict[str, Any]:
             for r in c.results
         },
         "versus": metrics_document(c.versus) if c.versus is not None else None,
+        "notes": c.notes,
     }
 
 
@@ -248,6 +249,7 @@ def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
     lines = [
         f"Dataset **{metrics['dataset']}** ({sizes}); evaluated on **{c.eval_split}**.",
         f"Extractor `{metrics['fingerprint']}`: {metrics['extractor']}.",
+        *[f"Note: {note}." for note in c.notes],
     ]
     if not c.store.pretrained:
         lines.append(

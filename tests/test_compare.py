@@ -187,3 +187,22 @@ def test_keras_heads_keep_their_learning_curves_and_the_report_draws_them(store,
         assert img.size[0] > 500
     assert not (tmp_path / "report" / "curves_centroid.png").exists()
     assert "![dense](curves_dense.png)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_another_dataset_as_the_test_set_matches_labels_and_sets_unseen_apart(store, tmp_path):
+    from helpers import write_class_folders as folders
+
+    other = folders(tmp_path / "other", per_class=4, colours={k: COLOURS[k] for k in ("gold", "silver")})
+    folders(tmp_path / "other", per_class=3, colours={"purple": (120, 40, 160)})
+    extract_features(other, tmp_path / "other-store", small_config())
+    config = CompareConfig(heads=["centroid", "knn"], top_k=[1], test_features=str(tmp_path / "other-store"))
+    comparison = compare_heads(store, config)
+    test = comparison.splits["test"]
+    assert len(test) == 8 and set(test["label"]) == {"gold", "silver"}
+    notes = " ".join(comparison.notes)
+    assert "3 photo(s) of 1 class(es) the heads never saw" in notes and "purple" in notes
+    assert "absent from the test set" in notes and "copper" in notes
+    assert comparison.results[0].metrics["test"]["n"] == 8
+    extract_features(other, tmp_path / "crop-store", small_config(resize="crop"))
+    with pytest.raises(CoinfeatError, match="same extractor"):
+        compare_heads(store, CompareConfig(heads=["centroid"], test_features=str(tmp_path / "crop-store")))

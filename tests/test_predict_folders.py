@@ -106,3 +106,18 @@ def test_predict_on_the_shared_test_folder(tmp_path, capsys):
     comparison = compare_heads(tmp_path / "s", CompareConfig(heads=[], load={"lr": str(head)}, top_k=[1, 3]))
     top1 = comparison.results[0].metrics["test"]["top1"]
     assert f"accuracy on 1539 labelled photos: top-1 {top1:.3f}" in printed
+
+
+@needs_euro
+def test_a_separately_embedded_test_folder_gives_the_ordinary_figures(tmp_path):
+    extract_features(EURO, tmp_path / "all", small_config(group_regex=EURO_GROUPS))
+    extract_features(EURO / "test", tmp_path / "test-only", small_config(group_regex=EURO_GROUPS))
+    heads = ["logreg", "centroid"]
+    ordinary = compare_heads(tmp_path / "all", CompareConfig(heads=heads, top_k=[1, 3]))
+    separate = compare_heads(
+        tmp_path / "all", CompareConfig(heads=heads, top_k=[1, 3], test_features=str(tmp_path / "test-only"))
+    )
+    assert len(separate.splits["test"]) == len(ordinary.splits["test"]) == 1539
+    for a, b in zip(ordinary.results, separate.results):
+        for key in ("top1", "top3", "balanced_accuracy"):
+            assert b.metrics["test"][key] == pytest.approx(a.metrics["test"][key]), (a.name, key)
