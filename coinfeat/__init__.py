@@ -2,8 +2,9 @@
 
 A frozen backbone embeds every photo once into a store (:func:`extract_features`); cheap heads
 are trained on the cached vectors (:func:`fit_head`), used (:func:`predict_images`), compared
-(:func:`compare_heads` + :func:`write_report`), and the collection is searched
-(:func:`find_similar`). Every entry point is imported on first use, so ``import coinfeat.store``
+(:func:`compare_heads` + :func:`write_report`), the collection is searched (:func:`find_similar`),
+the backbone's top blocks are fine-tuned (:func:`finetune`) and a head becomes one model file
+(:func:`export_head`). Every entry point is imported on first use, so ``import coinfeat.store``
 loads no image or network code.
 """
 
@@ -28,6 +29,9 @@ _LAZY = {
     "find_similar": "coinfeat.similar",
     "find_duplicates": "coinfeat.similar",
     "calibrate_unknown": "coinfeat.similar",
+    "finetune": "coinfeat.finetune",
+    "FinetuneConfig": "coinfeat.finetune",
+    "export_head": "coinfeat.export",
     "make_head": "coinfeat.heads",
     "load_head": "coinfeat.heads",
 }
