@@ -3,7 +3,7 @@
 A frozen backbone embeds every photo once into a store (:func:`extract_features`); cheap heads
 are trained on the cached vectors (:func:`fit_head`), used (:func:`predict_images`), compared
 (:func:`compare_heads` + :func:`write_report`), the collection is searched (:func:`find_similar`),
-the backbone's top blocks are fine-tuned (:func:`finetune`) and a head becomes one model file
+the backbone's top blocks are fine-tuned (:func:`fine_tune`) and a head becomes one model file
 (:func:`export_head`). Every entry point is imported on first use, so ``import coinfeat.store``
 loads no image or network code.
 """
@@ -29,7 +29,7 @@ _LAZY = {
     "find_similar": "coinfeat.similar",
     "find_duplicates": "coinfeat.similar",
     "calibrate_unknown": "coinfeat.similar",
-    "finetune": "coinfeat.finetune",
+    "fine_tune": "coinfeat.finetune:finetune",  # not "finetune": that name is the submodule's
     "FinetuneConfig": "coinfeat.finetune",
     "export_head": "coinfeat.export",
     "make_head": "coinfeat.heads",
@@ -39,7 +39,8 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        module, _, attribute = _LAZY[name].partition(":")
+        return getattr(import_module(module), attribute or name)
     raise AttributeError(f"module 'coinfeat' has no attribute {name!r}")
 
 

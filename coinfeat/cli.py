@@ -533,6 +533,10 @@ def _run_predict(args: argparse.Namespace) -> int:
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
             named = f"{label} ({name})" if name != label else label
             print(f"  {rank}. {named:<40} {prob:6.1%}")
+        if r.parts:
+            print(
+                "     " + "; ".join(f"{k}: {v['value']} {v['probability']:.0%}" for k, v in r.parts.items())
+            )
     if len(shown) < len(results):
         print(f"... {len(results) - len(shown)} more photos in {written}")
     elif written:

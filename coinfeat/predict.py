@@ -21,6 +21,7 @@ from coinfeat.embedder import Embedder
 from coinfeat.errors import CoinfeatError
 from coinfeat.heads import load_head
 from coinfeat.images import is_image_path
+from coinfeat.metrics import label_parts
 
 BATCH = 64
 
@@ -34,6 +35,9 @@ class Prediction:
     error: str | None = None
     truth: str | None = None
     """The photo's label when its folder or manifest gives one."""
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """For hierarchical display names ("1 Cent,Euro,spain"): each part's most likely value and its
+    summed probability, e.g. {"country": {"value": "spain", "probability": 0.97}}."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +96,7 @@ def predict_images(
     photos = collect_photos(inputs)
     embedder = Embedder(head.meta["features"], engine)
     names = head.meta.get("label_names", {})
+    parts = label_parts(head.classes_, names, None)
     results = []
     with tqdm(total=len(photos), unit="img", desc="predicting", disable=not progress) as bar:
         for start in range(0, len(photos), BATCH):
@@ -110,11 +115,23 @@ def predict_images(
                 order = np.argsort(-by_path[path])[:top_k]
                 labels = head.classes_[order].tolist()
                 scores = [round(float(by_path[path][i]), 4) for i in order]
-                results.append(
-                    Prediction(path, labels, [names.get(x, x) for x in labels], scores, None, truth)
-                )
+                named = [names.get(x, x) for x in labels]
+                answers = part_answers(by_path[path], parts)
+                results.append(Prediction(path, labels, named, scores, None, truth, answers))
             bar.update(len(chunk))
     return results
+
+
+def part_answers(proba: np.ndarray, parts: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """The most likely value of each label part, with the probability summed over the classes
+    that share it (the country can be sure while two denominations compete)."""
+    if parts is None:
+        return {}
+    answers = {}
+    for column in parts.columns:
+        summed = pd.Series(proba, index=parts[column].to_numpy()).groupby(level=0).sum()
+        answers[column] = {"value": str(summed.idxmax()), "probability": round(float(summed.max()), 4)}
+    return answers
 
 
 def accuracy(results: list[Prediction]) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ def test_readme_python_example(folders_dataset, tmp_path):
     assert coinfeat.write_report(comparison, tmp_path / "report").is_file()
     similar = coinfeat.find_similar([photo], summary.store, k=4)
     assert len(similar[0].neighbours) == 4
-    tuned = coinfeat.finetune(
+    tuned = coinfeat.fine_tune(
         summary.store, tmp_path / "tuned", views=1, epochs=1, embed=False, progress=False
     )
     assert tuned.epochs_run == 1 and (tmp_path / "tuned" / "backbone.keras").is_file()

@@ -121,3 +121,17 @@ def test_a_separately_embedded_test_folder_gives_the_ordinary_figures(tmp_path):
     for a, b in zip(ordinary.results, separate.results):
         for key in ("top1", "top3", "balanced_accuracy"):
             assert b.metrics["test"][key] == pytest.approx(a.metrics["test"][key]), (a.name, key)
+
+
+def test_each_label_part_gets_its_summed_probability():
+    import numpy as np
+
+    from coinfeat.metrics import label_parts
+    from coinfeat.predict import part_answers
+
+    names = {"a": "1 Lira,Turkish lira,turkey", "b": "5 Lira,Turkish lira,turkey", "c": "1 Euro,Euro,spain"}
+    parts = label_parts(np.array(["a", "b", "c"]), names, None)
+    answers = part_answers(np.array([0.40, 0.35, 0.25]), parts)
+    assert answers["country"] == {"value": "turkey", "probability": 0.75}
+    assert answers["denomination"] == {"value": "1 Lira", "probability": 0.4}
+    assert part_answers(np.array([0.5, 0.5]), label_parts(np.array(["x", "y"]), {}, None)) == {}
