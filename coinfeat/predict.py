@@ -98,7 +98,9 @@ def predict_images(
     names = head.meta.get("label_names", {})
     parts = label_parts(head.classes_, names, None)
     results = []
-    with tqdm(total=len(photos), unit="img", desc="predicting", disable=not progress) as bar:
+    with tqdm(
+        total=len(photos), unit="img", desc="predicting", disable=not progress or len(photos) <= BATCH
+    ) as bar:
         for start in range(0, len(photos), BATCH):
             chunk = photos[start : start + BATCH]
             embedded = embedder.embed([p for p, _ in chunk], tta=tta)
