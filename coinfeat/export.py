@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from coinfeat.backbones import build_model
+from coinfeat.backbones import PRECISIONS, build_model
 from coinfeat.embedder import Embedder
 from coinfeat.engines import convert_to_tflite
 from coinfeat.errors import CoinfeatError
@@ -29,7 +29,6 @@ from coinfeat.runtime import import_keras
 from coinfeat.store import atomic_write, open_store
 
 FORMATS = ("keras", "tflite")
-PRECISIONS = ("fp32", "int8")
 
 
 @dataclass

@@ -174,8 +174,8 @@ def extract_features(
         )
     if layout.sharded:
         notes = [*notes, f"sharded store: {len(layout.dirs)} shards, runner {cfg.runner}"]
-    if int8 and int8_record(spec):
-        check = int8_record(spec)
+    check = int8_record(spec) if int8 else None
+    if check:
         notes = [
             *notes,
             f"int8: cosine to fp32 on {check['held_out_images']} held-out train photos: median "
