@@ -182,6 +182,7 @@ def _add_fit_head(commands) -> None:
         help="head parameters, e.g. --param index=ivfpq nlist=1024 (several at once, or repeated)",
     )
     p.add_argument("--use-augmented", action="store_true", help="also train on cached augmented views")
+    _drop_conflicts_option(p)
     p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
     p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
     _common(p)
@@ -223,7 +224,17 @@ def _add_predict(commands) -> None:
     p.set_defaults(handler=_run_predict)
 
 
+def _drop_conflicts_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--drop-conflicts",
+        action="store_true",
+        help="leave out of training the photos whose identical copies carry another label",
+    )
+
+
 def _add_compare(commands) -> None:
+    from coinfeat.leakage import TWIN_THRESHOLD
+
     p = commands.add_parser(
         "compare",
         help="train and evaluate several heads alike; write a report",
@@ -249,6 +260,16 @@ def _add_compare(commands) -> None:
         help="also evaluate an already fitted head (repeatable)",
     )
     p.add_argument("--use-augmented", action="store_true", help="train on cached augmented views too")
+    _drop_conflicts_option(p)
+    p.add_argument(
+        "--twin-threshold",
+        type=float,
+        default=TWIN_THRESHOLD,
+        metavar="COS",
+        help="an evaluated photo whose vector has cosine >= COS with a training photo's counts as its "
+        f"near-identical twin (identical files always do); default {TWIN_THRESHOLD}, as --duplicates. "
+        "Every figure is reported on all, clean and twin photos; the advice uses clean ones",
+    )
     p.add_argument(
         "--test-features",
         metavar="STORE",
@@ -492,7 +513,9 @@ def _run_fit_head(args: argparse.Namespace) -> int:
         return 0
     if not args.features:
         raise CoinfeatError("--features DIR is required (a store made by extract-features)")
-    result = fit_head(args.features, args.type, parse_params(args.param), args.out, args.use_augmented)
+    result = fit_head(
+        args.features, args.type, parse_params(args.param), args.out, args.use_augmented, args.drop_conflicts
+    )
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -501,6 +524,8 @@ def _run_fit_head(args: argparse.Namespace) -> int:
         f"fitted {result.type} head on {result.train} vectors ({len(result.classes)} classes) in "
         f"{result.fit_seconds:.2f}s{val} -> {result.head_dir}"
     )
+    if args.drop_conflicts:
+        print(f"  left out {result.dropped_conflicts} vector(s) of photos filed under another label too")
     if not result.pretrained:
         print("  WARNING: trained on NOT PRETRAINED features: accuracy is meaningless")
     return 0
@@ -554,7 +579,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _run_compare(args: argparse.Namespace) -> int:
     from coinfeat.compare import CompareConfig, compare_heads, default_report_dir
-    from coinfeat.reports import write_report
+    from coinfeat.reports import leakage_line, write_report
 
     config = CompareConfig(
         heads=[h.strip() for h in args.heads.split(",") if h.strip()],
@@ -567,6 +592,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         confusion_top=args.confusion_top,
         versus=args.versus,
         test_features=args.test_features,
+        twin_threshold=args.twin_threshold,
+        drop_conflicts=args.drop_conflicts,
     )
     out = Path(args.out) if args.out else default_report_dir(args.features)
     comparison = compare_heads(args.features, config, heads_dir=out / "heads")
@@ -582,11 +609,11 @@ def _run_compare(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    split = comparison.eval_split
     for note in comparison.notes:
         print(f"note: {note}")
+    print(leakage_line(comparison))
     for r in comparison.results:
-        m = r.metrics[split]
+        m = r.subsets[comparison.headline]
         tops = " ".join(f"top{k} {m[f'top{k}']:.3f}" for k in config.top_k)
         print(f"{r.name:<10} {tops}  balanced {m['balanced_accuracy']:.3f}  fit {r.fit_seconds:.2f}s")
     if comparison.versus is not None:

@@ -19,6 +19,14 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from coinfeat.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.heads import Head, head_types, load_head, make_head
+from coinfeat.leakage import (
+    TWIN_THRESHOLD,
+    conflicting_hashes,
+    find_twins,
+    subset_masks,
+    twin_counts,
+    without_conflicts,
+)
 from coinfeat.metrics import part_accuracies, per_class_metrics, predicted_labels, summary_metrics
 from coinfeat.store import Store, describe_extractor, open_store
 from coinfeat.training import check_compatible, provenance
@@ -42,6 +50,10 @@ class CompareConfig:
     versus: str | None = None
     """Another store of the same photos (int8 vs fp32, frozen vs fine-tuned): the same heads are
     fitted and scored on it too, and the report shows both side by side."""
+    twin_threshold: float = TWIN_THRESHOLD
+    """Cosine at or above which an evaluated photo counts as a near-identical twin of a training one."""
+    drop_conflicts: bool = False
+    """Leave out of training the photos whose identical copies carry another label."""
 
     def validate(self) -> None:
         known = set(head_types())
@@ -56,6 +68,8 @@ class CompareConfig:
             raise CoinfeatError("--top-k takes positive whole numbers, e.g. 1,3,5")
         if self.cv == 1 or self.cv < 0:
             raise CoinfeatError("--cv needs at least 2 folds")
+        if not 0 < self.twin_threshold <= 1:
+            raise CoinfeatError("--twin-threshold is a cosine similarity in (0, 1], e.g. 0.97")
 
 
 @dataclass
@@ -71,6 +85,8 @@ class HeadResult:
     proba: dict[str, np.ndarray]
     per_class: pd.DataFrame
     parts: dict[str, float]
+    subsets: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """Metrics (with ``label_parts``) on all, clean and twin photos of the evaluated split."""
     cv: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -81,18 +97,28 @@ class Comparison:
     splits: dict[str, pd.DataFrame]
     results: list[HeadResult]
     eval_split: str
+    twins: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Per evaluated split, each photo's training twin (see :mod:`coinfeat.leakage`)."""
     versus: Comparison | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
+    def names(self) -> dict[str, str]:
+        """Display names of the classes, by class id."""
+        return self.store.manifest["dataset"].get("label_names", {})
+
+    @property
+    def headline(self) -> str:
+        """The subset the advice rests on: clean photos when some evaluated photos have twins."""
+        counts = twin_counts(self.twins[self.eval_split])
+        return "clean" if counts["twins"] and counts["clean"] else "all"
+
+    @property
     def best(self) -> HeadResult:
-        """Highest balanced accuracy on the evaluated split; ties go to the faster head."""
+        """Highest balanced accuracy on the headline subset; ties go to the faster head."""
         return max(
             self.results,
-            key=lambda r: (
-                round(r.metrics[self.eval_split]["balanced_accuracy"], 4),
-                -r.predict_ms_per_image,
-            ),
+            key=lambda r: (round(r.subsets[self.headline]["balanced_accuracy"], 4), -r.predict_ms_per_image),
         )
 
 
@@ -110,14 +136,18 @@ def compare_heads(
     store = open_store(features)
     X_train, train = store.select("train", include_views=config.use_augmented)
     data = {split: store.select(split) for split in ("val", "test")}
+    notes = []
+    if config.drop_conflicts:
+        X_train, train, data["val"], notes = _drop_conflicts(store, X_train, train, data["val"])
     if len(X_train) == 0:
         raise CoinfeatError(f"store {store.path} has no train vectors")
-    notes = []
     if config.test_features:
-        data["test"], notes = other_test_set(store, config.test_features, set(train["label"]))
+        data["test"], test_notes = other_test_set(store, config.test_features, set(train["label"]))
+        notes += test_notes
     eval_split = "test" if len(data["test"][0]) else "val"
     if len(data[eval_split][0]) == 0:
         raise CoinfeatError(f"store {store.path} has neither test nor val vectors to evaluate on")
+    twins = training_twins(store, data, config.twin_threshold)
     results = []
     names = store.manifest["dataset"].get("label_names", {})
     X_val, val = data["val"]
@@ -126,15 +156,16 @@ def compare_heads(
         head.fit(X_train, train["label"], X_val, val["label"])
         head.meta.update(provenance(store, config.use_augmented))
         saved = head.save(heads_dir / name) if heads_dir else None
-        results.append(_evaluate(name, head, data, eval_split, config, names, saved))
+        results.append(_evaluate(name, head, data, (eval_split, twins[eval_split]), config, names, saved))
     for name, directory in config.load.items():
         head = load_head(directory)
         check_compatible(head, store)
-        results.append(_evaluate(name, head, data, eval_split, config, names, Path(directory)))
+        evaluated = (eval_split, twins[eval_split])
+        results.append(_evaluate(name, head, data, evaluated, config, names, Path(directory)))
     if config.cv:
         cross_validate(store, results, config)
     splits = {"train": train, **{s: data[s][1] for s in data}}
-    comparison = Comparison(store, config, splits, results, eval_split, notes=notes)
+    comparison = Comparison(store, config, splits, results, eval_split, twins, notes=notes)
     if config.versus:
         comparison.versus = _versus(comparison, heads_dir)
     return comparison
@@ -174,6 +205,37 @@ def other_test_set(
     return (X[seen], items[seen].reset_index(drop=True)), notes
 
 
+def training_twins(
+    store: Store, data: dict[str, tuple[np.ndarray, pd.DataFrame]], threshold: float
+) -> dict[str, pd.DataFrame]:
+    """Each evaluated photo's twin among the photos heads learn from: val photos against train,
+    test photos against train and val (val steers early stopping and model selection)."""
+    X_train, train = store.select("train")
+    X_val, val = data["val"]
+    references = {
+        "val": (X_train, train),
+        "test": (np.concatenate([X_train, X_val]), pd.concat([train, val], ignore_index=True)),
+    }
+    return {split: find_twins(*references[split], X, items, threshold) for split, (X, items) in data.items()}
+
+
+def _drop_conflicts(
+    store: Store,
+    X_train: np.ndarray,
+    train: pd.DataFrame,
+    val_data: tuple[np.ndarray, pd.DataFrame],
+) -> tuple[np.ndarray, pd.DataFrame, tuple[np.ndarray, pd.DataFrame], list[str]]:
+    """Train and val less the photos whose identical copies carry another label, with a note."""
+    conflicts = conflicting_hashes(store.items[store.items["status"].eq("ok")])
+    X_train, train, dropped_train = without_conflicts(X_train, train, conflicts)
+    X_val, val, dropped_val = without_conflicts(*val_data, conflicts)
+    note = (
+        f"--drop-conflicts: left out {dropped_train} train and {dropped_val} val vector(s) of "
+        f"{len(conflicts)} photo(s) filed under more than one label"
+    )
+    return X_train, train, (X_val, val), [note]
+
+
 def _versus(comparison: Comparison, heads_dir: Path | None) -> Comparison:
     """The same heads on the ``versus`` store, which must hold the same evaluated photos."""
     config = comparison.config
@@ -195,11 +257,12 @@ def _evaluate(
     name: str,
     head: Head,
     data: dict[str, tuple[np.ndarray, pd.DataFrame]],
-    eval_split: str,
+    evaluated: tuple[str, pd.DataFrame],
     config: CompareConfig,
     names: dict[str, str],
     saved: Path | None,
 ) -> HeadResult:
+    eval_split, twins = evaluated
     metrics, proba, seconds = {}, {}, {}
     for split, (X, items) in data.items():
         if len(X) == 0:
@@ -212,6 +275,16 @@ def _evaluate(
     y_pred = predicted_labels(proba[eval_split], head.classes_)
     predict_ms = seconds[eval_split] * 1000 / len(y_true)
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()) if saved else 0
+    subsets = {}
+    for subset, mask in subset_masks(twins).items():
+        subsets[subset] = (
+            {
+                **summary_metrics(y_true[mask], proba[eval_split][mask], head.classes_, config.top_k),
+                "label_parts": part_accuracies(y_true[mask], y_pred[mask], names, config.label_parts),
+            }
+            if mask.any()
+            else None
+        )
     return HeadResult(
         name,
         head,
@@ -222,6 +295,7 @@ def _evaluate(
         proba,
         per_class_metrics(y_true, y_pred),
         part_accuracies(y_true, y_pred, names, config.label_parts),
+        subsets,
     )
 
 

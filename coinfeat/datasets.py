@@ -93,6 +93,16 @@ def load_label_names(path: str | Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def display_label(label: str, names: dict[str, str], with_id: bool = True) -> str:
+    """What a person reads for a class: its display name, with the class id when they differ
+    ("1 Euro Cent, Spain (55)"); the id alone when no name is known."""
+    label = str(label)
+    name = names.get(label)
+    if not name or name == label:
+        return label
+    return f"{name} ({label})" if with_id else name
+
+
 def _walk_images(folder: Path) -> list[Path]:
     """Image files below ``folder``, sorted; symlinked folders are not followed (no loops)."""
     found = []

@@ -22,8 +22,10 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 
 from coinfeat.compare import Comparison, HeadResult
 from coinfeat.curves import plot_history
+from coinfeat.datasets import display_label
 from coinfeat.errors import DecodeError
 from coinfeat.images import decode, read_bytes
+from coinfeat.leakage import SUBSETS, TWIN_COLUMNS, twin_counts
 from coinfeat.metrics import confusion, most_confused_pairs, predicted_labels
 from coinfeat.store import describe_extractor
 
@@ -65,6 +67,12 @@ def metrics_document(c: Comparison) -> dict[str, Any]:
         "extractor": describe_extractor(m),
         "pretrained": c.store.pretrained,
         "evaluated_on": c.eval_split,
+        "headline": c.headline,
+        "twins": {
+            "threshold": c.config.twin_threshold,
+            "against": "train and val photos (val photos: against train)",
+            "counts": {split: twin_counts(frame) for split, frame in c.twins.items()},
+        },
         "split_sizes": {name: int((items["view"] == 0).sum()) for name, items in c.splits.items()},
         "train_vectors": len(c.splits["train"]),
         "top_k": c.config.top_k,
@@ -77,6 +85,7 @@ def metrics_document(c: Comparison) -> dict[str, Any]:
                 "size_bytes": r.size_bytes,
                 **r.metrics,
                 "label_parts": r.parts,
+                "subsets": r.subsets,
                 "cv": r.cv,
             }
             for r in c.results
@@ -88,7 +97,9 @@ def metrics_document(c: Comparison) -> dict[str, Any]:
 
 def per_class_table(c: Comparison) -> pd.DataFrame:
     frames = [r.per_class.assign(head=r.name) for r in c.results]
-    return pd.concat(frames, ignore_index=True)[["head", "class", "precision", "recall", "f1", "support"]]
+    table = pd.concat(frames, ignore_index=True)
+    table["name"] = [display_label(label, c.names, with_id=False) for label in table["class"]]
+    return table[["head", "class", "name", "precision", "recall", "f1", "support"]]
 
 
 def predictions_table(c: Comparison) -> pd.DataFrame:
@@ -102,6 +113,8 @@ def predictions_table(c: Comparison) -> pd.DataFrame:
         frame = (
             items[["path", "label", "split"]].rename(columns={"label": "true_label"}).reset_index(drop=True)
         )
+        frame["true_name"] = [display_label(label, c.names, with_id=False) for label in frame["true_label"]]
+        frame[TWIN_COLUMNS] = c.twins[split][TWIN_COLUMNS].to_numpy()
         for r in c.results:
             proba = r.proba[split]
             order = np.argsort(-proba, axis=1)[:, :k]
@@ -118,6 +131,8 @@ def confused_pairs(c: Comparison, out: Path, top: int = 10) -> pd.DataFrame:
     y_pred = predicted_labels(c.best.proba[c.eval_split], c.best.head.classes_)
     pairs = most_confused_pairs(items["label"].to_numpy(), y_pred, top)
     root = Path(c.store.manifest["dataset"]["root"])
+    pairs["true_name"] = [display_label(label, c.names) for label in pairs["true"]]
+    pairs["predicted_name"] = [display_label(label, c.names) for label in pairs["predicted"]]
     examples = items.drop_duplicates("label").set_index("label")["path"]
     for label in set(pairs["true"]) | set(pairs["predicted"]):
         if label in examples.index:
@@ -175,7 +190,7 @@ def plot_confusion(c: Comparison, r: HeadResult, path: Path) -> Path:
     image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     if n <= LABELLED_TICKS_MAX:
-        names = [labels[i] for i in order]
+        names = [_short(display_label(labels[i], c.names)) for i in order]
         ax.set_xticks(range(n), names, rotation=90, fontsize=8)
         ax.set_yticks(range(n), names, fontsize=8)
     if n <= 15:
@@ -200,14 +215,18 @@ def plot_confusion(c: Comparison, r: HeadResult, path: Path) -> Path:
     return path
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def plot_topk(c: Comparison, path: Path) -> Path:
     ks = sorted(c.config.top_k)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     for r in c.results:
-        ax.plot(ks, [r.metrics[c.eval_split][f"top{k}"] for k in ks], marker="o", label=r.name)
+        ax.plot(ks, [r.subsets[c.headline][f"top{k}"] for k in ks], marker="o", label=r.name)
     ax.set_xlabel("k")
-    ax.set_ylabel(f"top-k accuracy ({c.eval_split})")
+    ax.set_ylabel(f"top-k accuracy ({c.eval_split}, {_subset_words(c.headline)})")
     ax.set_xticks(ks)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -223,7 +242,7 @@ def plot_topk(c: Comparison, path: Path) -> Path:
 def summary_frame(c: Comparison) -> pd.DataFrame:
     rows = []
     for r in c.results:
-        m = r.metrics[c.eval_split]
+        m = r.subsets[c.headline]
         row = {
             "head": r.name,
             **{f"top-{k}": m[f"top{k}"] for k in c.config.top_k},
@@ -250,6 +269,7 @@ def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
         f"Dataset **{metrics['dataset']}** ({sizes}); evaluated on **{c.eval_split}**.",
         f"Extractor `{metrics['fingerprint']}`: {metrics['extractor']}.",
         *[f"Note: {note}." for note in c.notes],
+        leakage_line(c),
     ]
     if not c.store.pretrained:
         lines.append(
@@ -257,13 +277,63 @@ def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
             "meaningless; use them only to test the pipeline.**"
         )
     best = c.best
-    m = best.metrics[c.eval_split]
+    m = best.subsets[c.headline]
     lines.append(
         f"**Use `{best.name}`**: balanced accuracy {m['balanced_accuracy']:.3f}, top-1 "
-        f"{m['top1']:.3f}; it is {m['confidence_when_right']:.0%} sure on average when right and "
-        f"{m['confidence_when_wrong']:.0%} when wrong."
+        f"{m['top1']:.3f} on {_subset_words(c.headline)}; it is {_percent(m['confidence_when_right'])} "
+        f"sure on average when right and {_percent(m['confidence_when_wrong'])} when wrong."
     )
     return lines
+
+
+def _subset_words(subset: str) -> str:
+    words = {"all": "all photos", "clean": "clean photos (no twin in training)", "twins": "twin photos"}
+    return words[subset]
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0%}"
+
+
+def leakage_line(c: Comparison) -> str:
+    """One sentence: how many evaluated photos have a twin among the training photos."""
+    counts = twin_counts(c.twins[c.eval_split])
+    against = "train and val" if c.eval_split == "test" else "train"
+    threshold = c.config.twin_threshold
+    if not counts["twins"]:
+        return (
+            f"Leakage: none of the {counts['all']} {c.eval_split} photos has an identical or near-identical "
+            f"(cosine >= {threshold}) twin among the {against} photos."
+        )
+    return (
+        f"Leakage: {counts['twins']} of {counts['all']} {c.eval_split} photos have a twin among the "
+        f"{against} photos ({counts['identical']} identical, {counts['near']} near-identical at cosine >= "
+        f"{threshold}); the figures and advice below use the {counts['clean']} clean photos"
+        + (" (there are none: all photos are used)" if not counts["clean"] else "")
+        + "."
+    )
+
+
+def leakage_frame(c: Comparison) -> pd.DataFrame:
+    """Every head on all, clean and twin photos: the gap between clean and twins is memory."""
+    rows = []
+    for r in c.results:
+        for subset in SUBSETS:
+            m = r.subsets.get(subset)
+            if m is None:
+                continue
+            rows.append(
+                {
+                    "head": r.name,
+                    "photos": subset,
+                    "n": m["n"],
+                    **{f"top-{k}": m[f"top{k}"] for k in c.config.top_k},
+                    "balanced acc.": m["balanced_accuracy"],
+                    "macro-F1": m["macro_f1"],
+                    **{f"{part} acc.": value for part, value in m["label_parts"].items()},
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def _fmt(value: Any) -> str:
@@ -281,9 +351,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
     tables = []
-    parts = {r.name: r.parts for r in c.results if r.parts}
+    if twin_counts(c.twins[c.eval_split])["twins"]:
+        tables.append((f"All, clean and twin {c.eval_split} photos", leakage_frame(c)))
+    parts = {r.name: r.subsets[c.headline]["label_parts"] for r in c.results if r.parts}
     if parts:
-        tables.append(("Accuracy per label part", pd.DataFrame(parts).T.reset_index(names="head")))
+        title = f"Accuracy per label part ({_subset_words(c.headline)})"
+        tables.append((title, pd.DataFrame(parts).T.reset_index(names="head")))
     cv = [
         {"head": r.name, **{k: f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in r.cv.items()}}
         for r in c.results
@@ -342,10 +415,12 @@ def render_markdown(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame)
         parts.append("No confusions.")
     else:
         rows = pairs.assign(
-            true=[f"![]({'thumbs/' + _safe(t) + '.png'}) {t}" for t in pairs["true"]],
-            predicted=[f"![]({'thumbs/' + _safe(p) + '.png'}) {p}" for p in pairs["predicted"]],
+            true=[f"![](thumbs/{_safe(t)}.png) {n}" for t, n in zip(pairs["true"], pairs["true_name"])],
+            predicted=[
+                f"![](thumbs/{_safe(p)}.png) {n}" for p, n in zip(pairs["predicted"], pairs["predicted_name"])
+            ],
         )
-        parts.append(markdown_table(rows))
+        parts.append(markdown_table(rows[["true", "predicted", "count", "share_of_true_class"]]))
     curves = _curves(c)
     if curves:
         parts += ["", "## Learning curves (Keras heads: loss and accuracy per epoch, train and val)", ""]
@@ -393,11 +468,13 @@ def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out
         def cell(label: str) -> str:
             src = _inline_png(out / "thumbs" / f"{_safe(label)}.png")
             image = f'<img class="thumb" alt="" src="{src}">' if src else ""
-            return f"{image} {html.escape(label)}"
+            return f"{image} {html.escape(display_label(label, c.names))}"
 
         rows = "".join(
             f"<tr><td>{cell(t)}</td><td>{cell(p)}</td><td>{n}</td><td>{s:.1%}</td></tr>"
-            for t, p, n, s in pairs.itertuples(index=False)
+            for t, p, n, s in pairs[["true", "predicted", "count", "share_of_true_class"]].itertuples(
+                index=False
+            )
         )
         body.append(
             '<table class="t"><tr><th>true</th><th>predicted</th><th>count</th>'

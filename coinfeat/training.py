@@ -18,7 +18,8 @@ from coinfeat import __version__
 from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.heads import Head, IncrementalHead, load_head, make_head
-from coinfeat.store import Store, describe_extractor, open_store
+from coinfeat.leakage import conflicting_hashes, without_conflicts
+from coinfeat.store import OK, Store, describe_extractor, open_store
 
 DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
 
@@ -34,6 +35,7 @@ class FitResult:
     fit_seconds: float
     val_accuracy: float | None
     pretrained: bool
+    dropped_conflicts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,15 +71,25 @@ def fit_head(
     params: dict[str, Any] | None = None,
     out: str | Path | None = None,
     use_augmented: bool = False,
+    drop_conflicts: bool = False,
 ) -> FitResult:
-    """Fit ``head_type`` on the train split (val for early stopping / selection) and save it."""
+    """Fit ``head_type`` on the train split (val for early stopping / selection) and save it.
+
+    ``drop_conflicts`` leaves out the photos whose identical copies carry another label."""
     store = open_store(features)
     head = make_head(head_type, **(params or {}))
     rows = store.rows("train", include_views=use_augmented)
+    X_val, val_items = store.select("val")
+    dropped = 0
+    if drop_conflicts:
+        conflicts = conflicting_hashes(store.items[store.items["status"].eq(OK)])
+        keep = ~store.items["sha256"].iloc[rows].isin(conflicts).to_numpy()
+        X_val, val_items, dropped = without_conflicts(X_val, val_items, conflicts)
+        dropped += int((~keep).sum())
+        rows = rows[keep]
     if len(rows) == 0:
         raise CoinfeatError(f"store {store.path} has no usable train vectors")
     items = store.items.iloc[rows].reset_index(drop=True)
-    X_val, val_items = store.select("val")
     head.fit_from_store(store, rows, items["label"], X_val, val_items["label"])
     if isinstance(head, IncrementalHead):
         head.remember(absolute_paths(store, items["path"]))
@@ -91,6 +103,7 @@ def fit_head(
         "per_class": {str(k): int(v) for k, v in items["label"].value_counts().sort_index().items()},
     }
     head.meta["val_accuracy"] = val_accuracy
+    head.meta["dropped_conflicts"] = dropped
     head_dir = Path(out) if out else default_head_dir(store, head_type)
     head.save(head_dir)
     return FitResult(
@@ -103,6 +116,7 @@ def fit_head(
         round(head.fit_seconds_, 3),
         val_accuracy,
         store.pretrained,
+        dropped,
     )
 
 

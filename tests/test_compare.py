@@ -155,6 +155,7 @@ def test_confusion_png_stays_readable_for_300_classes(tmp_path):
             splits={"test": pd.DataFrame({"label": y_true})},
             eval_split="test",
             config=SimpleNamespace(confusion_top=top),
+            names={},
         )
         path = plot_confusion(comparison, result, tmp_path / f"c{top}.png")
         with Image.open(path) as img:

@@ -125,3 +125,18 @@ def test_contact_sheet_and_cli(real, tmp_path):
         timeout=300,
     )
     assert missing.returncode == 1 and "QUERY" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_grouped_euro_coins_splits_have_no_twins_and_the_planted_conflict_is_dropped(real, tmp_path):
+    from coinfeat.compare import CompareConfig, compare_heads
+    from coinfeat.reports import leakage_line
+
+    _, store, _, _ = real
+    comparison = compare_heads(store, CompareConfig(heads=["centroid"], top_k=[1], drop_conflicts=True))
+    twins = comparison.twins["test"]
+    assert len(twins) == 80 and twins["twin_kind"].eq("").all() and comparison.headline == "all"
+    assert twins["twin_similarity"].max() < 0.97
+    assert leakage_line(comparison).startswith("Leakage: none of the 80 test photos")
+    [note] = comparison.notes
+    dropped = [int(word) for word in note.split() if word.isdigit()]
+    assert dropped[0] + dropped[1] == 2, note
