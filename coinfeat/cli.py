@@ -556,12 +556,8 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"  skipped: {r.error}")
             continue
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
-            named = f"{label} ({name})" if name != label else label
-            print(f"  {rank}. {named:<40} {prob:6.1%}")
-        if r.parts:
-            print(
-                "     " + "; ".join(f"{k}: {v['value']} {v['probability']:.0%}" for k, v in r.parts.items())
-            )
+            print(f"  {rank}. {_shown(label, name):<40} {prob:6.1%}")
+        _print_parts(r.parts)
     if len(shown) < len(results):
         print(f"... {len(results) - len(shown)} more photos in {written}")
     elif written:
@@ -703,8 +699,20 @@ def _print_similar(result) -> None:
     if result.unknown:
         print(f"  no similar coin in the collection (best similarity below {result.threshold:.3f})")
     for n in result.neighbours:
-        name = f"{n.label} ({n.name})" if n.name != n.label else n.label
-        print(f"  {n.rank:>2}. {name:<30} {n.similarity:6.3f}  {n.path}")
+        print(f"  {n.rank:>2}. {_shown(n.label, n.name):<30} {n.similarity:6.3f}  {n.path}")
+    _print_parts(result.parts, "neighbours say ")
+
+
+def _shown(label: str, name: str) -> str:
+    """A class as a person reads it: display name first, the class id after it when they differ."""
+    return f"{name} ({label})" if name != label else label
+
+
+def _print_parts(parts: dict, lead: str = "") -> None:
+    if parts:
+        print(
+            "     " + lead + "; ".join(f"{k}: {v['value']} {v['probability']:.0%}" for k, v in parts.items())
+        )
 
 
 def _print_duplicates(pairs, args: argparse.Namespace) -> int:
@@ -730,7 +738,7 @@ def _print_duplicates(pairs, args: argparse.Namespace) -> int:
     )
     for row in pairs.head(20).itertuples(index=False):
         flag = "LABEL CONFLICT " if row.label_conflict else "LEAK " if row.cross_split else ""
-        print(f"  {flag}{row.similarity:.3f}  {row.label_a}:{row.path_a}  ~  {row.label_b}:{row.path_b}")
+        print(f"  {flag}{row.similarity:.3f}  {row.name_a}: {row.path_a}  ~  {row.name_b}: {row.path_b}")
     print(f"written: {csv}, {sheet}")
     return 0
 

@@ -136,3 +136,15 @@ def part_accuracies(
         for col in true_parts.columns
         if col in pred_parts.columns
     }
+
+
+def part_answers(proba: np.ndarray, parts: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """The most likely value of each label part, with the probability summed over the classes
+    that share it (the country can be sure while two denominations compete)."""
+    if parts is None:
+        return {}
+    answers = {}
+    for column in parts.columns:
+        summed = pd.Series(proba, index=parts[column].to_numpy()).groupby(level=0).sum()
+        answers[column] = {"value": str(summed.idxmax()), "probability": round(float(summed.max()), 4)}
+    return answers

@@ -21,7 +21,7 @@ from coinfeat.embedder import Embedder
 from coinfeat.errors import CoinfeatError
 from coinfeat.heads import load_head
 from coinfeat.images import is_image_path
-from coinfeat.metrics import label_parts
+from coinfeat.metrics import label_parts, part_answers
 
 BATCH = 64
 
@@ -122,18 +122,6 @@ def predict_images(
                 results.append(Prediction(path, labels, named, scores, None, truth, answers))
             bar.update(len(chunk))
     return results
-
-
-def part_answers(proba: np.ndarray, parts: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
-    """The most likely value of each label part, with the probability summed over the classes
-    that share it (the country can be sure while two denominations compete)."""
-    if parts is None:
-        return {}
-    answers = {}
-    for column in parts.columns:
-        summed = pd.Series(proba, index=parts[column].to_numpy()).groupby(level=0).sum()
-        answers[column] = {"value": str(summed.idxmax()), "probability": round(float(summed.max()), 4)}
-    return answers
 
 
 def accuracy(results: list[Prediction]) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from coinfeat.embedder import Embedder
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.heads import load_head
 from coinfeat.images import DEFAULT_MAX_PIXELS, decode, fit_square, to_model_input
+from coinfeat.metrics import label_parts, part_answers
 from coinfeat.predict import DEFAULT_TTA
 from coinfeat.similar import Collection, calibrated_threshold, is_unknown
 from coinfeat.store import open_store
@@ -61,6 +62,7 @@ class Recogniser:
         self.threshold = threshold if threshold is not None else calibrated_threshold(self.store)
         self.top_k, self.k, self.tta = top_k, k, tta
         self.names = self.store.manifest["dataset"].get("label_names", {})
+        self.parts = label_parts(self.head.classes_, self.head.meta.get("label_names", self.names), None)
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now
         self._engine_lock = threading.Lock()  # requests run in worker threads; an interpreter is not shared
@@ -91,6 +93,7 @@ class Recogniser:
                 }
                 for i in order
             ],
+            "parts": part_answers(proba, self.parts),
             **answer,
             "model_input": _png_data_url(square),
             "pretrained": self.store.pretrained,

@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from coinfeat.datasets import display_label
 from coinfeat.embedder import Embedder, extractor_record
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.images import decode, read_bytes
+from coinfeat.metrics import label_parts, part_answers
 from coinfeat.runtime import log
 from coinfeat.search import (
     RERANK_FACTOR,
@@ -56,6 +58,9 @@ class SimilarResult:
     unknown: bool = False
     threshold: float | None = None
     error: str | None = None
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """For hierarchical display names: each part's most common value among the neighbours, with
+    its similarity-weighted share, e.g. {"country": {"value": "turkey", "probability": 0.9}}."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,9 +155,20 @@ def find_similar(
         own = collection.row_of(query) if exclude_self else None
         kept = collection.nearest(vector, k, collection.same_photo(own) if own is not None else frozenset())
         result.neighbours = [_neighbour(collection, rank, s, i) for rank, (s, i) in enumerate(kept, 1)]
+        result.parts = neighbour_parts(result.neighbours, collection.names)
         result.threshold = threshold
         result.unknown = is_unknown(kept, threshold)
     return [results[q] for q in queries]
+
+
+def neighbour_parts(neighbours: list[Neighbour], names: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per label part, the value the neighbours vote for, weighted by similarity."""
+    if not neighbours:
+        return {}
+    votes = pd.Series([max(n.similarity, 0.0) for n in neighbours], [n.label for n in neighbours])
+    votes = votes.groupby(level=0).sum()
+    share = votes.to_numpy() / votes.sum() if votes.sum() > 0 else np.full(len(votes), 1 / len(votes))
+    return part_answers(share, label_parts(votes.index.to_numpy(), names, None))
 
 
 def is_unknown(nearest: list[tuple[float, int]], threshold: float | None) -> bool:
@@ -309,6 +325,8 @@ def find_duplicates(features: str | Path, threshold: float = 0.97, neighbours: i
         "similarity",
         "label_a",
         "label_b",
+        "name_a",
+        "name_b",
         "split_a",
         "split_b",
         "label_conflict",
@@ -324,6 +342,8 @@ def find_duplicates(features: str | Path, threshold: float = 0.97, neighbours: i
             "similarity": s.round(4),
             "label_a": items["label"].to_numpy()[a],
             "label_b": items["label"].to_numpy()[b],
+            "name_a": [display_label(label, collection.names) for label in items["label"].to_numpy()[a]],
+            "name_b": [display_label(label, collection.names) for label in items["label"].to_numpy()[b]],
             "split_a": items["split"].to_numpy()[a],
             "split_b": items["split"].to_numpy()[b],
         }
@@ -363,11 +383,22 @@ def contact_sheet(tiles: list[tuple[str, str]], path: str | Path, columns: int =
         x, y = (n % columns) * TILE, (n // columns) * (TILE + CAPTION)
         sheet.paste(_tile(image_path), (x, y))
         for line_no, line in enumerate(caption.split("\n")[:2]):
-            draw.text((x + 4, y + TILE + 2 + 15 * line_no), line[:24], fill="black", font=font)
+            draw.text(
+                (x + 4, y + TILE + 2 + 15 * line_no), _fit(line, font, TILE - 8), fill="black", font=font
+            )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """``text`` shortened with an ellipsis until it is at most ``width`` pixels wide."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def _tile(image_path: str) -> Image.Image:
@@ -392,6 +423,6 @@ def duplicates_sheet(pairs: pd.DataFrame, path: str | Path, limit: int = 20) -> 
     tiles = []
     for row in pairs.head(limit).itertuples(index=False):
         flag = "LABEL CONFLICT" if row.label_conflict else "LEAK" if row.cross_split else "duplicate"
-        tiles.append((row.path_a, f"{row.label_a} ({row.split_a})\n{flag} {row.similarity:.3f}"))
-        tiles.append((row.path_b, f"{row.label_b} ({row.split_b})\n{flag} {row.similarity:.3f}"))
+        tiles.append((row.path_a, f"{row.name_a}\n{row.split_a}: {flag} {row.similarity:.3f}"))
+        tiles.append((row.path_b, f"{row.name_b}\n{row.split_b}: {flag} {row.similarity:.3f}"))
     return contact_sheet(tiles or [("", "no duplicates")], path, columns=4)

@@ -207,3 +207,36 @@ def test_another_dataset_as_the_test_set_matches_labels_and_sets_unseen_apart(st
     extract_features(other, tmp_path / "crop-store", small_config(resize="crop"))
     with pytest.raises(CoinfeatError, match="same extractor"):
         compare_heads(store, CompareConfig(heads=["centroid"], test_features=str(tmp_path / "crop-store")))
+
+
+def test_reports_similar_and_duplicates_show_display_names_and_parts(store, tmp_path):
+    from coinfeat.similar import find_duplicates, find_similar, write_duplicates
+
+    comparison = compare_heads(store, CompareConfig(heads=["centroid"], top_k=[1]))
+    write_report(comparison, tmp_path)
+    names = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(names["heads"]["centroid"]["subsets"]["all"]["label_parts"]) == {
+        "denomination",
+        "currency",
+        "country",
+    }
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert dict(zip(per_class["class"], per_class["name"]))["gold"] == "2 Unit,Euro,goldland"
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Accuracy per label part" in markdown
+    confused = markdown.split("## Most confused pairs")[1].split("##")[0]
+    rows = [line for line in confused.splitlines() if line.startswith("| ![](thumbs/")]
+    assert rows and all(line.count("Unit,") == 2 and line.count("land (") == 2 for line in rows)
+
+    [result] = find_similar(["gold/gold3_0.jpg"], store, k=5, split="all", exclude_self=True)
+    assert result.error is None and len(result.neighbours) == 5
+    weights = pd.Series(
+        [n.similarity for n in result.neighbours], [n.name.split(",")[2] for n in result.neighbours]
+    )
+    share = weights.groupby(level=0).sum() / weights.sum()
+    assert result.parts["country"] == {"value": share.idxmax(), "probability": round(share.max(), 4)}
+
+    duplicates = find_duplicates(store, threshold=0.0, neighbours=2)
+    assert duplicates["name_a"].str.contains(",").all() and duplicates["name_a"].str.endswith(")").all()
+    csv, sheet = write_duplicates(duplicates, store, tmp_path / "dups")
+    assert "name_a" in pd.read_csv(csv).columns and sheet.stat().st_size > 1000

@@ -126,8 +126,7 @@ def test_a_separately_embedded_test_folder_gives_the_ordinary_figures(tmp_path):
 def test_each_label_part_gets_its_summed_probability():
     import numpy as np
 
-    from coinfeat.metrics import label_parts
-    from coinfeat.predict import part_answers
+    from coinfeat.metrics import label_parts, part_answers
 
     names = {"a": "1 Lira,Turkish lira,turkey", "b": "5 Lira,Turkish lira,turkey", "c": "1 Euro,Euro,spain"}
     parts = label_parts(np.array(["a", "b", "c"]), names, None)

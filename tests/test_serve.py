@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 import threading
@@ -29,6 +30,12 @@ def client(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("serve")
     data = write_class_folders(root / "d", per_class=8)
+    names = {
+        "copper": "1 Kurus,Turkish lira,turkey",
+        "gold": "5 Kurus,Turkish lira,turkey",
+        "silver": "1 Euro,Euro,spain",
+    }
+    (data / "cat_to_name.json").write_text(json.dumps(names))
     extract_features(data, root / "s", small_config())
     fit_head(root / "s", "logreg", {}, root / "head")
     app = create_app(Recogniser(root / "s", root / "head"), max_upload_mb=0.05)
@@ -53,6 +60,9 @@ def test_health_page_and_predict(client):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["predictions"][0]["label"] == "gold"
+    assert body["predictions"][0]["name"] == "5 Kurus,Turkish lira,turkey"
+    turkish = sum(p["probability"] for p in body["predictions"] if p["label"] != "silver")
+    assert body["parts"]["country"] == {"value": "turkey", "probability": pytest.approx(turkish, abs=2e-4)}
     assert abs(sum(p["probability"] for p in body["predictions"]) - 1) < 0.01
     assert body["neighbours"] and body["model_input"].startswith("data:image/png;base64,")
     similar = api.get("/api/similar", params={"path": body["neighbours"][0]["path"], "k": 2}).json()
