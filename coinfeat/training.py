@@ -135,9 +135,28 @@ def provenance(store: Store, use_augmented: bool = False) -> dict[str, Any]:
             "use_augmented": use_augmented,
         },
         "label_names": store.manifest["dataset"].get("label_names", {}),
+        "photo_side_px": typical_photo_side(store),
         "coinfeat_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def typical_photo_side(store: Store, sample: int = 100) -> int | None:
+    """Median short side, in pixels, of a sample of the store's train photos (headers only): how
+    big the coins the head learned from were, so that ``count`` can cut its crops alike."""
+    from PIL import Image
+
+    items = store.items[store.items["status"].eq(OK) & store.items["view"].eq(0)]
+    items = items[items["split"].eq("train")] if items["split"].eq("train").any() else items
+    root = Path(store.manifest["dataset"]["root"])
+    sides = []
+    for path in items["path"].iloc[:: max(1, len(items) // sample)][:sample]:
+        try:
+            with Image.open(root / path) as img:
+                sides.append(min(img.size))
+        except OSError:
+            continue
+    return int(np.median(sides)) if sides else None
 
 
 def check_compatible(head: Head, store: Store) -> None:

@@ -1,0 +1,143 @@
+"""Finding coins in a whole photo: circles on a downscaled grey image (OpenCV's Hough transform).
+
+Nothing here is a pixel constant tuned to one camera: the photo is brought to ``work_size``
+pixels on its long side, and every radius limit is a share of that image or of the coins found
+in it. Two passes: a wide search (radii from ``MIN_RADIUS`` to ``MAX_RADIUS`` of the short side)
+gives the typical coin radius; the second keeps circles whose radius lies within
+``radius_range`` times it. Candidates are then cleaned up, each drop recorded with its reason:
+a circle whose centre lies inside a larger kept circle is the same coin (a bimetallic coin's
+inner ring, a second rim), one cut by the image border cannot be identified, and one whose
+inside looks like the background is not a coin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MIN_RADIUS, MAX_RADIUS = 0.015, 0.25
+"""Radius limits of the first, wide pass, as shares of the photo's short side."""
+WORK_SIZE = 1000
+"""Long side, in pixels, of the image the circles are searched in."""
+RADIUS_RANGE = (0.55, 1.6)
+"""Kept radii as multiples of the median radius of the first pass: euro coins span 16.25 to
+25.75 mm (x0.77 to x1.23 of a typical 21 mm coin); the range leaves room for other currencies."""
+BORDER_CUT = 0.12
+"""A circle reaching past the border by more than this share of its radius is dropped."""
+BACKGROUND_CONTRAST = 12.0
+"""Minimum mean colour distance (0..255) between a circle's inside and the background."""
+
+
+@dataclass
+class Circle:
+    """A coin found in the photo, in full-resolution pixels."""
+
+    x: float
+    y: float
+    radius: float
+
+    @property
+    def diameter(self) -> float:
+        return 2 * self.radius
+
+
+@dataclass
+class Detection:
+    """The circles kept, those dropped with a reason, and the scale between work and full image."""
+
+    coins: list[Circle] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    work_scale: float = 1.0
+    """Full-resolution pixels per work-image pixel."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_coins(
+    work: np.ndarray,
+    work_scale: float = 1.0,
+    radius_range: tuple[float, float] = RADIUS_RANGE,
+) -> Detection:
+    """Circles in an RGB ``work`` image (uint8, long side about ``WORK_SIZE``); coordinates in the
+    result are multiplied by ``work_scale`` to give full-resolution pixels."""
+    import cv2
+
+    grey = cv2.medianBlur(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), 5)
+    short = min(grey.shape)
+    first = _hough(grey, short * MIN_RADIUS, short * MAX_RADIUS)
+    detection = Detection(work_scale=work_scale)
+    if len(first) == 0:
+        return detection
+    typical = float(np.median(first[:, 2]))
+    low, high = typical * radius_range[0], typical * radius_range[1]
+    candidates = _hough(grey, low, high)
+    background = _background_colour(work)
+    kept: list[np.ndarray] = []
+    for x, y, r in sorted(candidates, key=lambda c: -c[2]):
+        reason = _drop_reason(work, (x, y, r), kept, background)
+        if reason:
+            detection.dropped.append(
+                {"x": x * work_scale, "y": y * work_scale, "radius": r * work_scale, "reason": reason}
+            )
+        else:
+            kept.append(np.array([x, y, r]))
+    kept.sort(key=lambda c: (round(c[1] / typical), c[0]))
+    detection.coins = [
+        Circle(float(x * work_scale), float(y * work_scale), float(r * work_scale)) for x, y, r in kept
+    ]
+    return detection
+
+
+def _hough(grey: np.ndarray, min_radius: float, max_radius: float) -> np.ndarray:
+    """(x, y, r) rows from OpenCV's gradient Hough transform (the accurate "ALT" variant)."""
+    import cv2
+
+    found = cv2.HoughCircles(
+        grey,
+        cv2.HOUGH_GRADIENT_ALT,
+        dp=1.5,
+        minDist=max(2.0, min_radius),
+        param1=300,
+        param2=0.6,
+        minRadius=max(1, int(min_radius)),
+        maxRadius=max(2, int(np.ceil(max_radius))),
+    )
+    return np.zeros((0, 3)) if found is None else found[0].astype(float)
+
+
+def _drop_reason(
+    work: np.ndarray, circle: tuple[float, float, float], kept: list[np.ndarray], background: np.ndarray
+) -> str | None:
+    x, y, r = circle
+    for other in kept:
+        if np.hypot(x - other[0], y - other[1]) < other[2]:
+            return "inside another coin (same coin, or a bimetallic coin's inner ring)"
+    height, width = work.shape[:2]
+    outside = max(r - x, r - y, x + r - width, y + r - height)
+    if outside > BORDER_CUT * r:
+        return "cut by the image border"
+    if r < 3:
+        return "too small to identify"
+    if _contrast(work, circle, background) < BACKGROUND_CONTRAST:
+        return "looks like the background, not a coin"
+    return None
+
+
+def _background_colour(work: np.ndarray) -> np.ndarray:
+    """The photo's most common colour: coins cover far less than half of a typical pile photo."""
+    return np.median(work.reshape(-1, 3), axis=0)
+
+
+def _contrast(work: np.ndarray, circle: tuple[float, float, float], background: np.ndarray) -> float:
+    """Mean colour distance between the inner half of the circle and the background."""
+    x, y, r = circle
+    inner = r / 2
+    y0, y1 = int(max(0, y - inner)), int(min(work.shape[0], y + inner + 1))
+    x0, x1 = int(max(0, x - inner)), int(min(work.shape[1], x + inner + 1))
+    patch = work[y0:y1, x0:x1].reshape(-1, 3).astype(float)
+    if len(patch) == 0:
+        return 0.0
+    return float(np.linalg.norm(patch.mean(axis=0) - background))
