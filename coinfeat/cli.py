@@ -483,14 +483,15 @@ def _add_serve(commands) -> None:
         "serve",
         help="a local web page to identify a coin from a photo",
         description="Serve a page (and its JSON API) where a photo can be dropped or picked from the "
-        "collection; it shows the top coins with probabilities and the most similar photos. "
+        "collection; it shows the top coins with probabilities and the most similar photos. Its "
+        "'count the coins' mode takes a photo of a pile and shows every coin and the total. "
         "Listens on loopback only unless --host says otherwise.",
     )
     p.add_argument("--features", required=True, help="feature store made by extract-features")
     p.add_argument("--head", required=True, help="head directory made by fit-head")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted photo (default 10)")
+    p.add_argument("--max-upload-mb", type=float, help="largest accepted photo in MB (default 20)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(handler=_run_serve)
 
@@ -921,7 +922,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     print(
         f"coinfeat: loading, then serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr
     )
-    serve(args.features, args.head, args.host, args.port, args.max_upload_mb)
+    options = {"max_upload_mb": args.max_upload_mb} if args.max_upload_mb else {}
+    serve(args.features, args.head, args.host, args.port, **options)
     return 0
 
 

@@ -18,7 +18,7 @@ learned from (measured: +0.03 mean class match on the shared pile photos).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,8 @@ class PhotoCount:
     seconds: float = 0.0
     error: str | None = None
     pretrained: bool = True
+    picture: Image.Image | None = field(default=None, repr=False)
+    """The annotated photo, when asked for (not part of the JSON)."""
 
     @property
     def counted(self) -> list[Coin]:
@@ -98,7 +100,9 @@ class PhotoCount:
         return f"{len(self.coins)} coin(s){extra}: {format_total(self.total)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "message": self.message}
+        data = asdict(replace(self, picture=None))
+        data.pop("picture")
+        return {**data, "message": self.message}
 
 
 class Counter:
@@ -114,13 +118,14 @@ class Counter:
         tta: str = DEFAULT_TTA,
         margin: float = MARGIN,
         engine: str = "auto",
+        embedder: Embedder | None = None,
     ) -> None:
         if margin < 0 or margin > 1:
             raise CoinfeatError(
                 f"--margin {margin}: a share of the coin's diameter between 0 and 1, e.g. 0.1"
             )
         self.head = load_head(head_dir)
-        self.embedder = Embedder(self.head.meta["features"], engine)
+        self.embedder = embedder or Embedder(self.head.meta["features"], engine)
         self.names = self.head.meta.get("label_names", {})
         classes = [str(c) for c in self.head.classes_]
         size_table = load_sizes(sizes) if isinstance(sizes, (str, Path)) else sizes
@@ -142,10 +147,11 @@ class Counter:
         return [str(c) for c, d in zip(self.head.classes_, self.diameters) if np.isnan(d)]
 
     def count(
-        self, source: str | Path | bytes, name: str | None = None, out: Path | None = None
+        self, source: str | Path | bytes, name: str | None = None, out: Path | None = None, draw: bool = False
     ) -> PhotoCount:
         """Count the coins of one photo (a path or the bytes of an upload); a photo that cannot be
-        read gives a result with ``error``, never an exception."""
+        read gives a result with ``error``, never an exception. ``out`` saves the annotated photo
+        there; ``draw`` keeps it in ``picture``."""
         started = time.perf_counter()
         label = name or (str(source) if not isinstance(source, bytes) else "upload")
         result = PhotoCount(label, pretrained=self.pretrained)
@@ -165,8 +171,11 @@ class Counter:
         result.dropped = detection.dropped
         if detection.coins:
             self._identify(full, detection, result)
+        if out is not None or draw:
+            result.picture = annotated(full, result)
         if out is not None:
-            result.annotated = str(annotate(full, result, out / f"{Path(label).stem}_count.png"))
+            result.annotated = str(out / f"{Path(label).stem}_count.png")
+            result.picture.save(result.annotated)
         result.seconds = round(time.perf_counter() - started, 3)
         return result
 
@@ -289,7 +298,7 @@ def count_coins(
 KNOWN_COLOUR, UNKNOWN_COLOUR = (0, 170, 60), (230, 60, 0)
 
 
-def annotate(full: Image.Image, result: PhotoCount, path: str | Path) -> Path:
+def annotated(full: Image.Image, result: PhotoCount) -> Image.Image:
     """The photo at ``ANNOTATED_SIZE`` px with a numbered circle and label per coin (unknown coins
     in orange with "?") and the total in the top-left corner."""
     scale = min(1.0, ANNOTATED_SIZE / max(full.size))
@@ -306,10 +315,7 @@ def annotate(full: Image.Image, result: PhotoCount, path: str | Path) -> Path:
     if not result.pretrained:
         headline += " (NOT PRETRAINED weights: meaningless)"
     _label(draw, (8, 8), headline, font, (0, 0, 0), anchor="la")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    return image
 
 
 def _label(

@@ -8,6 +8,8 @@ The page (``coinfeat/web/index.html``) uses only the API:
 * ``GET /api/similar?path=...&k=8``: neighbours of a photo of the collection
 * ``GET /api/collection?limit=24``: some photos of the collection to pick from
 * ``GET /api/photo?path=...``: a collection photo (only paths the store holds)
+* ``POST /api/count`` (multipart field ``image``): every coin of a whole photo of a pile, the total
+  per currency and the annotated photo (a PNG data URL), as ``coinfeat count --json``
 
 Uploads over the size limit get 413, anything that is not a decodable image 415; the server
 keeps serving. Recognition runs in a worker thread, so a health check never waits behind it.
@@ -29,6 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image
 
+from coinfeat.count import Counter
 from coinfeat.embedder import Embedder
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.heads import load_head
@@ -39,7 +42,9 @@ from coinfeat.similar import Collection, calibrated_threshold, is_unknown
 from coinfeat.store import open_store
 from coinfeat.training import check_compatible
 
-DEFAULT_MAX_UPLOAD_MB = 10.0
+DEFAULT_MAX_UPLOAD_MB = 20.0
+"""Large enough for a 12 Mpx phone photo of a pile (1.5 to 4 MB as JPEG, more as PNG)."""
+WEB_PICTURE = 1200
 
 
 class Recogniser:
@@ -56,6 +61,7 @@ class Recogniser:
     ) -> None:
         self.store = open_store(features)
         self.head = load_head(head_dir)
+        self.head_dir = head_dir
         check_compatible(self.head, self.store)
         self.embedder = Embedder(self.head.meta["features"])
         self.collection = Collection(self.store, "train")
@@ -66,6 +72,23 @@ class Recogniser:
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now
         self._engine_lock = threading.Lock()  # requests run in worker threads; an interpreter is not shared
+        self._counter: Counter | None = None
+
+    def count(self, data: bytes) -> dict[str, Any]:
+        """Count the coins of an uploaded photo of a pile, with the same head and engine."""
+        if self._counter is None:
+            self._counter = Counter(self.head_dir, tta=self.tta, embedder=self.embedder)
+        with self._engine_lock:
+            result = self._counter.count(data, name="upload", draw=True)
+        if result.error:
+            raise DecodeError(result.error)
+        picture = result.picture
+        picture.thumbnail((WEB_PICTURE, WEB_PICTURE))
+        return {
+            **result.to_dict(),
+            "annotated": _png_data_url(picture),
+            "timing_ms": {"total": result.seconds * 1000},
+        }
 
     def recognise(self, data: bytes) -> dict[str, Any]:
         """Decode, embed, classify and look up neighbours for one uploaded photo."""
@@ -164,15 +187,23 @@ def create_app(recogniser: Recogniser, max_upload_mb: float = DEFAULT_MAX_UPLOAD
             "max_upload_mb": max_upload_mb,
         }
 
-    @app.post("/api/predict")
-    async def predict(image: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008
+    async def answer(image: UploadFile, work) -> dict[str, Any]:
+        """Read an upload within the size limit and run ``work`` on it in a worker thread."""
         data = await image.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(413, f"the photo is larger than {max_upload_mb:g} MB")
         try:
-            return await run_in_threadpool(recogniser.recognise, data)
+            return await run_in_threadpool(work, data)
         except DecodeError as exc:
             raise HTTPException(415, f"not a usable image: {exc}") from None
+
+    @app.post("/api/predict")
+    async def predict(image: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008
+        return await answer(image, recogniser.recognise)
+
+    @app.post("/api/count")
+    async def count(image: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008
+        return await answer(image, recogniser.count)
 
     @app.get("/api/similar")
     def similar(path: str = Query(...), k: int = Query(8, ge=1, le=100)) -> dict[str, Any]:

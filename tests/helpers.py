@@ -19,6 +19,9 @@ LITE0 = SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"
 EURO_GROUPS = r"^(.*)_[^_]+$"
 SMALL = 64  # image size for unit tests: every code path, a fraction of the compute
 
+PILES = SHARED / "data" / "euro-coins-photos"
+BACKGROUND = (236, 234, 228)
+needs_piles = pytest.mark.skipif(not PILES.is_dir(), reason="../shared/data/euro-coins-photos not present")
 needs_euro = pytest.mark.skipif(not EURO.is_dir(), reason="../shared/data/euro-coins not present")
 needs_lite0 = pytest.mark.skipif(not LITE0.is_file(), reason="../shared/weights Lite0 model not present")
 
@@ -49,6 +52,20 @@ def write_class_folders(root: Path, per_class: int = 6, colours=CLASS_COLOURS) -
         for i in range(per_class):
             coin_image(colour, seed=100 * k + i).save(root / label / f"{label}{i // 2}_{i % 2}.jpg")
     return root
+
+
+def pile(discs: list[tuple[float, float, float]], size=(1200, 900), seed: int = 0) -> Image.Image:
+    """A photo of coins on paper: textured discs (x, y, radius) with a darker rim."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", size, BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    for i, (x, y, r) in enumerate(discs):
+        colour = [(184, 115, 51), (212, 175, 55), (170, 170, 180)][i % 3]
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(c - 60 for c in colour))
+        draw.ellipse([x - r * 0.93, y - r * 0.93, x + r * 0.93, y + r * 0.93], fill=colour)
+        draw.text((x - r / 3, y - r / 3), str(i), fill=(40, 40, 40))
+    noise = rng.integers(-6, 6, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(img).astype(int) + noise, 0, 255).astype(np.uint8))
 
 
 def small_config(**overrides):

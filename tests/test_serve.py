@@ -11,7 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import EURO, EURO_GROUPS, LITE0, needs_euro, needs_lite0, small_config, write_class_folders
+from helpers import (
+    EURO,
+    EURO_GROUPS,
+    LITE0,
+    PILES,
+    needs_euro,
+    needs_lite0,
+    pile,
+    small_config,
+    write_class_folders,
+)
 from PIL import Image
 
 from coinfeat import ExtractConfig, extract_features
@@ -68,6 +78,29 @@ def test_health_page_and_predict(client):
     similar = api.get("/api/similar", params={"path": body["neighbours"][0]["path"], "k": 2}).json()
     assert len(similar["neighbours"]) == 2
     assert api.get("/api/photo", params={"path": body["neighbours"][0]["path"]}).status_code == 200
+
+
+def test_count_api_answers_like_the_cli_and_refuses_bad_uploads(client):
+    api, _ = client
+    photo = pile([(120, 120, 50), (260, 120, 45), (190, 240, 55)], size=(400, 320))
+    answer = api.post("/api/count", files={"image": ("pile.jpg", _jpeg(photo))})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(body["coins"]) == 3 and body["annotated"].startswith("data:image/png;base64,")
+    assert body["message"].startswith("3 coin(s)") and body["pretrained"] is False
+    assert {"classifier", "with_sizes"} <= set(body["coins"][0])
+    empty = api.post("/api/count", files={"image": ("e.jpg", _jpeg(Image.new("RGB", (300, 200), "white")))})
+    assert empty.status_code == 200 and empty.json()["message"] == "no coin found in this photo"
+    assert api.post("/api/count", files={"image": ("x.jpg", b"not an image")}).status_code == 415
+    big = Image.effect_noise((400, 400), 80).convert("RGB")
+    assert api.post("/api/count", files={"image": ("b.png", _png(big))}).status_code == 413
+    assert api.get("/api/health").json()["status"] == "ok"
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def test_bad_uploads_get_4xx_and_the_server_keeps_serving(client):
@@ -162,6 +195,16 @@ def test_page_end_to_end_in_headless_chromium(tmp_path):
         bad.write_text("hello")
         driver.find_element(By.ID, "file").send_keys(str(bad))
         wait.until(lambda d: "not a usable image" in d.find_element(By.ID, "error").text)
+        if PILES.is_dir():  # count the coins of a real 12 Mpx photo of a pile
+            driver.find_element(By.ID, "mode-count").click()
+            driver.find_element(By.ID, "file").send_keys(str(PILES / "train" / "train_1.jpg"))
+            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#coins tr.coin")))
+            rows = driver.find_elements(By.CSS_SELECTOR, "#coins tr.coin")
+            assert 28 <= len(rows) <= 30
+            assert "coin(s)" in driver.find_element(By.ID, "total").text
+            assert "EUR" in driver.find_element(By.ID, "total").text
+            assert driver.find_element(By.ID, "annotated").get_attribute("src").startswith("data:image/png")
+            driver.save_screenshot(str(tmp_path / "count.png"))
     finally:
         driver.quit()
         server.should_exit = True

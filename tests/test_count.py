@@ -1,0 +1,244 @@
+"""coinfeat count: finding coins, the size cue, face values, the annotated photo, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from helpers import (
+    BACKGROUND,
+    EURO,
+    EURO_GROUPS,
+    LITE0,
+    PILES,
+    needs_euro,
+    needs_lite0,
+    needs_piles,
+    pile,
+    small_config,
+    write_class_folders,
+)
+from PIL import Image
+
+from coinfeat.cli import main
+from coinfeat.count import Counter, count_coins, crop_coin
+from coinfeat.detect import Circle, find_coins
+from coinfeat.money import FaceValue, class_values, face_value, parse_denomination, totals
+from coinfeat.sizes import EURO_DIAMETERS_MM, class_diameters, estimate_scale, reweigh
+
+
+def detect(img: Image.Image):
+    return find_coins(np.asarray(img), 1.0)
+
+
+def test_discs_of_known_sizes_are_found_where_they_are():
+    discs = [(200, 200, 60), (450, 220, 75), (700, 260, 90), (300, 550, 68), (620, 600, 82), (950, 450, 70)]
+    found = detect(pile(discs)).coins
+    assert len(found) == len(discs)
+    for x, y, r in discs:
+        nearest = min(found, key=lambda c: np.hypot(c.x - x, c.y - y))
+        assert np.hypot(nearest.x - x, nearest.y - y) < 4 and abs(nearest.radius - r) / r < 0.05
+
+
+def test_touching_coins_stay_apart_and_border_cuts_are_dropped_with_a_reason():
+    touching = [(300, 300, 80), (460, 300, 80), (380, 438, 80)]
+    cut = (1170, 450, 80)
+    detection = detect(pile([*touching, (800, 300, 70), cut]))
+    assert len(detection.coins) == 4
+    assert all(np.hypot(c.x - cut[0], c.y - cut[1]) > 50 for c in detection.coins)
+    reasons = {d["reason"] for d in detection.dropped if abs(d["x"] - cut[0]) < 20}
+    assert "cut by the image border" in reasons
+
+
+def test_a_photo_without_coins_finds_none():
+    assert detect(pile([])).coins == []
+
+
+def test_radius_limits_follow_the_image_not_pixel_constants():
+    small = [(x * 0.25, y * 0.25, r * 0.25) for x, y, r in [(200, 200, 60), (450, 220, 75), (700, 260, 90)]]
+    big = [(x * 2, y * 2, r * 2) for x, y, r in [(200, 200, 60), (450, 220, 75), (700, 260, 90)]]
+    assert len(detect(pile(small, size=(300, 225))).coins) == 3
+    assert len(detect(pile(big, size=(2400, 1800))).coins) == 3
+
+
+def test_crop_is_square_with_the_margin_and_filled_outside_the_photo():
+    photo = pile([(100, 100, 50)])
+    crop = crop_coin(photo, Circle(100, 100, 50), margin=0.1)
+    assert crop.size == (120, 120)
+    corner = crop_coin(photo, Circle(20, 20, 50), margin=0.1)
+    assert corner.size == (120, 120) and corner.getpixel((2, 2)) != (0, 0, 0)
+    assert crop_coin(photo, Circle(100, 100, 50), 0.1, max_side=60).size == (60, 60)
+
+
+EURO_CLASSES = ["10c", "1c", "1e", "20c", "2c", "2e", "50c", "5c"]
+
+
+def _one_hot(labels: list[str], sure: float = 0.9) -> np.ndarray:
+    proba = np.full((len(labels), len(EURO_CLASSES)), (1 - sure) / (len(EURO_CLASSES) - 1))
+    for row, label in enumerate(labels):
+        proba[row, EURO_CLASSES.index(label)] = sure
+    return proba
+
+
+def test_scale_is_estimated_from_all_coins_despite_a_few_wrong_ones():
+    rng = np.random.default_rng(1)
+    truth = ["1c", "2c", "5c", "10c", "20c", "50c", "1e", "2e"] * 2
+    measured = np.array([EURO_DIAMETERS_MM[t] * 12.0 for t in truth]) * rng.normal(1, 0.01, len(truth))
+    believed = list(truth)
+    believed[0], believed[5], believed[9] = "2e", "1c", "50c"  # three coins the classifier gets wrong
+    diameters = class_diameters(EURO_CLASSES, {})
+    scale = estimate_scale(measured, _one_hot(believed), diameters)
+    assert scale == pytest.approx(12.0, rel=0.02)
+    assert estimate_scale(measured[:1], _one_hot(believed[:1]), diameters) is None
+
+
+def test_sizes_re_weigh_a_coin_between_two_look_alike_classes():
+    diameters = class_diameters(EURO_CLASSES, {})
+    proba = np.full((1, 8), 0.0)
+    proba[0, EURO_CLASSES.index("10c")], proba[0, EURO_CLASSES.index("20c")] = 0.55, 0.45
+    at_20c = np.array([EURO_DIAMETERS_MM["20c"] * 10.0])
+    weighed = reweigh(at_20c, proba, diameters, 10.0, spread=0.03)
+    assert EURO_CLASSES[int(weighed.argmax())] == "20c" and weighed.sum() == pytest.approx(1)
+    unknown_size = class_diameters(["10c", "mystery"], {})
+    assert np.isnan(unknown_size[1])
+    kept = reweigh(np.array([197.5]), np.array([[0.3, 0.7]]), unknown_size, 10.0, spread=0.03)
+    assert kept[0, 1] > 0.4  # no opinion about a class of unknown size
+
+
+@pytest.mark.parametrize(
+    "text, value, currency",
+    [
+        ("50c", 0.5, "EUR"),
+        ("2e", 2.0, "EUR"),
+        ("1 Cent", 0.01, "EUR"),
+        ("2 Euro", 2.0, "EUR"),
+        ("10 Kroner", 10.0, "krone"),
+        ("50 Euro Cent", 0.5, "EUR"),
+        ("€2", 2.0, "EUR"),
+    ],
+)
+def test_face_values_are_read_from_common_label_forms(text, value, currency):
+    assert parse_denomination(text) == FaceValue(value, currency)
+
+
+def test_display_names_give_the_currency_and_unknown_values_are_not_guessed():
+    assert face_value("7", "1 Cent,Australian dollar,australia") == FaceValue(0.01, "Australian dollar")
+    assert face_value("55", "1 Euro Cent,Euro,spain") == FaceValue(0.01, "EUR")
+    values = class_values(["a", "b"], {"a": "5 Kurus,Turkish lira,turkey", "b": "Queen's head"})
+    assert values == {"a": FaceValue(0.05, "Turkish lira"), "b": None}
+    assert totals([FaceValue(0.5, "EUR"), FaceValue(2, "EUR"), FaceValue(10, "krone")]) == {
+        "EUR": 2.5,
+        "krone": 10,
+    }
+    assert class_diameters(["x"], {"x": "20 Euro Cent"})[0] == EURO_DIAMETERS_MM["20c"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_head(tmp_path_factory):
+    """A random-weights head over euro labels, and a pile photo with a disc of each."""
+    root = tmp_path_factory.mktemp("count")
+    colours = {"10c": (212, 175, 55), "20c": (200, 160, 50), "2e": (170, 170, 180)}
+    data = write_class_folders(root / "d", per_class=6, colours=colours)
+    extract_features_quietly(data, root / "s")
+    from coinfeat.training import fit_head
+
+    fit_head(root / "s", "logreg", {}, root / "head")
+    scale = 6.0
+    discs = [
+        (200 + 260 * i, 300 + 120 * (i % 2), EURO_DIAMETERS_MM[c] * scale / 2) for i, c in enumerate(colours)
+    ]
+    pile(discs, size=(1000, 700)).save(root / "pile.jpg", quality=92)
+    return root
+
+
+def extract_features_quietly(data, out):
+    from coinfeat.extract import extract_features
+
+    extract_features(data, out, small_config())
+
+
+def test_count_end_to_end_writes_table_json_and_annotated_png(synthetic_head, tmp_path, capsys):
+    root = synthetic_head
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (800, 600), BACKGROUND).save(blank)
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    photos = [str(root / "pile.jpg"), str(blank), str(tmp_path / "notes.jpg")]
+    code = main(
+        [
+            "count",
+            *photos,
+            "--head",
+            str(root / "head"),
+            "--tta",
+            "none",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ]
+    )
+    assert code == 1  # one photo could not be read; the others still answered
+    pile_result, blank_result, broken = json.loads(capsys.readouterr().out)
+    assert len(pile_result["coins"]) == 3 and broken["error"] and not blank_result["coins"]
+    assert blank_result["message"] == "no coin found in this photo"
+    coin = pile_result["coins"][0]
+    assert {"classifier", "with_sizes", "diameter_px", "diameter_mm", "value", "currency"} <= set(coin)
+    assert pile_result["scale_px_per_mm"] == pytest.approx(6.0, rel=0.05)
+    assert set(pile_result["totals"]) == {"classifier", "with_sizes"}
+    counted = [c for c in pile_result["coins"] if not c["unknown"]]
+    assert pile_result["total"] == totals([FaceValue(c["value"], c["currency"]) for c in counted])
+    png = tmp_path / "out" / "pile_count.png"
+    assert pile_result["annotated"] == str(png)
+    with Image.open(png) as img:
+        x, y, r = coin["x"], coin["y"], coin["diameter_px"] / 2
+        rim = img.getpixel((round(x), round(y - r)))
+        assert rim in {(0, 170, 60), (230, 60, 0)}  # a green (counted) or orange (unknown) circle
+
+    main(
+        ["count", str(root / "pile.jpg"), "--head", str(root / "head"), "--tta", "none", "--threshold", "0.9"]
+    )
+    printed = capsys.readouterr().out
+    assert "pile.jpg: 3 coin(s)" in printed and "NOT PRETRAINED" in printed and "annotated" not in printed
+    [again] = count_coins([root / "pile.jpg"], root / "head", tta="none", threshold=0.9)
+    assert [c.unknown for c in again.coins] == [c.probability < 0.9 for c in again.coins]
+    known = [FaceValue(c.value, c.currency) for c in again.coins if not c.unknown]
+    assert again.total == totals(known)
+
+
+def test_user_mistakes_are_one_line_errors(synthetic_head, tmp_path, capsys):
+    root = synthetic_head
+    (tmp_path / "sizes.json").write_text('{"10c": "big"}')
+    for extra, message in (
+        (["--threshold", "1.5"], "--threshold"),
+        (["--margin", "-1"], "--margin"),
+        (["--sizes", str(tmp_path / "sizes.json")], "diameter in mm"),
+        (["--values", str(tmp_path / "missing.json")], "values file not found"),
+    ):
+        assert main(["count", str(root / "pile.jpg"), "--head", str(root / "head"), *extra]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+@needs_euro
+@needs_lite0
+@needs_piles
+def test_a_real_pile_photo_end_to_end(tmp_path):
+    """A Lite0 head fitted on part of euro-coins/test (never these coins) counts train_1.jpg."""
+    from coinfeat.extract import ExtractConfig, extract_features
+    from coinfeat.training import fit_head
+
+    for class_dir in sorted((EURO / "test").iterdir()):
+        (tmp_path / "d" / class_dir.name).mkdir(parents=True)
+        for photo in sorted(class_dir.glob("*.jpg"))[:100]:
+            shutil.copy(photo, tmp_path / "d" / class_dir.name / photo.name)
+    config = ExtractConfig(
+        backbone=str(LITE0), group_regex=EURO_GROUPS, split=(0.85, 0.15, 0), progress=False
+    )
+    extract_features(tmp_path / "d", tmp_path / "s", config)
+    fit_head(tmp_path / "s", "logreg", {}, tmp_path / "head")
+    [result] = count_coins([PILES / "train" / "train_1.jpg"], tmp_path / "head", out=tmp_path / "out")
+    assert abs(len(result.coins) - 29) <= 1  # 29 coins visible (28 were cropped for euro-coins)
+    assert result.answer == "sizes" and 12 < result.scale_px_per_mm < 20
+    assert set(result.total) == {"EUR"} and 5 < result.total["EUR"] < 15  # truth: 10.00 EUR
+    assert Counter(tmp_path / "head").crop_side == 150
