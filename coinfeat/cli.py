@@ -245,6 +245,11 @@ def _add_count(commands) -> None:
     p.add_argument("--head", required=True, help="head directory made by fit-head (or fine-tune)")
     p.add_argument("--sizes", metavar="FILE", help='JSON label -> diameter in mm, e.g. {"10 Kroner": 23.35}')
     p.add_argument(
+        "--no-sizes",
+        action="store_true",
+        help="use the classifier's answer only (a weak head can mislead the scale estimate)",
+    )
+    p.add_argument(
         "--values",
         metavar="FILE",
         help='JSON label -> {"value": 0.5, "currency": "EUR"} (a bare number means euro); '
@@ -752,7 +757,7 @@ def _run_count(args: argparse.Namespace) -> int:
     results = count_coins(
         photos,
         args.head,
-        args.sizes,
+        False if args.no_sizes else args.sizes,
         args.values,
         args.threshold,
         args.tta,
@@ -946,6 +951,7 @@ def _run_demo(args: argparse.Namespace) -> int:
                     "predictions": [p.to_dict() for p in result.predictions],
                     "report": str(result.report),
                     "finetuned": result.finetuned.to_dict() if result.finetuned else None,
+                    "count": result.counted.to_dict() if result.counted else None,
                 }
             )
         )
@@ -971,6 +977,11 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"fine-tuned above {tuned.cut} ({tuned.epochs_run} epochs, {tuned.views} views): val balanced "
             f"accuracy {tuned.val_balanced_accuracy:.3f}; backbone {tuned.backbone}, head {tuned.head_dir}"
         )
+    if result.counted:
+        print(
+            f"counted {Path(result.counted.path).name} (truth: 29 coins, 10.10 EUR): {result.counted.message}"
+        )
+        print(f"  annotated photo: {result.counted.annotated}")
     print(f"demo finished: outputs in {result.out}")
     return 0
 

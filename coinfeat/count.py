@@ -112,7 +112,7 @@ class Counter:
     def __init__(
         self,
         head_dir: str | Path,
-        sizes: str | Path | dict[str, float] | None = None,
+        sizes: str | Path | dict[str, float] | bool | None = None,
         values: str | Path | dict[str, FaceValue] | None = None,
         threshold: float | None = None,
         tta: str = DEFAULT_TTA,
@@ -128,9 +128,11 @@ class Counter:
         self.embedder = embedder or Embedder(self.head.meta["features"], engine)
         self.names = self.head.meta.get("label_names", {})
         classes = [str(c) for c in self.head.classes_]
-        size_table = load_sizes(sizes) if isinstance(sizes, (str, Path)) else sizes
+        size_table = load_sizes(sizes) if isinstance(sizes, (str, Path)) else sizes or None
         value_table = load_values(values) if isinstance(values, (str, Path)) else values
         self.diameters = class_diameters(classes, self.names, size_table)
+        if sizes is False:  # the classifier's answer only
+            self.diameters[:] = np.nan
         self.values = class_values(classes, self.names, value_table)
         self.threshold = (
             threshold if threshold is not None else self.head.meta.get("unknown_threshold", DEFAULT_THRESHOLD)
@@ -171,11 +173,11 @@ class Counter:
         result.dropped = detection.dropped
         if detection.coins:
             self._identify(full, detection, result)
-        if out is not None or draw:
-            result.picture = annotated(full, result)
+        picture = annotated(full, result) if out is not None or draw else None
         if out is not None:
             result.annotated = str(out / f"{Path(label).stem}_count.png")
-            result.picture.save(result.annotated)
+            picture.save(result.annotated)
+        result.picture = picture if draw else None
         result.seconds = round(time.perf_counter() - started, 3)
         return result
 
@@ -270,7 +272,7 @@ def _edge_colour(img: Image.Image) -> tuple[int, int, int]:
 def count_coins(
     photos: list[str | Path],
     head: str | Path,
-    sizes: str | Path | dict[str, float] | None = None,
+    sizes: str | Path | dict[str, float] | bool | None = None,
     values: str | Path | dict[str, FaceValue] | None = None,
     threshold: float | None = None,
     tta: str = DEFAULT_TTA,
@@ -280,7 +282,8 @@ def count_coins(
     progress: bool = False,
 ) -> list[PhotoCount]:
     """Count the coins and the money in each photo with the head at ``head``; with ``out``, an
-    annotated PNG per photo is written there."""
+    annotated PNG per photo is written there. ``sizes``: a JSON file or dict of diameters (mm) by
+    label, None for the built-in euro table, False to use the classifier's answer only."""
     if not photos:
         raise CoinfeatError("no photo given: coinfeat count PHOTO... --head HEAD")
     counter = Counter(head, sizes, values, threshold, tta, margin, engine)

@@ -1,5 +1,5 @@
-"""``coinfeat demo``: every stage (extract, fit-head, predict, compare, similar, a short fine-tune) on
-the sample of real coin photos shipped inside the package. Offline it says loudly that the ImageNet
+"""``coinfeat demo``: every stage (extract, fit-head, predict, compare, similar, a short fine-tune,
+count) on the sample of real coin photos shipped inside the package. Offline it says loudly that the ImageNet
 weights are unavailable and carries on with random weights, so the whole pipeline still runs end
 to end."""
 
@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from coinfeat.compare import CompareConfig, compare_heads
+from coinfeat.count import PhotoCount, count_coins
 from coinfeat.errors import WeightsUnavailable
 from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features
 from coinfeat.finetune import FinetuneConfig, FinetuneResult, finetune
@@ -23,6 +24,7 @@ from coinfeat.store import open_store
 from coinfeat.training import FitResult, fit_head
 
 SAMPLE_NAME = "euro-coins-sample"
+PILE_NAME = "euro-coins-pile"
 SAMPLE_GROUP_REGEX = r"^(.*)_[^_]+$"
 DEFAULT_DEMO_DIR = Path("artifacts") / "demo"
 
@@ -48,11 +50,12 @@ class DemoResult:
     similar: SimilarResult | None = None
     sheet: Path | None = None
     finetuned: FinetuneResult | None = None
+    counted: PhotoCount | None = None
 
 
-def sample_dir() -> Path:
-    """The bundled sample of the euro-coins set (MIT licence, LICENSE beside it)."""
-    return Path(str(resources.files("coinfeat") / "sample" / SAMPLE_NAME))
+def sample_dir(name: str = SAMPLE_NAME) -> Path:
+    """A bundled sample (MIT licence, LICENSE beside it): the euro-coins crops, or a pile photo."""
+    return Path(str(resources.files("coinfeat") / "sample" / name))
 
 
 def run_demo(
@@ -63,9 +66,9 @@ def run_demo(
     ray: bool = False,
 ) -> DemoResult:
     """Extract features for the bundled sample, fit every head, predict a few test photos, write
-    the head-comparison report, show the coins most similar to one test photo, and fine-tune the
-    top blocks briefly (2 epochs, 2 views). With ``ray`` the extraction runs on a local Ray
-    instance into a sharded store."""
+    the head-comparison report, show the coins most similar to one test photo, fine-tune the top
+    blocks briefly (2 epochs, 2 views) and count the coins of a bundled pile photo. With ``ray``
+    the extraction runs on a local Ray instance into a sharded store."""
     out = Path(out)
     config = ExtractConfig(weights=weights, group_regex=SAMPLE_GROUP_REGEX, progress=progress)
     try:
@@ -97,7 +100,10 @@ def run_demo(
         out / "finetuned",
         FinetuneConfig(views=2, epochs=2, progress=progress, embed_out=f"{summary.store}-finetuned"),
     )
-    return DemoResult(summary, summary.pretrained, out, heads, predictions, report, similar, sheet, tuned)
+    [counted] = count_coins(sorted(sample_dir(PILE_NAME).glob("*.jpg")), best.head_dir, out=out / "count")
+    return DemoResult(
+        summary, summary.pretrained, out, heads, predictions, report, similar, sheet, tuned, counted
+    )
 
 
 def _extract(out: Path, config: ExtractConfig, ray: bool) -> ExtractSummary:

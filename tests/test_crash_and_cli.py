@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,8 @@ def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
     assert len(output["predictions"]) == 8 and all(p["labels"] for p in output["predictions"])
     assert output["report"].endswith("report.html") and (tmp_path / output["report"]).is_file()
     assert not (tmp_path / "demo" / "report" / "heads").exists(), "compare reuses the heads the demo fitted"
+    counted = output["count"]
+    assert abs(len(counted["coins"]) - 29) <= 1 and Path(counted["annotated"]).is_file()
 
 
 def test_param_takes_several_key_values_as_the_readme_writes_them():
