@@ -11,7 +11,6 @@ An optional ``cat_to_name.json`` maps class folder names to display names.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import pandas as pd
 
 from coinfeat.errors import CoinfeatError
 from coinfeat.images import IMAGE_EXTENSIONS, is_image_path
+from coinfeat.runtime import read_json_object
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -81,16 +81,7 @@ def discover(data: str | Path, label_names: str | Path | None = None) -> Dataset
 
 def load_label_names(path: str | Path) -> dict[str, str]:
     """Read a ``{"class folder": "display name"}`` JSON file."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CoinfeatError(f"label-names file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CoinfeatError(f"label-names file {path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise CoinfeatError(f"label-names file {path} must hold one JSON object of class -> name")
-    return {str(k): str(v) for k, v in raw.items()}
+    return {str(k): str(v) for k, v in read_json_object(path, "label-names").items()}
 
 
 def display_label(label: str, names: dict[str, str], with_id: bool = True) -> str:

@@ -9,12 +9,12 @@ read are listed by the caller, never guessed.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from coinfeat.errors import CoinfeatError
+from coinfeat.runtime import read_json_object
 
 EUR = "EUR"
 
@@ -86,16 +86,8 @@ def face_value(label: str, name: str | None = None) -> FaceValue | None:
 
 def load_values(path: str | Path) -> dict[str, FaceValue]:
     """A ``{"label": {"value": 0.5, "currency": "EUR"}}`` JSON file (a bare number means euro)."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CoinfeatError(f"values file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CoinfeatError(f"values file {path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise CoinfeatError(f"values file {path} must hold one JSON object of label -> value")
     values = {}
-    for label, entry in raw.items():
+    for label, entry in read_json_object(path, "values").items():
         if isinstance(entry, (int, float)):
             entry = {"value": entry, "currency": EUR}
         if not isinstance(entry, dict) or not isinstance(entry.get("value"), (int, float)):

@@ -1,4 +1,4 @@
-"""Process-wide plumbing: the user cache directory and a quiet TensorFlow import.
+"""Process-wide plumbing: the user cache directory, a quiet TensorFlow import, user JSON files.
 
 TensorFlow is imported lazily, only by the stages that run a network, so that
 commands which only read cached vectors start in a fraction of a second.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import sys
@@ -83,3 +84,19 @@ def quiet_native_output() -> Iterator[None]:
         os.dup2(saved[1], 2)
         for fd in [*saved, devnull]:
             os.close(fd)
+
+
+def read_json_object(path: str | Path, what: str) -> dict:
+    """A JSON object from a file the user named (``what``: "sizes", "values", ...); every way it
+    can be wrong is one clear :class:`CoinfeatError`."""
+    from coinfeat.errors import CoinfeatError
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CoinfeatError(f"{what} file not found: {path}") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CoinfeatError(f"{what} file {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CoinfeatError(f"{what} file {path} must hold one JSON object")
+    return raw

@@ -11,12 +11,12 @@ is where the size cue pays.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from coinfeat.errors import CoinfeatError
+from coinfeat.runtime import read_json_object
 
 EURO_DIAMETERS_MM = {
     "1c": 16.25,
@@ -43,13 +43,8 @@ MIN_SIZED_COINS = 2
 
 def load_sizes(path: str | Path) -> dict[str, float]:
     """A ``{"label or display name": diameter_mm}`` JSON file."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CoinfeatError(f"sizes file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CoinfeatError(f"sizes file {path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in raw.values()):
+    raw = read_json_object(path, "sizes")
+    if not all(isinstance(v, (int, float)) and v > 0 for v in raw.values()):
         raise CoinfeatError(f"sizes file {path} must hold one JSON object of label -> diameter in mm (> 0)")
     return {str(k): float(v) for k, v in raw.items()}
 
