@@ -226,7 +226,7 @@ def _add_predict(commands) -> None:
 
 
 def _add_count(commands) -> None:
-    from coinfeat.count import DEFAULT_THRESHOLD, MARGIN
+    from coinfeat.count import CROP_MODES, DEFAULT_THRESHOLD, MARGIN
     from coinfeat.embedder import TTA_MODES
     from coinfeat.engines import ENGINES
     from coinfeat.predict import DEFAULT_TTA
@@ -269,11 +269,17 @@ def _add_count(commands) -> None:
         help="test-time rotations as predict (default rotations)",
     )
     p.add_argument(
+        "--crop",
+        choices=CROP_MODES,
+        default="auto",
+        help="how coins are cropped: as the head's training photos frame them (auto, measured by fit-head), "
+        "each coin filling its crop (coin), or one physical size for all (fixed; two passes)",
+    )
+    p.add_argument(
         "--margin",
         type=float,
-        default=MARGIN,
-        help=f"crop margin on each side, as a share of the coin's diameter (default {MARGIN}: the shared "
-        "euro-coins crops are 1.2 x the diameter)",
+        help="crop margin on each side, as a share of the coin's diameter (default: measured on the head's "
+        f"training photos, else {MARGIN})",
     )
     p.add_argument("--out", metavar="DIR", help="write an annotated PNG per photo here")
     p.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine (default auto)")
@@ -765,6 +771,7 @@ def _run_count(args: argparse.Namespace) -> int:
         args.margin,
         args.engine,
         progress=not (args.quiet or args.json),
+        crop=args.crop,
     )
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
@@ -795,7 +802,10 @@ def _print_count(result) -> None:
         )
     if result.coins:
         scale = f"{result.scale_px_per_mm:.2f} px/mm" if result.scale_px_per_mm else "not estimated"
-        print(f"  total: {format_total(result.total)}   (scale {scale}; answer from {result.answer})")
+        print(
+            f"  total: {format_total(result.total)}   (scale {scale}; answer from {result.answer}; "
+            f"{result.crops} crops)"
+        )
         if "with_sizes" in result.totals:
             print(f"  classifier alone would say: {format_total(result.totals['classifier'])}")
     if result.unpriced:

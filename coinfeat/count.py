@@ -7,12 +7,20 @@ estimate the photo's scale from all coins and re-weigh each coin's classes by it
 (:mod:`coinfeat.sizes`); read face values (:mod:`coinfeat.money`) and total them per currency.
 A coin whose best probability is below the threshold is *unknown* and not counted in the total.
 
-Crop convention: a crop's side is the coin's diameter times ``1 + 2 * margin``. The shared
-euro-coins crops measure 1.21 times the coin's diameter (median over 130 crops, circles fitted
-with the same detector), hence ``MARGIN = 0.1``. A crop is also brought down to the typical
-size of the head's training photos (``photo_side_px``, recorded by ``fit-head``) when it is
-larger: a 300-pixel coin from a 12 Mpx photo then looks like the 150-pixel crops the head
-learned from (measured: +0.03 mean class match on the shared pile photos).
+Crops are cut the way the head's training photos frame their coins, which ``fit-head`` measures
+on a sample of them (:class:`CropConvention`): their typical pixel size, and per class the crop
+side over the coin's diameter. Two conventions are told apart:
+
+* **coin**: every coin fills its crop alike (a crop is the diameter times ``1 + 2 * margin``);
+* **fixed**: every crop shows the same physical area, so small coins look small. The shared
+  euro-coins crops are cut so (about 26 mm square: a 1c fills 62% of its crop, a 2e 93%), and a
+  head trained on them reads the fill as a size cue. Counting then runs in two passes: coin
+  crops (no TTA) give a first identification and the photo's scale, then crops of the head's
+  physical size are identified (with TTA). Measured on the shared pile photos: +0.10 class match
+  for the classifier alone.
+
+A crop larger than the head's training photos is brought down to their size, so a 300-pixel coin
+from a 12 Mpx photo looks like the 150-pixel crops the head learned from.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from coinfeat.detect import WORK_SIZE, Circle, Detection, find_coins
+from coinfeat.detect import WORK_SIZE, Circle, Detection, central_coin, find_coins
 from coinfeat.embedder import Embedder
 from coinfeat.errors import CoinfeatError, DecodeError
 from coinfeat.heads import load_head
@@ -36,6 +44,8 @@ from coinfeat.predict import DEFAULT_TTA
 from coinfeat.sizes import class_diameters, estimate_scale, load_sizes, reweigh
 
 MARGIN = 0.1
+"""Crop margin on each side, as a share of the diameter, when the head's crops were not measured."""
+CROP_MODES = ("auto", "coin", "fixed")
 DEFAULT_THRESHOLD = 0.3
 """Below this best probability a coin is "unknown" (a head may carry its own ``unknown_threshold``)."""
 ANNOTATED_SIZE = 1600
@@ -74,6 +84,8 @@ class PhotoCount:
     scale_px_per_mm: float | None = None
     answer: str = "classifier"
     """"sizes" when the scale was estimated and the size-aware answer is used."""
+    crops: str = "coin"
+    """How the coins were cropped for the answer: "coin", or "fixed N mm" (see the module doc)."""
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
     """Both answers' totals: {"classifier": {...}, "with_sizes": {...}}."""
     dropped: list[dict[str, Any]] = field(default_factory=list)
@@ -105,6 +117,57 @@ class PhotoCount:
         return {**data, "message": self.message}
 
 
+@dataclass
+class CropConvention:
+    """How a head's training photos frame their coins (see the module docstring)."""
+
+    photo_side_px: int | None = None
+    ratio: dict[str, float] = field(default_factory=dict)
+    """Per class, the median crop side over coin diameter."""
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> CropConvention:
+        record = meta.get("crops") or {}
+        return cls(record.get("photo_side_px"), dict(record.get("ratio") or {}))
+
+    def margin(self) -> float:
+        """The margin on each side of a coin in a typical training photo (``MARGIN`` if unknown)."""
+        return (float(np.median(list(self.ratio.values()))) - 1) / 2 if self.ratio else MARGIN
+
+    def fixed_side_mm(self, classes: list[str], diameters: np.ndarray) -> float | None:
+        """The physical side of the training crops when they were cut at one size for all coins
+        (the side in mm varies less across classes than the fill does); None otherwise."""
+        pairs = [
+            (self.ratio[c], d) for c, d in zip(classes, diameters) if c in self.ratio and not np.isnan(d)
+        ]
+        if len(pairs) < 3:
+            return None
+        ratio = np.array([r for r, _ in pairs])
+        side_mm = ratio * np.array([d for _, d in pairs])
+        spread = lambda a: float(np.std(a) / np.mean(a))  # noqa: E731
+        return float(np.median(side_mm)) if spread(side_mm) < spread(ratio) else None
+
+
+def measure_crops(paths: list[Path], labels: list[str]) -> dict[str, Any]:
+    """The :class:`CropConvention` record of a sample of training photos: their median short side
+    and, per label, the median crop side over the diameter of the coin each is centred on."""
+    sides, ratios = [], {}
+    for path, label in zip(paths, labels):
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+            small = decode(read_bytes(path), draft_size=256)
+        except (OSError, DecodeError):
+            continue
+        coin = central_coin(np.asarray(small))
+        if coin is not None:
+            ratios.setdefault(str(label), []).append(min(small.size) / coin.diameter)
+    return {
+        "photo_side_px": int(np.median(sides)) if sides else None,
+        "ratio": {label: round(float(np.median(r)), 3) for label, r in sorted(ratios.items())},
+    }
+
+
 class Counter:
     """A loaded head and its extractor, with each class's diameter and face value, ready to
     count the coins of many photos."""
@@ -116,14 +179,17 @@ class Counter:
         values: str | Path | dict[str, FaceValue] | None = None,
         threshold: float | None = None,
         tta: str = DEFAULT_TTA,
-        margin: float = MARGIN,
+        margin: float | None = None,
         engine: str = "auto",
         embedder: Embedder | None = None,
+        crop: str = "auto",
     ) -> None:
-        if margin < 0 or margin > 1:
+        if margin is not None and not 0 <= margin <= 1:
             raise CoinfeatError(
                 f"--margin {margin}: a share of the coin's diameter between 0 and 1, e.g. 0.1"
             )
+        if crop not in CROP_MODES:
+            raise CoinfeatError(f"--crop {crop!r}: choose from {', '.join(CROP_MODES)}")
         self.head = load_head(head_dir)
         self.embedder = embedder or Embedder(self.head.meta["features"], engine)
         self.names = self.head.meta.get("label_names", {})
@@ -139,9 +205,20 @@ class Counter:
         )
         if not 0 <= self.threshold < 1:
             raise CoinfeatError(f"--threshold {self.threshold}: a probability in [0, 1), e.g. 0.3")
-        self.tta, self.margin = tta, margin
-        self.crop_side = self.head.meta.get("photo_side_px")
+        convention = CropConvention.of(self.head.meta)
+        self.tta, self.margin = tta, margin if margin is not None else convention.margin()
+        self.crop_side = convention.photo_side_px
+        self.side_mm = self._fixed_side(crop, convention, classes)
         self.pretrained = bool(self.head.meta.get("features", {}).get("pretrained", False))
+
+    def _fixed_side(self, crop: str, convention: CropConvention, classes: list[str]) -> float | None:
+        """The physical crop side (mm) for the second pass, or None for coin crops only."""
+        if crop == "coin" or np.isnan(self.diameters).all():
+            return None
+        measured = convention.fixed_side_mm(classes, self.diameters)
+        if crop == "fixed" and measured is None:
+            return float(np.nanmax(self.diameters)) * (1 + 2 * self.margin)
+        return measured
 
     @property
     def unsized(self) -> list[str]:
@@ -182,14 +259,15 @@ class Counter:
         return result
 
     def _identify(self, full: Image.Image, detection: Detection, result: PhotoCount) -> None:
-        spec = self.embedder.spec
-        crops = [crop_coin(full, circle, self.margin, self.crop_side) for circle in detection.coins]
-        batch = np.stack(
-            [to_model_input(fit_square(c, spec.image_size, self.embedder.resize)) for c in crops]
-        )
-        proba = self.head.predict_proba(self.embedder.embed_images(batch, self.tta))
         measured = np.asarray([c.diameter for c in detection.coins])
+        proba = self._classify(full, detection.coins, self.margin, "none" if self.side_mm else self.tta)
         px_per_mm = estimate_scale(measured, proba, self.diameters)
+        if self.side_mm and px_per_mm:
+            side = self.side_mm * px_per_mm
+            circles = [Circle(c.x, c.y, side / 2) for c in detection.coins]
+            proba = self._classify(full, circles, 0.0, self.tta)
+            px_per_mm = estimate_scale(measured, proba, self.diameters)
+            result.crops = f"fixed {self.side_mm:.1f} mm"
         sized = reweigh(measured, proba, self.diameters, px_per_mm) if px_per_mm else None
         result.scale_px_per_mm = round(px_per_mm, 4) if px_per_mm else None
         result.answer = "sizes" if sized is not None else "classifier"
@@ -200,6 +278,13 @@ class Counter:
         if sized is not None:
             result.totals["with_sizes"] = self._total(sized)[0]
         result.total, result.unpriced = self._total(final)
+
+    def _classify(self, full: Image.Image, circles: list[Circle], margin: float, tta: str) -> np.ndarray:
+        """Class probabilities of the coins in ``circles``, cropped with ``margin``, in one batch."""
+        size, resize = self.embedder.spec.image_size, self.embedder.resize
+        crops = [crop_coin(full, circle, margin, self.crop_side) for circle in circles]
+        batch = np.stack([to_model_input(fit_square(c, size, resize)) for c in crops])
+        return self.head.predict_proba(self.embedder.embed_images(batch, tta))
 
     def _coin(
         self,
@@ -277,16 +362,17 @@ def count_coins(
     threshold: float | None = None,
     tta: str = DEFAULT_TTA,
     out: str | Path | None = None,
-    margin: float = MARGIN,
+    margin: float | None = None,
     engine: str = "auto",
     progress: bool = False,
+    crop: str = "auto",
 ) -> list[PhotoCount]:
     """Count the coins and the money in each photo with the head at ``head``; with ``out``, an
     annotated PNG per photo is written there. ``sizes``: a JSON file or dict of diameters (mm) by
     label, None for the built-in euro table, False to use the classifier's answer only."""
     if not photos:
         raise CoinfeatError("no photo given: coinfeat count PHOTO... --head HEAD")
-    counter = Counter(head, sizes, values, threshold, tta, margin, engine)
+    counter = Counter(head, sizes, values, threshold, tta, margin, engine, crop=crop)
     folder = Path(out) if out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)

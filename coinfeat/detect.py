@@ -129,6 +129,21 @@ def _fit_circle(points: np.ndarray) -> np.ndarray:
     return np.array([cx, cy, np.sqrt(max(c + cx**2 + cy**2, 0.0))])
 
 
+def central_coin(image: np.ndarray) -> Circle | None:
+    """The coin a crop is centred on (RGB uint8 array): the circle nearest the middle whose radius
+    is 20% to 55% of the crop's short side; None when there is none."""
+    import cv2
+
+    grey = cv2.medianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 3)
+    side = min(grey.shape)
+    found = _hough(grey, side * 0.2, side * 0.55)
+    if len(found) == 0:
+        return None
+    middle = np.array(grey.shape[::-1]) / 2
+    x, y, r = refine(grey, min(found, key=lambda c: np.hypot(*(c[:2] - middle))))
+    return Circle(float(x), float(y), float(r))
+
+
 def _hough(grey: np.ndarray, min_radius: float, max_radius: float) -> np.ndarray:
     """(x, y, r) rows from OpenCV's gradient Hough transform (the accurate "ALT" variant)."""
     import cv2

@@ -68,7 +68,7 @@ from coinfeat.store import (
     read_manifest,
     store_lock,
 )
-from coinfeat.training import typical_photo_side
+from coinfeat.training import crop_record
 
 DEFAULT_FINETUNED_DIR = Path("artifacts") / "finetuned"
 ACTIVATIONS = "activations"
@@ -627,7 +627,7 @@ def _save_head(
     head.meta = {
         "features": {**extractor_record(manifest), "dataset": store.manifest["dataset"]["name"]},
         "label_names": store.manifest["dataset"].get("label_names", {}),
-        "photo_side_px": typical_photo_side(store),
+        "crops": crop_record(store),
         "finetune": {k: record[k] for k in ("summary", "cut", "views", "epochs_run", "best_epoch", "val")},
         "training": {"epochs_run": record["epochs_run"], "best_epoch": record["best_epoch"]},
         "val_accuracy": record["val"]["accuracy"],

@@ -135,28 +135,24 @@ def provenance(store: Store, use_augmented: bool = False) -> dict[str, Any]:
             "use_augmented": use_augmented,
         },
         "label_names": store.manifest["dataset"].get("label_names", {}),
-        "photo_side_px": typical_photo_side(store),
+        "crops": crop_record(store),
         "coinfeat_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def typical_photo_side(store: Store, sample: int = 100) -> int | None:
-    """Median short side, in pixels, of a sample of the store's train photos (headers only): how
-    big the coins the head learned from were, so that ``count`` can cut its crops alike."""
-    from PIL import Image
+def crop_record(store: Store, per_class: int = 12, most: int = 400) -> dict[str, Any]:
+    """How the store's train photos frame their coins, from a sample (headers and a circle fit):
+    ``photo_side_px``, the median short side, and ``crop_ratio``, per class the median crop side
+    over coin diameter. ``count`` cuts its crops from whole photos the same way."""
+    from coinfeat.count import measure_crops
 
     items = store.items[store.items["status"].eq(OK) & store.items["view"].eq(0)]
     items = items[items["split"].eq("train")] if items["split"].eq("train").any() else items
+    take = max(2, min(per_class, most // max(1, items["label"].nunique())))
+    sample = items.groupby("label").head(take)
     root = Path(store.manifest["dataset"]["root"])
-    sides = []
-    for path in items["path"].iloc[:: max(1, len(items) // sample)][:sample]:
-        try:
-            with Image.open(root / path) as img:
-                sides.append(min(img.size))
-        except OSError:
-            continue
-    return int(np.median(sides)) if sides else None
+    return measure_crops([root / p for p in sample["path"]], sample["label"].tolist())
 
 
 def check_compatible(head: Head, store: Store) -> None:

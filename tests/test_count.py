@@ -20,7 +20,7 @@ from helpers import (
     small_config,
     write_class_folders,
 )
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from coinfeat.cli import main
 from coinfeat.count import Counter, count_coins, crop_coin
@@ -247,3 +247,30 @@ def test_a_real_pile_photo_end_to_end(tmp_path):
     assert result.answer == "sizes" and 12 < result.scale_px_per_mm < 20
     assert set(result.total) == {"EUR"} and 5 < result.total["EUR"] < 15  # truth: 10.00 EUR
     assert Counter(tmp_path / "head").crop_side == 150
+
+
+def test_crop_convention_tells_fixed_size_crops_from_coin_filling_ones(tmp_path):
+    from coinfeat.count import CropConvention, measure_crops
+
+    classes = ["1c", "10c", "20c", "2e"]
+    diameters = class_diameters(classes, {})
+    fixed = CropConvention(150, {c: 26.0 / d for c, d in zip(classes, diameters)})  # one physical size
+    filling = CropConvention(150, {c: 1.2 for c in classes})  # every coin fills its crop alike
+    assert fixed.fixed_side_mm(classes, diameters) == pytest.approx(26.0)
+    assert filling.fixed_side_mm(classes, diameters) is None and filling.margin() == pytest.approx(0.1)
+    assert CropConvention().margin() == 0.1
+
+    paths = []
+    for label, ratio in (("small", 1.6), ("big", 1.1)):
+        path, side, r = tmp_path / f"{label}.jpg", 150, 150 / ratio / 2
+        img = Image.new("RGB", (side, side), BACKGROUND)
+        ImageDraw.Draw(img).ellipse(
+            [side / 2 - r, side / 2 - r, side / 2 + r, side / 2 + r], fill=(180, 120, 60)
+        )
+        img.save(path, quality=95)
+        paths.append(path)
+    record = measure_crops(paths, ["small", "big"])
+    assert record["photo_side_px"] == 150
+    assert record["ratio"]["small"] == pytest.approx(1.6, rel=0.03) and record["ratio"][
+        "big"
+    ] == pytest.approx(1.1, rel=0.03)
