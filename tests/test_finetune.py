@@ -19,6 +19,7 @@ from helpers import (
     LITE0,
     needs_euro,
     needs_lite0,
+    pile,
     run_exported,
     small_config,
     write_class_folders,
@@ -115,6 +116,18 @@ def test_a_fine_tuned_head_exports_like_any_head(tuned):
     classes = json.loads((root / "tuned.keras.labels.json").read_text())["classes"]
     predicted = [p.labels[0] for p in predict_images(photos, result.head_dir, top_k=1, tta="none")]
     assert [classes[i] for i in answer["argmax"]] == predicted and not answer["coinfeat_loaded"]
+
+
+def test_a_fine_tuned_head_counts_coins_like_any_head(tuned):
+    from coinfeat.count import count_coins
+
+    root, _, result = tuned
+    assert set(load_head(result.head_dir).meta["crops"]) == {"photo_side_px", "ratio"}
+    pile([(150, 150, 60), (330, 160, 70), (240, 320, 65)], size=(480, 420)).save(root / "pile.jpg")
+    [counted] = count_coins([root / "pile.jpg"], result.head_dir, tta="none", out=root / "counted")
+    assert len(counted.coins) == 3 and counted.error is None
+    assert (root / "counted" / "pile_count.png").is_file()
+    assert not counted.pretrained
 
 
 def test_second_run_reuses_the_whole_cache_and_more_views_add_only_views(tuned):
