@@ -3,9 +3,10 @@
 A frozen backbone embeds every photo once into a store (:func:`extract_features`); cheap heads
 are trained on the cached vectors (:func:`fit_head`), used (:func:`predict_images`), compared
 (:func:`compare_heads` + :func:`write_report`), the collection is searched (:func:`find_similar`),
-the backbone's top blocks are fine-tuned (:func:`fine_tune`) and a head becomes one model file
-(:func:`export_head`). Every entry point is imported on first use, so ``import coinfeat.store``
-loads no image or network code.
+the backbone's top blocks are fine-tuned (:func:`fine_tune`), a head becomes one model file
+(:func:`export_head`) and the coins and money of a whole photo are counted (:func:`count_coins`).
+Every entry point is imported on first use, so ``import coinfeat.store`` loads no image or
+network code.
 """
 
 from importlib import import_module
@@ -32,6 +33,7 @@ _LAZY = {
     "fine_tune": "coinfeat.finetune:finetune",  # not "finetune": that name is the submodule's
     "FinetuneConfig": "coinfeat.finetune",
     "export_head": "coinfeat.export",
+    "count_coins": "coinfeat.count",
     "make_head": "coinfeat.heads",
     "load_head": "coinfeat.heads",
 }

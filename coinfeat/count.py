@@ -220,11 +220,6 @@ class Counter:
             return float(np.nanmax(self.diameters)) * (1 + 2 * self.margin)
         return measured
 
-    @property
-    def unsized(self) -> list[str]:
-        """Classes without a known diameter (the size cue says nothing about them)."""
-        return [str(c) for c, d in zip(self.head.classes_, self.diameters) if np.isnan(d)]
-
     def count(
         self, source: str | Path | bytes, name: str | None = None, out: Path | None = None, draw: bool = False
     ) -> PhotoCount:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import small_config
+from helpers import pile, small_config
 
 import coinfeat
 
@@ -28,3 +28,6 @@ def test_readme_python_example(folders_dataset, tmp_path):
     assert tuned.epochs_run == 1 and (tmp_path / "tuned" / "backbone.keras").is_file()
     exported = coinfeat.export_head(result.head_dir, tmp_path / "coins.keras")
     assert exported.classes == 3
+    pile([(120, 120, 50), (260, 130, 55)], size=(400, 300)).save(tmp_path / "pile.jpg")
+    [counted] = coinfeat.count_coins([tmp_path / "pile.jpg"], result.head_dir, tta="none")
+    assert len(counted.coins) == 2
