@@ -988,9 +988,9 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"accuracy {tuned.val_balanced_accuracy:.3f}; backbone {tuned.backbone}, head {tuned.head_dir}"
         )
     if result.counted:
-        print(
-            f"counted {Path(result.counted.path).name} (truth: 29 coins, 10.10 EUR): {result.counted.message}"
-        )
+        counted = result.counted
+        flag = "" if counted.pretrained else " (NOT PRETRAINED: labels and total are meaningless)"
+        print(f"counted {Path(counted.path).name} (truth: 29 coins, 10.10 EUR): {counted.message}{flag}")
         print(f"  annotated photo: {result.counted.annotated}")
     print(f"demo finished: outputs in {result.out}")
     return 0
