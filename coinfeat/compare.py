@@ -151,10 +151,11 @@ def compare_heads(
     results = []
     names = store.manifest["dataset"].get("label_names", {})
     X_val, val = data["val"]
+    record = provenance(store, config.use_augmented) if config.heads else {}
     for name in config.heads:
         head = make_head(name, **config.params.get(name, {}))
         head.fit(X_train, train["label"], X_val, val["label"])
-        head.meta.update(provenance(store, config.use_augmented))
+        head.meta.update(record)
         saved = head.save(heads_dir / name) if heads_dir else None
         results.append(_evaluate(name, head, data, (eval_split, twins[eval_split]), config, names, saved))
     for name, directory in config.load.items():
@@ -226,7 +227,7 @@ def _drop_conflicts(
     val_data: tuple[np.ndarray, pd.DataFrame],
 ) -> tuple[np.ndarray, pd.DataFrame, tuple[np.ndarray, pd.DataFrame], list[str]]:
     """Train and val less the photos whose identical copies carry another label, with a note."""
-    conflicts = conflicting_hashes(store.items[store.items["status"].eq("ok")])
+    conflicts = conflicting_hashes(store.items)
     X_train, train, dropped_train = without_conflicts(X_train, train, conflicts)
     X_val, val, dropped_val = without_conflicts(*val_data, conflicts)
     note = (
@@ -275,8 +276,11 @@ def _evaluate(
     y_pred = predicted_labels(proba[eval_split], head.classes_)
     predict_ms = seconds[eval_split] * 1000 / len(y_true)
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()) if saved else 0
-    subsets = {}
+    parts = part_accuracies(y_true, y_pred, names, config.label_parts)
+    subsets: dict[str, dict[str, Any] | None] = {"all": {**metrics[eval_split], "label_parts": parts}}
     for subset, mask in subset_masks(twins).items():
+        if subset == "all":
+            continue
         subsets[subset] = (
             {
                 **summary_metrics(y_true[mask], proba[eval_split][mask], head.classes_, config.top_k),
@@ -294,7 +298,7 @@ def _evaluate(
         metrics,
         proba,
         per_class_metrics(y_true, y_pred),
-        part_accuracies(y_true, y_pred, names, config.label_parts),
+        parts,
         subsets,
     )
 

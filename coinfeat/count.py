@@ -25,6 +25,7 @@ from a 12 Mpx photo looks like the 150-pixel crops the head learned from.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -154,9 +155,10 @@ def measure_crops(paths: list[Path], labels: list[str]) -> dict[str, Any]:
     sides, ratios = [], {}
     for path, label in zip(paths, labels):
         try:
-            with Image.open(path) as img:
+            data = read_bytes(path)
+            with Image.open(io.BytesIO(data)) as img:
                 sides.append(min(img.size))
-            small = decode(read_bytes(path), draft_size=256)
+            small = decode(data, draft_size=256)
         except (OSError, DecodeError):
             continue
         coin = central_coin(np.asarray(small))
@@ -267,8 +269,10 @@ class Counter:
         result.scale_px_per_mm = round(px_per_mm, 4) if px_per_mm else None
         result.answer = "sizes" if sized is not None else "classifier"
         final = sized if sized is not None else proba
-        for number, (circle, row) in enumerate(zip(detection.coins, final), 1):
-            result.coins.append(self._coin(number, circle, row, proba[number - 1], sized, px_per_mm))
+        for number, circle in enumerate(detection.coins, 1):
+            row = number - 1
+            sized_row = sized[row] if sized is not None else None
+            result.coins.append(self._coin(number, circle, final[row], proba[row], sized_row, px_per_mm))
         result.totals = {"classifier": self._total(proba)[0]}
         if sized is not None:
             result.totals["with_sizes"] = self._total(sized)[0]
@@ -290,23 +294,23 @@ class Counter:
         sized: np.ndarray | None,
         px_per_mm: float | None,
     ) -> Coin:
-        best = int(np.argmax(final))
-        label = str(self.head.classes_[best])
-        value = self.values.get(label)
+        """One coin from its answer (``final``: sizes when used) and both answers' probabilities."""
+        answer = self._answer(final)
+        value = self.values.get(answer["label"])
         return Coin(
             number,
             round(circle.x, 1),
             round(circle.y, 1),
             round(circle.diameter, 1),
-            label,
-            self.names.get(label, label),
-            round(float(final[best]), 4),
-            bool(final[best] < self.threshold),
+            answer["label"],
+            answer["name"],
+            answer["probability"],
+            bool(final.max() < self.threshold),
             round(circle.diameter / px_per_mm, 2) if px_per_mm else None,
             value.value if value else None,
             value.currency if value else None,
             self._answer(classifier),
-            self._answer(sized[number - 1]) if sized is not None else None,
+            self._answer(sized) if sized is not None else None,
         )
 
     def _answer(self, proba: np.ndarray) -> dict[str, Any]:

@@ -12,7 +12,7 @@ inside looks like the background is not a coin.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,15 +45,10 @@ class Circle:
 
 @dataclass
 class Detection:
-    """The circles kept, those dropped with a reason, and the scale between work and full image."""
+    """The circles kept and those dropped, each with its reason (full-resolution pixels)."""
 
     coins: list[Circle] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
-    work_scale: float = 1.0
-    """Full-resolution pixels per work-image pixel."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def find_coins(
@@ -68,7 +63,7 @@ def find_coins(
     grey = cv2.medianBlur(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), 5)
     short = min(grey.shape)
     first = _hough(grey, short * MIN_RADIUS, short * MAX_RADIUS)
-    detection = Detection(work_scale=work_scale)
+    detection = Detection()
     if len(first) == 0:
         return detection
     typical = float(np.median(first[:, 2]))

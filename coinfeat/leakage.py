@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.search import VectorIndex
+from coinfeat.store.keys import OK
 
 TWIN_THRESHOLD = 0.97
 """Cosine at or above which two photos count as near-identical (also the duplicate finder's)."""
@@ -80,8 +81,9 @@ def twin_counts(twins: pd.DataFrame) -> dict[str, int]:
 
 
 def conflicting_hashes(items: pd.DataFrame) -> set[str]:
-    """Content hashes that appear under more than one label (the same photo filed twice)."""
-    photos = items[items["sha256"].notna()]
+    """Content hashes that appear under more than one label among a store's usable photos (the
+    same photo filed twice)."""
+    photos = items[items["status"].eq(OK) & items["sha256"].notna()]
     labels_per_hash = photos.groupby("sha256")["label"].nunique()
     return set(labels_per_hash.index[labels_per_hash > 1])
 

@@ -465,16 +465,15 @@ def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out
         body.append("<p>No confusions.</p>")
     else:
 
-        def cell(label: str) -> str:
+        def cell(label: str, name: str) -> str:
             src = _inline_png(out / "thumbs" / f"{_safe(label)}.png")
             image = f'<img class="thumb" alt="" src="{src}">' if src else ""
-            return f"{image} {html.escape(display_label(label, c.names))}"
+            return f"{image} {html.escape(name)}"
 
+        columns = ["true", "true_name", "predicted", "predicted_name", "count", "share_of_true_class"]
         rows = "".join(
-            f"<tr><td>{cell(t)}</td><td>{cell(p)}</td><td>{n}</td><td>{s:.1%}</td></tr>"
-            for t, p, n, s in pairs[["true", "predicted", "count", "share_of_true_class"]].itertuples(
-                index=False
-            )
+            f"<tr><td>{cell(t, tn)}</td><td>{cell(p, pn)}</td><td>{n}</td><td>{s:.1%}</td></tr>"
+            for t, tn, p, pn, n, s in pairs[columns].itertuples(index=False)
         )
         body.append(
             '<table class="t"><tr><th>true</th><th>predicted</th><th>count</th>'

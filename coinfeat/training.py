@@ -82,7 +82,7 @@ def fit_head(
     X_val, val_items = store.select("val")
     dropped = 0
     if drop_conflicts:
-        conflicts = conflicting_hashes(store.items[store.items["status"].eq(OK)])
+        conflicts = conflicting_hashes(store.items)
         keep = ~store.items["sha256"].iloc[rows].isin(conflicts).to_numpy()
         X_val, val_items, dropped = without_conflicts(X_val, val_items, conflicts)
         dropped += int((~keep).sum())
@@ -143,7 +143,7 @@ def provenance(store: Store, use_augmented: bool = False) -> dict[str, Any]:
 
 def crop_record(store: Store, per_class: int = 12, most: int = 400) -> dict[str, Any]:
     """How the store's train photos frame their coins, from a sample (headers and a circle fit):
-    ``photo_side_px``, the median short side, and ``crop_ratio``, per class the median crop side
+    ``photo_side_px``, the median short side, and ``ratio``, per class the median crop side
     over coin diameter. ``count`` cuts its crops from whole photos the same way."""
     from coinfeat.count import measure_crops
 
