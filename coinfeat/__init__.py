@@ -5,7 +5,7 @@ are trained on the cached vectors (:func:`fit_head`), used (:func:`predict_image
 (:func:`compare_heads` + :func:`write_report`), the collection is searched (:func:`find_similar`),
 the backbone's top blocks are fine-tuned (:func:`fine_tune`), a head becomes one model file
 (:func:`export_head`) and the coins and money of a whole photo are counted (:func:`count_coins`).
-Every entry point is imported on first use, so ``import coinfeat.store`` loads no image or
+Every entry point is imported on first use, so ``import coinfeat.core.store`` loads no image or
 network code.
 """
 
@@ -14,28 +14,28 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from coinfeat.errors import CoinfeatError
+from coinfeat.core.errors import CoinfeatError
 
 _LAZY = {
-    "extract_features": "coinfeat.extract",
-    "ExtractConfig": "coinfeat.extract",
-    "ExtractSummary": "coinfeat.extract",
-    "open_store": "coinfeat.store",
-    "Store": "coinfeat.store",
-    "fit_head": "coinfeat.training",
+    "extract_features": "coinfeat.core.extract",
+    "ExtractConfig": "coinfeat.core.extract",
+    "ExtractSummary": "coinfeat.core.extract",
+    "open_store": "coinfeat.core.store",
+    "Store": "coinfeat.core.store",
+    "fit_head": "coinfeat.fit",
     "predict_images": "coinfeat.predict",
     "compare_heads": "coinfeat.compare",
     "CompareConfig": "coinfeat.compare",
-    "write_report": "coinfeat.reports",
+    "write_report": "coinfeat.compare.report",
     "find_similar": "coinfeat.similar",
     "find_duplicates": "coinfeat.similar",
     "calibrate_unknown": "coinfeat.similar",
     "fine_tune": "coinfeat.finetune:finetune",  # not "finetune": that name is the submodule's
     "FinetuneConfig": "coinfeat.finetune",
     "export_head": "coinfeat.export",
-    "count_coins": "coinfeat.count",
-    "make_head": "coinfeat.heads",
-    "load_head": "coinfeat.heads",
+    "count_coins": "coinfeat.counting.count",
+    "make_head": "coinfeat.core.heads",
+    "load_head": "coinfeat.core.heads",
 }
 
 

@@ -11,17 +11,17 @@ from importlib import resources
 from pathlib import Path
 
 from coinfeat.compare import CompareConfig, compare_heads
-from coinfeat.count import PhotoCount, count_coins
-from coinfeat.errors import WeightsUnavailable
-from coinfeat.extract import ExtractConfig, ExtractSummary, extract_features
+from coinfeat.compare.report import write_report
+from coinfeat.core.errors import WeightsUnavailable
+from coinfeat.core.extract import ExtractConfig, ExtractSummary, extract_features
+from coinfeat.core.heads import head_types
+from coinfeat.core.runtime import log
+from coinfeat.core.store import open_store
+from coinfeat.counting.count import PhotoCount, count_coins
 from coinfeat.finetune import FinetuneConfig, FinetuneResult, finetune
-from coinfeat.heads import head_types
+from coinfeat.fit import FitResult, fit_head
 from coinfeat.predict import Prediction, predict_images
-from coinfeat.reports import write_report
-from coinfeat.runtime import log
 from coinfeat.similar import SimilarResult, find_similar, similar_sheet
-from coinfeat.store import open_store
-from coinfeat.training import FitResult, fit_head
 
 SAMPLE_NAME = "euro-coins-sample"
 PILE_NAME = "euro-coins-pile"

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from coinfeat.backbones import PRECISIONS, build_model
-from coinfeat.embedder import Embedder
-from coinfeat.engines import convert_to_tflite
-from coinfeat.errors import CoinfeatError
-from coinfeat.heads import Head, load_head
-from coinfeat.quantize import calibration_loader, calibration_sample
-from coinfeat.runtime import import_keras
-from coinfeat.store import atomic_write, open_store
+from coinfeat.core.backbones import PRECISIONS, build_model
+from coinfeat.core.embedder import Embedder
+from coinfeat.core.engines import convert_to_tflite
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.heads import Head, load_head
+from coinfeat.core.quantize import calibration_loader, calibration_sample
+from coinfeat.core.runtime import import_keras
+from coinfeat.core.store import atomic_write, open_store
 
 FORMATS = ("keras", "tflite")
 

@@ -3,7 +3,7 @@
 The same idea as the feature store, a few blocks lower: the frozen lower part of the network (up
 to ``cut``) runs ONCE over the train and val photos and ``views`` augmented views of each train
 photo; its activations are cached (float16) as an ordinary store in the feature store's folder
-(``activations/<cut>/``, written by :func:`coinfeat.pipeline.fill_store`, so it is incremental and
+(``activations/<cut>/``, written by :func:`coinfeat.core.pipeline.fill_store`, so it is incremental and
 crash-safe like the features). Only the upper part (batch norms kept in inference mode) and a
 softmax layer are trained, streaming batches from the memory-mapped cache.
 
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from coinfeat import __version__
-from coinfeat.augment import FINETUNE_VIEWS
-from coinfeat.backbones import (
+from coinfeat.core.augment import FINETUNE_VIEWS
+from coinfeat.core.backbones import (
     FINETUNE_RECORD,
     BackboneSpec,
     assemble,
@@ -39,11 +39,11 @@ from coinfeat.backbones import (
     preprocess,
     resolve_backbone,
 )
-from coinfeat.curves import plot_history
-from coinfeat.embedder import Embedder, extractor_record
-from coinfeat.engines import Network, open_engine
-from coinfeat.errors import CoinfeatError
-from coinfeat.extract import (
+from coinfeat.core.curves import plot_history
+from coinfeat.core.embedder import Embedder, extractor_record
+from coinfeat.core.engines import Network, open_engine
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extract import (
     ExtractConfig,
     default_store_dir,
     extract_features,
@@ -51,11 +51,12 @@ from coinfeat.extract import (
     with_views,
     write_errors_explained,
 )
-from coinfeat.images import DEFAULT_MAX_PIXELS
-from coinfeat.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem, fill_store
-from coinfeat.quantize import calibration_loader
-from coinfeat.runtime import default_threads, import_keras, log
-from coinfeat.store import (
+from coinfeat.core.images import DEFAULT_MAX_PIXELS
+from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem, fill_store
+from coinfeat.core.provenance import crop_record
+from coinfeat.core.quantize import calibration_loader
+from coinfeat.core.runtime import default_threads, import_keras, log
+from coinfeat.core.store import (
     AUGMENT_VERSION,
     ITEM_COLUMNS,
     OK,
@@ -68,7 +69,6 @@ from coinfeat.store import (
     read_manifest,
     store_lock,
 )
-from coinfeat.training import crop_record
 
 DEFAULT_FINETUNED_DIR = Path("artifacts") / "finetuned"
 ACTIVATIONS = "activations"
@@ -82,7 +82,7 @@ to the top, at 7x7; measured on euro-coins with Lite0, BENCHMARKS.md). A ``.kera
 layer names (Lite0) is cut like B0."""
 B0_CUT = DEFAULT_CUTS["efficientnetb0"]
 VIEWS_VERSION = 1
-"""Version of the fine-tuning views (coinfeat.augment.FINETUNE_VIEWS); part of the cache fingerprint."""
+"""Version of the fine-tuning views (coinfeat.core.augment.FINETUNE_VIEWS); part of the cache fingerprint."""
 SEED = 0
 
 
@@ -605,7 +605,7 @@ def _save_head(
     model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, history, folder: Path
 ) -> Path:
     """The trained softmax layer as an ordinary dense head whose extractor is the tuned backbone."""
-    from coinfeat.heads.dense import DenseHead
+    from coinfeat.core.heads.dense import DenseHead
 
     keras = import_keras()
     dense = model.get_layer("coin_softmax")
@@ -640,7 +640,7 @@ def _save_head(
 def _follow_store(head_dir: Path, store_dir: Path) -> None:
     """Point the head at the extractor of the store it was embedded into (for an int8 base store,
     the tuned backbone is run in int8 there, calibrated on that store's train photos)."""
-    from coinfeat.heads import load_head
+    from coinfeat.core.heads import load_head
 
     head, store = load_head(head_dir), open_store(store_dir)
     head.meta["features"] = {

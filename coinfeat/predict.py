@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from coinfeat.datasets import discover
-from coinfeat.embedder import Embedder
-from coinfeat.errors import CoinfeatError
-from coinfeat.heads import load_head
-from coinfeat.images import is_image_path
-from coinfeat.metrics import label_parts, part_answers
+from coinfeat.core.datasets import discover
+from coinfeat.core.embedder import DEFAULT_TTA, Embedder
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.heads import load_head
+from coinfeat.core.images import is_image_path
+from coinfeat.core.metrics import label_parts, part_answers
 
 BATCH = 64
 
@@ -41,11 +41,6 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-DEFAULT_TTA = "rotations"
-"""Measured on euro-coins with pretrained Lite0 features: +0.016 balanced accuracy on average over
-8 head/training variants, +0.037 at most (BENCHMARKS.md), for 4x the embedding time."""
 
 
 def collect_photos(inputs: list[str | Path]) -> list[tuple[str, str | None]]:

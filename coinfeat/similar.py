@@ -1,6 +1,6 @@
 """``coinfeat similar``: the most similar coins in a collection, duplicates, and unknown coins.
 
-A :class:`Collection` is a store's usable vectors in a :class:`~coinfeat.search.VectorIndex` (the
+A :class:`Collection` is a store's usable vectors in a :class:`~coinfeat.core.index.VectorIndex` (the
 same FAISS code as the k-NN head). Queries are stored photos (their own vector) or new photos
 (embedded with the store's own extractor). When even the best neighbour is less similar than a
 threshold, the answer is "no similar coin in the collection"; the threshold is calibrated on the
@@ -20,13 +20,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from coinfeat.datasets import display_label
-from coinfeat.embedder import Embedder, extractor_record
-from coinfeat.errors import CoinfeatError, DecodeError
-from coinfeat.images import decode, read_bytes
-from coinfeat.metrics import label_parts, part_answers
-from coinfeat.runtime import log
-from coinfeat.search import (
+from coinfeat.core.datasets import display_label
+from coinfeat.core.embedder import Embedder, extractor_record
+from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.images import decode, read_bytes
+from coinfeat.core.index import (
     RERANK_FACTOR,
     VectorIndex,
     build_index,
@@ -35,7 +33,9 @@ from coinfeat.search import (
     fill_index,
     rerank,
 )
-from coinfeat.store import OK, Store, atomic_write, open_store
+from coinfeat.core.metrics import label_parts, part_answers
+from coinfeat.core.runtime import log
+from coinfeat.core.store import OK, Store, atomic_write, open_store
 
 CALIBRATION_FILE = "unknown-threshold.json"
 SPLITS = ("train", "all")

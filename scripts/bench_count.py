@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from benchlib import write_section
 
-from coinfeat.count import Counter
+from coinfeat.counting.count import Counter
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "euro-coins-photos"
 CLASSES = ["1c", "2c", "5c", "10c", "20c", "50c", "1e", "2e"]

@@ -40,7 +40,7 @@ def flat_copy(data: Path, dest: Path, limit: int | None) -> int:
 
 def child(mode: str, folder: str, out: str, limit: int | None) -> dict:
     """Run one measurement in this (fresh) process and report seconds and peak memory."""
-    from coinfeat.runtime import import_keras
+    from coinfeat.core.runtime import import_keras
 
     result: dict = {"mode": mode}
     if mode == "naive":
@@ -89,9 +89,9 @@ def equality(folder: str, keras) -> dict:
     """Same input tensors through Keras predict and coinfeat's engine; plus end-to-end vectors."""
     import numpy as np
 
-    from coinfeat.backbones import build_model, resolve_backbone
-    from coinfeat.engines import cosine_rows, open_engine
-    from coinfeat.images import load_image
+    from coinfeat.core.backbones import build_model, resolve_backbone
+    from coinfeat.core.engines import cosine_rows, open_engine
+    from coinfeat.core.images import load_image
 
     spec = resolve_backbone("efficientnetb0", "none", SIZE)
     ds = keras.utils.image_dataset_from_directory(
@@ -116,8 +116,8 @@ def int8_accuracy(work: Path) -> dict:
     from sklearn.metrics import balanced_accuracy_score
 
     from coinfeat import ExtractConfig, extract_features, open_store
-    from coinfeat.engines import cosine_rows
-    from coinfeat.heads import make_head
+    from coinfeat.core.engines import cosine_rows
+    from coinfeat.core.heads import make_head
 
     stores = {}
     for precision in ("fp32", "int8"):
@@ -151,11 +151,11 @@ def export_sizes(store, work: Path) -> dict:
     each file's top-1 on 300 test photos equals ``coinfeat predict`` (TTA off)."""
     import numpy as np
 
-    from coinfeat.engines import TFLiteEngine
+    from coinfeat.core.engines import TFLiteEngine
+    from coinfeat.core.heads import load_head
+    from coinfeat.core.images import load_image
     from coinfeat.export import export_head
-    from coinfeat.heads import load_head
-    from coinfeat.images import load_image
-    from coinfeat.training import fit_head
+    from coinfeat.fit import fit_head
 
     head = fit_head(store.path, "logreg", {}, work / "logreg")
     X, test = store.select("test")
@@ -174,8 +174,8 @@ def export_sizes(store, work: Path) -> dict:
 
 def convert_once() -> float:
     """Make sure the converted model is cached; return how long the conversion took (0 if cached)."""
-    from coinfeat.backbones import resolve_backbone
-    from coinfeat.engines import open_engine, tflite_cache_paths
+    from coinfeat.core.backbones import resolve_backbone
+    from coinfeat.core.engines import open_engine, tflite_cache_paths
 
     spec = resolve_backbone("efficientnetb0", "none", SIZE)
     if tflite_cache_paths(spec)[0].exists():

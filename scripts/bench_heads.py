@@ -25,9 +25,9 @@ from benchlib import write_section
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
 from coinfeat import ExtractConfig, extract_features, open_store
-from coinfeat.embedder import Embedder, extractor_record
-from coinfeat.heads import head_types, make_head
-from coinfeat.runtime import import_keras
+from coinfeat.core.embedder import Embedder, extractor_record
+from coinfeat.core.heads import head_types, make_head
+from coinfeat.core.runtime import import_keras
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "euro-coins"

@@ -53,8 +53,8 @@ def index_child(store_dir: str, n: int) -> dict:
     """Build an IVF-PQ index over the first ``n`` vectors of the sharded store; time queries with
     and without exact re-scoring against the stored vectors."""
     from coinfeat import open_store
-    from coinfeat.search import RERANK_FACTOR, build_index, rerank
-    from coinfeat.store import Store
+    from coinfeat.core.index import RERANK_FACTOR, build_index, rerank
+    from coinfeat.core.store import Store
 
     whole = open_store(store_dir)
     store = Store(whole.path, whole.manifest, whole.items.iloc[:n], whole.embeddings)
@@ -97,7 +97,7 @@ def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
 
 def exact_top10(store, queries: np.ndarray, n: int, chunk: int = 100_000) -> np.ndarray:
     """Exact cosine top-10 over the first n vectors of the store, chunk by chunk."""
-    from coinfeat.search import normalise
+    from coinfeat.core.index import normalise
 
     q = normalise(queries)
     best_s = np.full((len(q), 10), -np.inf, np.float32)
@@ -114,8 +114,8 @@ def exact_top10(store, queries: np.ndarray, n: int, chunk: int = 100_000) -> np.
 
 def synthetic_sharded_store(path: Path, n: int, shards: int = 4) -> None:
     """A sharded store of n clustered vectors written shard by shard (never all in memory)."""
-    from coinfeat.search import normalise
-    from coinfeat.store.sharded import shard_name, write_shards
+    from coinfeat.core.index import normalise
+    from coinfeat.core.store.sharded import shard_name, write_shards
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((max(10, n // 100), DIM), dtype=np.float32)

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 from benchlib import write_section
 
-from coinfeat.search import VectorIndex, default_nlist, default_nprobe, normalise
+from coinfeat.core.index import VectorIndex, default_nlist, default_nprobe, normalise
 
 DIM = 1280
 QUERIES = 1000

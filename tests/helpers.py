@@ -69,7 +69,7 @@ def pile(discs: list[tuple[float, float, float]], size=(1200, 900), seed: int = 
 
 
 def small_config(**overrides):
-    from coinfeat.extract import ExtractConfig
+    from coinfeat.core.extract import ExtractConfig
 
     options = {
         "weights": "none",

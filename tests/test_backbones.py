@@ -9,10 +9,10 @@ import pytest
 from helpers import EURO, LITE0, SMALL, needs_euro, needs_lite0
 
 from coinfeat import engines
-from coinfeat.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone
-from coinfeat.engines import KerasEngine, cosine_rows, open_engine, tflite_cache_paths
-from coinfeat.errors import CoinfeatError, WeightsUnavailable
-from coinfeat.images import load_image
+from coinfeat.core.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone
+from coinfeat.core.engines import KerasEngine, cosine_rows, open_engine, tflite_cache_paths
+from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
+from coinfeat.core.images import load_image
 
 
 def test_fingerprint_covers_what_changes_a_vector(tmp_path):

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from coinfeat import extract_features, open_store
-from coinfeat.errors import CoinfeatError, DecodeError
-from coinfeat.images import decode, fit_square, load_image
-from coinfeat.store import PartWriter
+from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.images import decode, fit_square, load_image
+from coinfeat.core.store import PartWriter
 
 CLI = [sys.executable, "-m", "coinfeat"]
 
@@ -165,7 +165,7 @@ def test_fuzz_random_small_images_decode_to_the_model_shape(width, height, mode,
 
 @pytest.fixture(scope="module")
 def knn_head(tmp_path_factory):
-    from coinfeat.training import fit_head
+    from coinfeat.fit import fit_head
 
     root = tmp_path_factory.mktemp("fuzzhead")
     data = write_class_folders(root / "d", per_class=6)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from coinfeat import extract_features
 from coinfeat.compare import CompareConfig, compare_heads
-from coinfeat.errors import CoinfeatError
-from coinfeat.reports import cluster_order, write_report
+from coinfeat.compare.report import cluster_order, write_report
+from coinfeat.core.errors import CoinfeatError
 
 COLOURS = {
     "copper": (184, 115, 51),
@@ -84,7 +84,7 @@ def test_report_files_exist_open_and_agree(store, tmp_path):
 
 
 def test_loaded_heads_are_evaluated_and_checked(store, tmp_path):
-    from coinfeat.training import fit_head
+    from coinfeat.fit import fit_head
 
     fit_head(store, "centroid", {}, tmp_path / "mine")
     comparison = compare_heads(store, CompareConfig(heads=["knn"], load={"mine": str(tmp_path / "mine")}))
@@ -142,7 +142,7 @@ def test_confusion_png_stays_readable_for_300_classes(tmp_path):
 
     import pandas as pd
 
-    from coinfeat.reports import plot_confusion
+    from coinfeat.compare.report import plot_confusion
 
     rng = np.random.default_rng(0)
     classes = np.array([f"coin{i:03d}" for i in range(300)])

@@ -23,10 +23,11 @@ from helpers import (
 from PIL import Image, ImageDraw
 
 from coinfeat.cli import main
-from coinfeat.count import Counter, count_coins, crop_coin
-from coinfeat.detect import Circle, find_coins
-from coinfeat.money import FaceValue, class_values, face_value, parse_denomination, totals
-from coinfeat.sizes import EURO_DIAMETERS_MM, class_diameters, estimate_scale, reweigh
+from coinfeat.core.crop import crop_coin
+from coinfeat.core.detect import Circle, find_coins
+from coinfeat.counting.count import Counter, count_coins
+from coinfeat.counting.money import FaceValue, class_values, face_value, parse_denomination, totals
+from coinfeat.counting.sizes import EURO_DIAMETERS_MM, class_diameters, estimate_scale, reweigh
 
 
 def detect(img: Image.Image):
@@ -142,7 +143,7 @@ def synthetic_head(tmp_path_factory):
     colours = {"10c": (212, 175, 55), "20c": (200, 160, 50), "2e": (170, 170, 180)}
     data = write_class_folders(root / "d", per_class=6, colours=colours)
     extract_features_quietly(data, root / "s")
-    from coinfeat.training import fit_head
+    from coinfeat.fit import fit_head
 
     fit_head(root / "s", "logreg", {}, root / "head")
     scale = 6.0
@@ -154,7 +155,7 @@ def synthetic_head(tmp_path_factory):
 
 
 def extract_features_quietly(data, out):
-    from coinfeat.extract import extract_features
+    from coinfeat.core.extract import extract_features
 
     extract_features(data, out, small_config())
 
@@ -230,8 +231,8 @@ def test_user_mistakes_are_one_line_errors(synthetic_head, tmp_path, capsys):
 @needs_piles
 def test_a_real_pile_photo_end_to_end(tmp_path):
     """A Lite0 head fitted on part of euro-coins/test (never these coins) counts train_1.jpg."""
-    from coinfeat.extract import ExtractConfig, extract_features
-    from coinfeat.training import fit_head
+    from coinfeat.core.extract import ExtractConfig, extract_features
+    from coinfeat.fit import fit_head
 
     for class_dir in sorted((EURO / "test").iterdir()):
         (tmp_path / "d" / class_dir.name).mkdir(parents=True)
@@ -250,7 +251,7 @@ def test_a_real_pile_photo_end_to_end(tmp_path):
 
 
 def test_crop_convention_tells_fixed_size_crops_from_coin_filling_ones(tmp_path):
-    from coinfeat.count import CropConvention, measure_crops
+    from coinfeat.core.crop import CropConvention, measure_crops
 
     classes = ["1c", "10c", "20c", "2e"]
     diameters = class_diameters(classes, {})

@@ -15,11 +15,11 @@ import pytest
 from helpers import SMALL, small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
-from coinfeat.backbones import build_model, resolve_backbone
-from coinfeat.engines import KerasEngine, cosine_rows
-from coinfeat.errors import StoreBusy
-from coinfeat.images import load_image
-from coinfeat.store import PARTS
+from coinfeat.core.backbones import build_model, resolve_backbone
+from coinfeat.core.engines import KerasEngine, cosine_rows
+from coinfeat.core.errors import StoreBusy
+from coinfeat.core.images import load_image
+from coinfeat.core.store import PARTS
 
 CLI = [sys.executable, "-m", "coinfeat"]
 
@@ -161,8 +161,9 @@ def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
 
 
 def test_param_takes_several_key_values_as_the_readme_writes_them():
-    from coinfeat.cli import _head_params, build_parser
-    from coinfeat.training import parse_params
+    from coinfeat.cli import build_parser
+    from coinfeat.cli.compare import head_params
+    from coinfeat.fit import parse_params
 
     fit = build_parser().parse_args(
         ["fit-head", "--type", "knn", "--features", "s", "--param", "index=ivfpq", "nlist=1024", "nprobe=64"]
@@ -171,7 +172,7 @@ def test_param_takes_several_key_values_as_the_readme_writes_them():
     compare = build_parser().parse_args(
         ["compare", "--features", "s", "--param", "knn.k=5", "knn.weights=distance", "--param", "logreg.C=2"]
     )
-    assert _head_params(compare.param) == {"knn": {"k": 5, "weights": "distance"}, "logreg": {"C": 2}}
+    assert head_params(compare.param) == {"knn": {"k": 5, "weights": "distance"}, "logreg": {"C": 2}}
 
 
 def test_engine_ray_still_works_with_a_deprecation_line(monkeypatch, capsys):
@@ -182,7 +183,7 @@ def test_engine_ray_still_works_with_a_deprecation_line(monkeypatch, capsys):
     def fake(data, out, config):
         seen["c"] = config
 
-    monkeypatch.setattr("coinfeat.extract.extract_features", fake)
+    monkeypatch.setattr("coinfeat.core.extract.extract_features", fake)
     monkeypatch.setattr(cli, "_print_summary", lambda summary, args: None)
     assert cli.main(["extract-features", "--data", "d", "--engine", "ray", "--workers", "3"]) == 0
     assert seen["c"].runner == "ray" and seen["c"].engine == "auto" and seen["c"].workers == 3

@@ -9,9 +9,9 @@ import pytest
 from helpers import EURO, EURO_GROUPS, SMALL, needs_euro
 
 from coinfeat import ExtractConfig, extract_features, open_store
-from coinfeat.engines import cosine_rows
-from coinfeat.errors import FingerprintMismatch
-from coinfeat.store import ShardedArray
+from coinfeat.core.engines import cosine_rows
+from coinfeat.core.errors import FingerprintMismatch
+from coinfeat.core.store import ShardedArray
 
 ray = pytest.importorskip("ray")
 
@@ -72,8 +72,8 @@ def test_ray_store_equals_the_single_process_store(photos, tmp_path):
 @needs_euro
 def test_every_command_reads_a_sharded_store(photos, tmp_path):
     from coinfeat.compare import CompareConfig, compare_heads
+    from coinfeat.fit import fit_head
     from coinfeat.similar import find_similar
-    from coinfeat.training import fit_head
 
     extract_features(photos, tmp_path / "s", config(runner="ray", workers=1, shards=2))
     result = fit_head(tmp_path / "s", "knn", {"k": 3}, tmp_path / "knn")
@@ -86,9 +86,9 @@ def test_every_command_reads_a_sharded_store(photos, tmp_path):
 
 
 def test_demo_on_ray_fits_every_head_from_a_sharded_store(tmp_path):
+    from coinfeat.core.heads import head_types
+    from coinfeat.core.store.sharded import is_sharded
     from coinfeat.demo import run_demo
-    from coinfeat.heads import head_types
-    from coinfeat.store.sharded import is_sharded
 
     result = run_demo(tmp_path / "demo", weights="none", progress=False, ray=True)
     assert is_sharded(result.extract.store) and result.extract.embedded == 144

@@ -9,12 +9,12 @@ import pytest
 from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, small_config
 
 from coinfeat import extract_features, open_store
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.images import load_image
 from coinfeat.demo import sample_dir
-from coinfeat.errors import CoinfeatError
 from coinfeat.export import export_head
-from coinfeat.images import load_image
+from coinfeat.fit import fit_head
 from coinfeat.predict import predict_images
-from coinfeat.training import fit_head
 
 
 @pytest.fixture(scope="module")

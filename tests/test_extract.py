@@ -12,8 +12,8 @@ import pytest
 from helpers import coin_image, small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
-from coinfeat.errors import CoinfeatError, FingerprintMismatch, StoreBusy
-from coinfeat.store import ITEM_COLUMNS, JOURNAL, store_lock
+from coinfeat.core.errors import CoinfeatError, FingerprintMismatch, StoreBusy
+from coinfeat.core.store import ITEM_COLUMNS, JOURNAL, store_lock
 
 
 @pytest.fixture

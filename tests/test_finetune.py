@@ -27,11 +27,11 @@ from helpers import (
 from PIL import Image
 
 from coinfeat import extract_features, open_store
-from coinfeat.errors import CoinfeatError
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.heads import load_head
+from coinfeat.core.store import PARTS
 from coinfeat.finetune import ACTIVATIONS, FinetuneConfig, finetune
-from coinfeat.heads import load_head
 from coinfeat.predict import predict_images
-from coinfeat.store import PARTS
 
 CUT = "block5c_add"
 
@@ -105,8 +105,8 @@ def test_head_and_backbone_work_with_predict_compare_and_extract(tuned, tmp_path
 
 
 def test_a_fine_tuned_head_exports_like_any_head(tuned):
+    from coinfeat.core.images import load_image
     from coinfeat.export import export_head
-    from coinfeat.images import load_image
 
     root, data, result = tuned
     photos = [str(p) for p in sorted(data.rglob("*.jpg"))[:12]]
@@ -119,7 +119,7 @@ def test_a_fine_tuned_head_exports_like_any_head(tuned):
 
 
 def test_a_fine_tuned_head_counts_coins_like_any_head(tuned):
-    from coinfeat.count import count_coins
+    from coinfeat.counting.count import count_coins
 
     root, _, result = tuned
     assert set(load_head(result.head_dir).meta["crops"]) == {"photo_side_px", "ratio"}
@@ -186,8 +186,8 @@ def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
 
 
 def test_test_photos_with_copies_in_train_are_flagged():
+    from coinfeat.core.store import Store
     from coinfeat.finetune import _leak_notes
-    from coinfeat.store import Store
 
     items = pd.DataFrame(
         {
@@ -250,7 +250,7 @@ def test_fine_tuning_beats_the_frozen_dense_head_on_real_photos(tmp_path):
     from sklearn.metrics import balanced_accuracy_score
 
     from coinfeat import ExtractConfig
-    from coinfeat.heads import make_head
+    from coinfeat.core.heads import make_head
 
     data = tmp_path / "euro"
     for split, per_class in (("train", 24), ("test", 15)):

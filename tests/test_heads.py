@@ -9,11 +9,12 @@ import pytest
 from helpers import SMALL, ChunkOnlyVectors, coin_image, small_config, write_class_folders
 
 from coinfeat import extract_features
-from coinfeat.errors import CoinfeatError, FingerprintMismatch
-from coinfeat.heads import head_types, load_head, make_head
+from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
+from coinfeat.core.heads import head_types, load_head, make_head
+from coinfeat.core.provenance import check_compatible
+from coinfeat.core.store import open_store
+from coinfeat.fit import add_to_knn, fit_head, parse_params
 from coinfeat.predict import predict_images
-from coinfeat.store import open_store
-from coinfeat.training import add_to_knn, check_compatible, fit_head, parse_params
 
 ALL = list(head_types())
 FAST = {"dense": {"epochs": 40}}
@@ -100,7 +101,7 @@ def test_knn_index_kinds_and_weightings():
 def test_knn_fits_from_a_store_chunk_by_chunk_like_in_memory(index):
     import pandas as pd
 
-    from coinfeat.store import Store
+    from coinfeat.core.store import Store
 
     X, y = clusters(n_classes=5, per_class=4_400, dim=64)
     params = {"index": index, "nlist": 16, "nprobe": 16, "sample": 10_000, "chunk": 1_500}
@@ -222,7 +223,7 @@ def test_registry_finds_every_head_whichever_is_imported_first():
     import subprocess
     import sys
 
-    code = "import coinfeat.heads.knn; from coinfeat.heads import make_head, head_types; "
+    code = "import coinfeat.core.heads.knn; from coinfeat.core.heads import make_head, head_types; "
     code += "make_head('dense'); print(sorted(head_types()))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -244,8 +245,8 @@ def test_get_set_params_and_sklearn_clone_give_an_unfitted_copy(name):
 
 
 def test_only_incremental_heads_take_new_photos(tmp_path):
-    from coinfeat.heads import IncrementalHead
-    from coinfeat.training import add_to_knn
+    from coinfeat.core.heads import IncrementalHead
+    from coinfeat.fit import add_to_knn
 
     assert {n for n, cls in head_types().items() if issubclass(cls, IncrementalHead)} == {"knn"}
     X, y = clusters()

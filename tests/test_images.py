@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coinfeat.errors import DecodeError
-from coinfeat.images import decode, fit_square, load_image, read_bytes
+from coinfeat.core.errors import DecodeError
+from coinfeat.core.images import decode, fit_square, load_image, read_bytes
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

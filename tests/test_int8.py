@@ -7,10 +7,10 @@ import pytest
 from helpers import small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
-from coinfeat.errors import CoinfeatError, FingerprintMismatch
+from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
+from coinfeat.core.quantize import calibration_sample
+from coinfeat.fit import fit_head
 from coinfeat.predict import predict_images
-from coinfeat.quantize import calibration_sample
-from coinfeat.training import fit_head
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_compare_shows_fp32_and_int8_side_by_side(stores, tmp_path):
     import json
 
     from coinfeat.compare import CompareConfig, compare_heads
-    from coinfeat.reports import write_report
+    from coinfeat.compare.report import write_report
 
     root, _, _, _ = stores
     config = CompareConfig(heads=["logreg", "centroid"], top_k=[1], versus=str(root / "int8"))
@@ -98,8 +98,8 @@ def test_compare_shows_fp32_and_int8_side_by_side(stores, tmp_path):
 
 
 def test_fine_tune_of_an_int8_store_stays_int8(stores, tmp_path):
+    from coinfeat.core.heads import load_head
     from coinfeat.finetune import ACTIVATIONS, FinetuneConfig, finetune
-    from coinfeat.heads import load_head
 
     root, data, _, _ = stores
     config = FinetuneConfig(

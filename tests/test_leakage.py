@@ -13,9 +13,9 @@ from PIL import Image
 from sklearn.metrics import balanced_accuracy_score
 
 from coinfeat.compare import CompareConfig, compare_heads
-from coinfeat.extract import extract_features
-from coinfeat.reports import write_report
-from coinfeat.training import fit_head
+from coinfeat.compare.report import write_report
+from coinfeat.core.extract import extract_features
+from coinfeat.fit import fit_head
 
 TWINS = {"test/a/copy_0.jpg": "identical", "test/b/resaved_0.jpg": "near", "test/c/shift_0.jpg": "near"}
 

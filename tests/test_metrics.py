@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from coinfeat.metrics import (
+from coinfeat.core.metrics import (
     confusion,
     label_parts,
     most_confused_pairs,

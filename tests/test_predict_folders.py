@@ -11,8 +11,8 @@ from helpers import EURO, EURO_GROUPS, needs_euro, small_config, write_class_fol
 
 from coinfeat import cli, extract_features
 from coinfeat.compare import CompareConfig, compare_heads
+from coinfeat.fit import fit_head
 from coinfeat.predict import accuracy, predict_images
-from coinfeat.training import fit_head
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_a_separately_embedded_test_folder_gives_the_ordinary_figures(tmp_path):
 def test_each_label_part_gets_its_summed_probability():
     import numpy as np
 
-    from coinfeat.metrics import label_parts, part_answers
+    from coinfeat.core.metrics import label_parts, part_answers
 
     names = {"a": "1 Lira,Turkish lira,turkey", "b": "5 Lira,Turkish lira,turkey", "c": "1 Euro,Euro,spain"}
     parts = label_parts(np.array(["a", "b", "c"]), names, None)

@@ -7,10 +7,10 @@ import pytest
 from helpers import small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
-from coinfeat.errors import CoinfeatError
-from coinfeat.search import VectorIndex, default_nlist, default_nprobe, normalise
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.index import VectorIndex, default_nlist, default_nprobe, normalise
+from coinfeat.core.store import Store
 from coinfeat.similar import Collection, find_similar
-from coinfeat.store import Store
 
 
 def test_exact_search_returns_cosine_and_ids():
@@ -50,7 +50,7 @@ def test_ivf_and_hnsw_collections_are_cached_per_commit(tmp_path):
 def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
     import pandas as pd
 
-    from coinfeat.search import build_index
+    from coinfeat.core.index import build_index
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((200, 128)).astype(np.float32)

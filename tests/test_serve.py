@@ -25,8 +25,8 @@ from helpers import (
 from PIL import Image
 
 from coinfeat import ExtractConfig, extract_features
+from coinfeat.fit import fit_head
 from coinfeat.serve import Recogniser, create_app
-from coinfeat.training import fit_head
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(

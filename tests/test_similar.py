@@ -129,7 +129,7 @@ def test_contact_sheet_and_cli(real, tmp_path):
 
 def test_grouped_euro_coins_splits_have_no_twins_and_the_planted_conflict_is_dropped(real, tmp_path):
     from coinfeat.compare import CompareConfig, compare_heads
-    from coinfeat.reports import leakage_line
+    from coinfeat.compare.report import leakage_line
 
     _, store, _, _ = real
     comparison = compare_heads(store, CompareConfig(heads=["centroid"], top_k=[1], drop_conflicts=True))

@@ -11,10 +11,10 @@ import pytest
 from helpers import ChunkOnlyVectors, small_config, write_class_folders
 
 from coinfeat import cli, extract_features, open_store
-from coinfeat.errors import CoinfeatError
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.store import Store
 from coinfeat.predict import predict_images
 from coinfeat.similar import CALIBRATION_FILE, calibrate_unknown, find_duplicates, find_similar
-from coinfeat.store import Store
 
 
 @pytest.fixture(scope="module")

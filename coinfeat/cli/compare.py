@@ -1,0 +1,151 @@
+"""``coinfeat compare``: several heads fitted and scored alike, and their report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from coinfeat.cli.output import (
+    common_options,
+    drop_conflicts_option,
+    int_list,
+    pair,
+)
+from coinfeat.core.errors import CoinfeatError
+
+
+def add_parser(commands) -> None:
+    from coinfeat.core.leakage import TWIN_THRESHOLD
+
+    p = commands.add_parser(
+        "compare",
+        help="train and evaluate several heads alike; write a report",
+        description="Fit every chosen head on the same train split of a feature store (val for early "
+        "stopping), evaluate all on the test split, and write report.md, a self-contained "
+        "report.html, metrics.json, per_class.csv, predictions.parquet and PNG plots.",
+    )
+    p.add_argument("--features", required=True, help="feature store made by extract-features")
+    p.add_argument("--heads", default="dense,logreg,knn,centroid", help="comma-separated head types")
+    p.add_argument("--top-k", default="1,3,5", help="comma-separated k values (default 1,3,5)")
+    p.add_argument("--out", help="report folder (default artifacts/reports/<dataset>)")
+    p.add_argument(
+        "--param",
+        action="extend",
+        nargs="+",
+        metavar="HEAD.KEY=VALUE",
+        help="head parameters, e.g. knn.k=5 knn.weights=distance (several at once, or repeated)",
+    )
+    p.add_argument(
+        "--load",
+        action="append",
+        metavar="NAME=DIR",
+        help="also evaluate an already fitted head (repeatable)",
+    )
+    p.add_argument("--use-augmented", action="store_true", help="train on cached augmented views too")
+    drop_conflicts_option(p)
+    p.add_argument(
+        "--twin-threshold",
+        type=float,
+        default=TWIN_THRESHOLD,
+        metavar="COS",
+        help="an evaluated photo whose vector has cosine >= COS with a training photo's counts as its "
+        f"near-identical twin (identical files always do); default {TWIN_THRESHOLD}, as --duplicates. "
+        "Every figure is reported on all, clean and twin photos; the advice uses clean ones",
+    )
+    p.add_argument(
+        "--test-features",
+        metavar="STORE",
+        help="evaluate on every photo of another dataset's store (same extractor): will the heads work "
+        "on photos from another camera or collection? Labels are matched by id or display name",
+    )
+    p.add_argument(
+        "--versus",
+        metavar="STORE",
+        help="another store of the same photos (e.g. --precision int8, or a fine-tuned store): the same "
+        "heads are fitted and scored on it too and the report shows both side by side",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run stratified group-aware K-fold cross-validation",
+    )
+    p.add_argument(
+        "--label-parts",
+        metavar="REGEX",
+        help="regex with named groups splitting labels into parts, e.g. "
+        "'(?P<denomination>[^,]+),(?P<currency>[^,]+),(?P<country>.+)'",
+    )
+    p.add_argument(
+        "--confusion-top",
+        type=int,
+        metavar="N",
+        help="confusion matrices show only the N most confused classes",
+    )
+    common_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coinfeat.compare import CompareConfig, compare_heads, default_report_dir
+    from coinfeat.compare.report import leakage_line, write_report
+
+    config = CompareConfig(
+        heads=[h.strip() for h in args.heads.split(",") if h.strip()],
+        top_k=int_list(args.top_k, "--top-k"),
+        params=head_params(args.param),
+        load=dict(pair(item, "--load") for item in args.load or []),
+        use_augmented=args.use_augmented,
+        cv=args.cv,
+        label_parts=args.label_parts,
+        confusion_top=args.confusion_top,
+        versus=args.versus,
+        test_features=args.test_features,
+        twin_threshold=args.twin_threshold,
+        drop_conflicts=args.drop_conflicts,
+    )
+    out = Path(args.out) if args.out else default_report_dir(args.features)
+    comparison = compare_heads(args.features, config, heads_dir=out / "heads")
+    report = write_report(comparison, out)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "report": str(report),
+                    "recommended_head": comparison.best.name,
+                    "metrics": str(out / "metrics.json"),
+                }
+            )
+        )
+        return 0
+    for note in comparison.notes:
+        print(f"note: {note}")
+    print(leakage_line(comparison))
+    for r in comparison.results:
+        m = r.subsets[comparison.headline]
+        tops = " ".join(f"top{k} {m[f'top{k}']:.3f}" for k in config.top_k)
+        print(f"{r.name:<10} {tops}  balanced {m['balanced_accuracy']:.3f}  fit {r.fit_seconds:.2f}s")
+    if comparison.versus is not None:
+        from coinfeat.compare.report import versus_frame
+
+        print(f"side by side with {comparison.versus.store.path} (balanced accuracy):")
+        for row in versus_frame(comparison).itertuples(index=False):
+            print(f"  {row.head:<10} {row.balanced:.3f} vs {row.balanced_versus:.3f} ({row.difference:+.3f})")
+    print(f"recommended: {comparison.best.name}; report: {report}")
+    if not comparison.store.pretrained:
+        print("WARNING: NOT PRETRAINED features: these figures are meaningless")
+    return 0
+
+
+def head_params(items: list[str] | None) -> dict[str, dict]:
+    from coinfeat.fit import parse_params
+
+    params: dict[str, dict] = {}
+    for item in items or []:
+        head, dot, rest = item.partition(".")
+        if not dot:
+            raise CoinfeatError(f"--param {item!r}: expected HEAD.KEY=VALUE, e.g. knn.k=5")
+        params.setdefault(head, {}).update(parse_params([rest]))
+    return params

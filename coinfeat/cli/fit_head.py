@@ -1,0 +1,81 @@
+"""``coinfeat fit-head``: train a head on cached vectors, or add photos to a k-NN head."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from coinfeat.cli.output import (
+    common_options,
+    drop_conflicts_option,
+    wants_progress,
+)
+from coinfeat.core.errors import CoinfeatError
+
+
+def add_parser(commands) -> None:
+    from coinfeat.core.heads import head_types
+
+    types = head_types()
+    listing = "; ".join(
+        f"{name}: {cls.summary} (params: {', '.join(f'{k}={v}' for k, v in cls.defaults.items())})"
+        for name, cls in types.items()
+    )
+    p = commands.add_parser(
+        "fit-head",
+        help="train a classifier head on cached vectors (seconds)",
+        description="Train a head on the train split of a feature store (the val split drives early "
+        "stopping) and save it with the fingerprint of the features it learned from. "
+        "With --add, embed new labelled photos and add them to a fitted k-NN head "
+        "without refitting.",
+        epilog=f"Head types: {listing}",
+    )
+    p.add_argument("--type", required=True, choices=list(types), help="head type")
+    p.add_argument("--features", help="feature store made by extract-features")
+    p.add_argument("--out", help="head directory (default artifacts/heads/<dataset>/<type>)")
+    p.add_argument(
+        "--param",
+        action="extend",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="head parameters, e.g. --param index=ivfpq nlist=1024 (several at once, or repeated)",
+    )
+    p.add_argument("--use-augmented", action="store_true", help="also train on cached augmented views")
+    drop_conflicts_option(p)
+    p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
+    p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
+    common_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coinfeat.fit import add_to_knn, fit_head, parse_params
+
+    if args.add:
+        if not args.head:
+            raise CoinfeatError("--add needs --head DIR, the fitted k-NN head to extend")
+        result = add_to_knn(args.head, args.add, progress=wants_progress(args))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            classes = ", ".join(result["classes"])
+            print(f"added {result['added']} photo(s) to {args.head}; classes now: {classes}")
+        return 0
+    if not args.features:
+        raise CoinfeatError("--features DIR is required (a store made by extract-features)")
+    result = fit_head(
+        args.features, args.type, parse_params(args.param), args.out, args.use_augmented, args.drop_conflicts
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    val = f", val accuracy {result.val_accuracy:.3f}" if result.val_accuracy is not None else ""
+    print(
+        f"fitted {result.type} head on {result.train} vectors ({len(result.classes)} classes) in "
+        f"{result.fit_seconds:.2f}s{val} -> {result.head_dir}"
+    )
+    if args.drop_conflicts:
+        print(f"  left out {result.dropped_conflicts} vector(s) of photos filed under another label too")
+    if not result.pretrained:
+        print("  WARNING: trained on NOT PRETRAINED features: accuracy is meaningless")
+    return 0

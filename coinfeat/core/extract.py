@@ -1,0 +1,430 @@
+"""``coinfeat extract-features``: embed a coin collection once into an incremental store.
+
+Planning is cheap and TensorFlow-free: files whose size and mtime match the store reuse their
+sha256 and vector, so a re-run with nothing new finishes in about a second. Only new or changed
+content is decoded and embedded: this module plans (discovery, hashes, groups, splits, views) and
+builds the runner; :func:`coinfeat.core.pipeline.fill_store` does the rest, in this process or, with
+``runner="ray"``, on Ray actors (``coinfeat.core.distributed``) into a sharded store.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coinfeat import __version__
+from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
+from coinfeat.core.datasets import Dataset, discover, group_of
+from coinfeat.core.engines import ENGINES, Network, int8_record, open_engine
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES
+from coinfeat.core.pipeline import (
+    Distributor,
+    Filled,
+    ImageReader,
+    Runner,
+    SequentialDistributor,
+    fill_store,
+)
+from coinfeat.core.quantize import DEFAULT_CALIBRATION, calibration_loader, calibration_sample
+from coinfeat.core.runtime import default_threads, log
+from coinfeat.core.splits import DEFAULT_FRACTIONS, resolve_splits
+from coinfeat.core.store import (
+    AUGMENT_VERSION,
+    ITEM_COLUMNS,
+    OK,
+    SKIPPED,
+    Layout,
+    Store,
+    item_keys,
+    manifest_counts,
+    open_committed,
+    open_layout,
+    recover_all,
+    store_lock,
+)
+
+DEFAULT_FEATURES_DIR = Path("artifacts") / "features"
+RUNNERS = ("local", "ray")
+
+
+@dataclass
+class ExtractConfig:
+    """Every option of ``extract-features``; the defaults are the CLI's."""
+
+    backbone: str = "efficientnetb0"
+    weights: str = "imagenet"
+    image_size: int = DEFAULT_IMAGE_SIZE
+    resize: str = "pad"
+    engine: str = "auto"
+    batch_size: int = 32
+    threads: int | None = None
+    limit: int | None = None
+    force: bool = False
+    group_regex: str | None = None
+    label_names: str | None = None
+    split: tuple[float, float, float] = DEFAULT_FRACTIONS
+    seed: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    augment: int = 0
+    precision: str = "fp32"
+    """``int8``: a full-integer TFLite model calibrated on ``calibration`` of the dataset's train photos."""
+    calibration: int = DEFAULT_CALIBRATION
+    partitions: int = 1
+    progress: bool = True
+    runner: str = "local"
+    """Where the work runs: ``local`` (this process) or ``ray`` (Ray actors, a sharded store)."""
+    workers: int = 2
+    shards: int | None = None
+    """Shards of a new store; None: single for ``local``, 4 for ``ray``."""
+    ray_address: str | None = None
+
+    def validate(self) -> None:
+        if self.resize not in RESIZE_POLICIES:
+            raise CoinfeatError(f"--resize {self.resize!r}: choose from {', '.join(RESIZE_POLICIES)}")
+        if self.engine not in ENGINES:
+            raise CoinfeatError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
+        if self.runner not in RUNNERS:
+            raise CoinfeatError(f"--runner {self.runner!r}: choose from {', '.join(RUNNERS)}")
+        for name in ("batch_size", "partitions", "workers"):
+            if getattr(self, name) < 1:
+                raise CoinfeatError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.shards is not None and self.shards < 1:
+            raise CoinfeatError("--shards must be at least 1")
+        if self.limit is not None and self.limit < 0:
+            raise CoinfeatError("--limit must be 0 or more")
+        if self.augment < 0:
+            raise CoinfeatError("--augment must be 0 or more")
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did; ``embedded + reused + skipped == total`` rows of the store."""
+
+    store: str
+    embedded: int
+    reused: int
+    skipped: int
+    total: int
+    pending: int
+    removed: int
+    views: int
+    seconds: float
+    fingerprint: str
+    backbone: str
+    pretrained: bool
+    engine: str | None
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_store_dir(dataset_name: str) -> Path:
+    return DEFAULT_FEATURES_DIR / dataset_name
+
+
+def extract_features(
+    data: str | Path, out: str | Path | None = None, config: ExtractConfig | None = None, **options: Any
+) -> ExtractSummary:
+    """Embed every image of ``data`` into the store at ``out`` (only what is not there yet), in this
+    process or, with ``runner="ray"``, on Ray actors into a sharded store."""
+    cfg = config or ExtractConfig(**options)
+    started = time.perf_counter()
+    cfg.validate()
+    distributor = make_distributor(cfg)
+    dataset = discover(data, cfg.label_names)
+    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size, cfg.precision)
+    out = Path(out) if out else default_store_dir(dataset.name)
+    make_writable_dir(out)
+    shards = cfg.shards if cfg.shards is not None else distributor.default_shards
+    with store_lock(out), write_errors_explained(out):
+        recover_all(out, cfg.force)
+        store = open_committed(out)
+        items, notes = plan(dataset, store, cfg)
+        spec, int8 = _calibrated(spec, items, dataset, cfg)
+        fp = fingerprint(spec, cfg.resize)
+        layout = open_layout(out, fp, f"{spec.label}, resize {cfg.resize}", shards)
+        filled = fill_store(
+            layout,
+            items,
+            fp,
+            dataset.root,
+            _runner(spec, cfg, layout, fp, cfg.threads or distributor.threads_per_worker, int8),
+            distributor,
+            lambda final, engine, previous: build_manifest(
+                dataset, spec, cfg, fp, final, engine, previous, int8
+            ),
+            cfg.limit,
+            cfg.partitions,
+        )
+    if layout.sharded:
+        notes = [*notes, f"sharded store: {len(layout.dirs)} shards, runner {cfg.runner}"]
+    check = int8_record(spec) if int8 else None
+    if check:
+        notes = [
+            *notes,
+            f"int8: cosine to fp32 on {check['held_out_images']} held-out train photos: median "
+            f"{check['median_cosine']:.4f}, min {check['min_cosine']:.4f} (calibrated on "
+            f"{check['calibration_images']})",
+        ]
+    return summarise(out, filled, items, store, spec, fp, notes, time.perf_counter() - started)
+
+
+def make_distributor(cfg: ExtractConfig) -> Distributor:
+    """Where the work runs: this process (``local``) or Ray actors (``ray``)."""
+    if cfg.runner == "local":
+        return SequentialDistributor()
+    from coinfeat.core.distributed import RayDistributor
+
+    return RayDistributor(cfg.ray_address, cfg.workers)
+
+
+def _calibrated(spec: BackboneSpec, items: pd.DataFrame, dataset: Dataset, cfg: ExtractConfig):
+    """For int8: the spec naming its calibration sample, and the sample (paths relative to the
+    dataset root) that the manifest keeps so the same model can be rebuilt; fp32: (spec, None)."""
+    if spec.precision == "fp32":
+        return spec, None
+    sample = calibration_sample(items, cfg.calibration, cfg.seed)
+    return replace(spec, calibration=sample["hash"]), {**sample, "root": str(dataset.root)}
+
+
+def _runner(
+    spec: BackboneSpec, cfg: ExtractConfig, layout: Layout, fp: str, threads: int, int8: dict | None = None
+) -> Runner:
+    """Decode and resize photos, embed them with the backbone, write parts of the store."""
+    engine = cfg.engine
+    calibration = calibration_loader(int8["root"], int8, spec.image_size, cfg.resize) if int8 else None
+
+    def open_mapper(probe):
+        log.info("loading backbone %s (engine %s)", spec.label, engine)
+        return open_engine(Network.backbone(spec, calibration), engine, threads, probe)
+
+    size, resize, max_pixels, batch = spec.image_size, cfg.resize, cfg.max_pixels, cfg.batch_size
+    return Runner(
+        make_reader=lambda mine: ImageReader(mine, batch, threads, size, resize, max_pixels),
+        open_mapper=open_mapper,
+        make_writer=lambda index: layout.writer(fp, index),
+        progress=cfg.progress,
+    )
+
+
+def make_writable_dir(out: Path) -> None:
+    """Create ``out`` and prove it is writable, or say in one line why not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CoinfeatError(f"cannot write to {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+@contextmanager
+def write_errors_explained(out: Path) -> Iterator[None]:
+    """A full disk or a read-only store stops the run with one line; finished batches stay on disk."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise CoinfeatError(
+            f"cannot write to {out}: {exc.strerror}; every finished batch is kept, so free space "
+            "(or fix permissions) and run the same command again to continue"
+        ) from None
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan(dataset: Dataset, store: Store | None, cfg: ExtractConfig) -> tuple[pd.DataFrame, list[str]]:
+    """One row per discovered file with its sha256 (reused when size and mtime are unchanged),
+    group and split; unreadable files get status ``skipped`` and the reason."""
+    items = dataset.items.copy()
+    items["group"] = group_of(items["path"], cfg.group_regex)
+    previous = _previous_hashes(store)
+    paths = [dataset.absolute(p) for p in items["path"]]
+    with ThreadPoolExecutor(cfg.threads or default_threads()) as pool:
+        facts = list(pool.map(lambda pair: _file_facts(*pair), zip(paths, items["path"].map(previous.get))))
+    facts = [
+        (None, 0, 0, error) if isinstance(error, str) else fact for fact, error in zip(facts, items["error"])
+    ]
+    items["sha256"] = [f[0] for f in facts]
+    items["size"] = [f[1] for f in facts]
+    items["mtime_ns"] = [f[2] for f in facts]
+    items["status"] = [OK if f[0] else SKIPPED for f in facts]
+    items["error"] = [f[3] for f in facts]
+    items["view"] = 0
+    sticky = _sticky_splits(store, items)
+    result = resolve_splits(items, cfg.split, cfg.seed, sticky)
+    items["split"] = result.splits
+    notes = dataset.notes + result.notes + _content_warnings(items)
+    return with_views(items[ITEM_COLUMNS], cfg.augment), notes
+
+
+def with_views(items: pd.DataFrame, views: int) -> pd.DataFrame:
+    """Append ``views`` augmented rows (view 1..N) for every readable train photo."""
+    base = items[(items["split"] == "train") & (items["status"] == OK)]
+    copies = [base.assign(view=v) for v in range(1, views + 1)]
+    return pd.concat([items, *copies], ignore_index=True) if copies else items
+
+
+def _previous_hashes(store: Store | None) -> dict[str, tuple[int, int, str]]:
+    if store is None:
+        return {}
+    cols = store.items[["path", "size", "mtime_ns", "sha256"]].dropna()
+    return {p: (int(s), int(m), h) for p, s, m, h in cols.itertuples(index=False)}
+
+
+def _file_facts(path: Path, previous: tuple[int, int, str] | None) -> tuple[str | None, int, int, str | None]:
+    """(sha256, size, mtime_ns, error) for a file, hashing only when it changed."""
+    try:
+        stat = path.stat()
+        if previous and previous[:2] == (stat.st_size, stat.st_mtime_ns):
+            return previous[2], stat.st_size, stat.st_mtime_ns, None
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest(), stat.st_size, stat.st_mtime_ns, None
+    except FileNotFoundError:
+        return None, 0, 0, "file not found (or a broken link)"
+    except PermissionError:
+        return None, 0, 0, "permission denied"
+    except OSError as exc:
+        return None, 0, 0, f"cannot read file: {exc.strerror or exc}"
+
+
+def _sticky_splits(store: Store | None, items: pd.DataFrame) -> dict[str, str]:
+    """Groups already in the store keep their split, so old heads stay comparable."""
+    if store is None:
+        return {}
+    old = store.items[["group", "split"]].dropna().drop_duplicates("group")
+    present = set(items["group"])
+    return {g: s for g, s in old.itertuples(index=False) if g in present}
+
+
+def _content_warnings(items: pd.DataFrame) -> list[str]:
+    """Same photo under two labels (label conflict) or in two splits (train/test leakage)."""
+    hashed = items.dropna(subset=["sha256"])
+    dup = hashed[hashed.duplicated("sha256", keep=False)]
+    notes = []
+    for column, problem in (
+        ("label", "label conflict: {n} identical photo(s) carry different labels"),
+        ("split", "leakage: {n} identical photo(s) appear in more than one split"),
+    ):
+        counts = dup.groupby("sha256")[column].nunique()
+        clashes = counts[counts > 1]
+        if len(clashes):
+            example = dup[dup["sha256"] == clashes.index[0]]["path"].tolist()[:2]
+            notes.append(f"{problem.format(n=len(clashes))}, e.g. {' vs '.join(example)}")
+    return notes
+
+
+def _versions() -> dict[str, str]:
+    found = {"coinfeat": __version__}
+    for package in ("tensorflow", "keras", "numpy", "pillow"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def build_manifest(
+    dataset: Dataset,
+    spec: BackboneSpec,
+    cfg: ExtractConfig,
+    fp: str,
+    final: pd.DataFrame,
+    engine: str | None,
+    previous: dict | None,
+    int8: dict | None = None,
+) -> dict[str, Any]:
+    """The ``manifest.json`` of a store (or one shard) whose committed rows are ``final``."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if int8 is not None:
+        int8 = {
+            **int8,
+            "verification": int8_record(spec) or (previous or {}).get("int8", {}).get("verification"),
+        }
+    return {
+        "precision": spec.precision,
+        "int8": int8,
+        "fingerprint": fp,
+        "pretrained": spec.pretrained,
+        "weights_note": None if spec.pretrained else "NOT PRETRAINED: random weights, for testing only",
+        "backbone": spec.describe(),
+        "image_size": spec.image_size,
+        "resize": cfg.resize,
+        "engine": engine or (previous or {}).get("engine"),
+        "versions": _versions(),
+        "dataset": {
+            "root": str(dataset.root),
+            "source": str(dataset.source or dataset.root),
+            "name": dataset.name,
+            "layout": dataset.layout,
+            "label_names": dataset.label_names,
+        },
+        "group_regex": cfg.group_regex,
+        "augment": {"views_per_train_photo": cfg.augment, "version": AUGMENT_VERSION},
+        "split": {"fractions": list(cfg.split), "seed": cfg.seed},
+        "counts": manifest_counts(final),
+        "created": (previous or {}).get("created", now),
+        "updated": now,
+    }
+
+
+def summarise(
+    out: Path,
+    filled: Filled,
+    items: pd.DataFrame,
+    store: Store | None,
+    spec: BackboneSpec,
+    fp: str,
+    notes: list[str],
+    seconds: float,
+) -> ExtractSummary:
+    """What a run did, from its committed rows, the keys known before it and its stats."""
+    final = filled.final
+    skipped = final[final["status"] == SKIPPED]
+    ok = final[final["status"] == OK]
+    reused = int(pd.Series(item_keys(ok)).isin(filled.before).sum())
+    photos = ok[ok["view"] == 0]
+    old_photos = store.items.loc[store.items["view"] == 0, "path"] if store is not None else pd.Series([])
+    return ExtractSummary(
+        store=str(out),
+        embedded=len(ok) - reused,
+        reused=reused,
+        skipped=len(skipped),
+        total=len(final),
+        pending=len(items) - len(final),
+        removed=int((~old_photos.isin(items["path"])).sum()),
+        views=int((ok["view"] > 0).sum()),
+        seconds=round(seconds, 3),
+        fingerprint=fp,
+        backbone=spec.label,
+        pretrained=spec.pretrained,
+        engine=filled.stats.engine,
+        skipped_reasons={str(k): int(v) for k, v in skipped["error"].value_counts().items()},
+        splits={str(k): int(v) for k, v in photos["split"].value_counts().items()},
+        stage_seconds=filled.stats.stage_seconds(),
+        notes=notes,
+    )

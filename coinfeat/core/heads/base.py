@@ -1,0 +1,228 @@
+"""The head interface, modelled on scikit-learn's estimators.
+
+Every head has ``fit(X, y, X_val=None, y_val=None) -> self``, ``predict_proba(X)`` (rows sum to 1,
+columns in ``classes_`` order), ``classes_``, ``get_params``/``set_params`` (so
+``sklearn.base.clone`` copies an unfitted head), ``save(dir)`` and ``load(dir)``. Learned state ends
+in ``_``. :class:`IncrementalHead` adds ``add`` and ``remember`` for heads that grow without refitting.
+Inputs are validated here, at the boundary, so subclasses implement only ``_fit``,
+``_predict_proba``, ``_save`` and ``_load`` on clean float32 arrays and integer class codes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.store.atomic import atomic_write
+
+HEAD_FILE = "head.json"
+
+
+class Head(ABC):
+    """Base class: subclasses set ``name`` and ``defaults`` (every parameter with its default)."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    summary: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        self._check_param_names(params)
+        self.params = {**self.defaults, **params}
+        self.meta: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Every parameter and its value, as scikit-learn's ``clone`` and search tools expect."""
+        return dict(self.params)
+
+    def set_params(self, **params: Any) -> Head:
+        """Change parameters (takes effect at the next ``fit``)."""
+        self._check_param_names(params)
+        self.params.update(params)
+        return self
+
+    def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
+        """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
+        X = check_matrix(X, "X")
+        return self._train(y, X.shape, X_val, y_val, lambda codes, val: self._fit(X, codes, val))
+
+    def fit_from_store(
+        self, store: Any, rows: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None
+    ) -> Head:
+        """Fit on the vectors at ``rows`` of a (possibly sharded, memory-mapped) store; see
+        :meth:`_fit_rows` for how each head reads them."""
+        rows = np.asarray(rows)
+        shape = (len(rows), store.embeddings.shape[1])
+        return self._train(
+            y, shape, X_val, y_val, lambda codes, val: self._fit_rows(store.embeddings, rows, codes, val)
+        )
+
+    def _train(self, y: Any, shape: tuple[int, int], X_val, y_val, fit) -> Head:
+        """Validate labels and validation data, then time ``fit(codes, val)``."""
+        codes = self._learn_classes(y, *shape)
+        val = self._check_val(X_val, y_val)
+        started = time.perf_counter()
+        fit(codes, val)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        X = self._check_dim(check_matrix(X, "X"))
+        if len(X) == 0:
+            return np.zeros((0, len(self.classes_)), np.float32)
+        proba = np.asarray(self._predict_proba(X), dtype=np.float64)
+        proba = np.clip(proba, 0, None)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the head's own files plus ``head.json`` (type, params, classes, metadata)."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save(directory)
+        record = {
+            "type": self.name,
+            "params": self.params,
+            "classes": self.classes_.tolist(),
+            "n_features_in": int(self.n_features_in_),
+            "fit_seconds": getattr(self, "fit_seconds_", None),
+            **self.meta,
+        }
+        atomic_write(directory / HEAD_FILE, json.dumps(record, indent=2, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Head:
+        record = read_head_record(directory)
+        head = cls(**record["params"])
+        head.classes_ = np.asarray(record["classes"], dtype=str)
+        head.n_features_in_ = int(record["n_features_in"])
+        head.fit_seconds_ = record.get("fit_seconds")
+        head.meta = {
+            k: v
+            for k, v in record.items()
+            if k not in ("type", "params", "classes", "n_features_in", "fit_seconds")
+        }
+        try:
+            head._load(Path(directory))
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise CoinfeatError(f"head at {directory} is damaged ({exc}); fit it again") from None
+        return head
+
+    # ------------------------------------------------------------------ for subclasses
+
+    @abstractmethod
+    def _fit(self, X: np.ndarray, codes: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None) -> None: ...
+
+    def _fit_rows(self, vectors: Any, rows: np.ndarray, codes: np.ndarray, val) -> None:
+        """Heads that learn weights load the rows into memory; heads that keep every vector (k-NN)
+        override this to stream them, so a million-photo store is never loaded whole."""
+        self._fit(check_matrix(vectors[rows], "X"), codes, val)
+
+    @abstractmethod
+    def _predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _save(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load(self, directory: Path) -> None: ...
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_param_names(self, params: dict[str, Any]) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise CoinfeatError(
+                f"head {self.name!r} has no parameter {', '.join(unknown)} (it takes: {known})"
+            )
+
+    def _learn_classes(self, y: Any, n_rows: int, dim: int) -> np.ndarray:
+        """Set ``classes_`` and ``n_features_in_`` from the training labels; return class codes."""
+        y = np.asarray(y).astype(str)
+        if len(y) != n_rows:
+            raise CoinfeatError(f"X has {n_rows} rows but y has {len(y)} labels")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise CoinfeatError(f"need at least 2 classes to train a head, got {len(self.classes_)}")
+        self.n_features_in_ = dim
+        return np.searchsorted(self.classes_, y)
+
+    def _check_val(self, X_val: np.ndarray | None, y_val: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Validation vectors and codes of the classes seen in training, or None."""
+        if X_val is None or y_val is None or not len(X_val):
+            return None
+        X_val = self._check_dim(check_matrix(X_val, "X_val"))
+        y_val = np.asarray(y_val).astype(str)
+        known = np.isin(y_val, self.classes_)
+        return (X_val[known], np.searchsorted(self.classes_, y_val[known])) if known.any() else None
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise CoinfeatError(f"this {self.name} head is not fitted yet; call fit first")
+
+    def _check_dim(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[1] != self.n_features_in_:
+            raise CoinfeatError(
+                f"vectors have {X.shape[1]} dimensions but the head was trained on {self.n_features_in_}"
+            )
+        return X
+
+
+class IncrementalHead(Head):
+    """A head that keeps its training rows, so new labelled photos join it without refitting
+    (``fit-head --add``); it also records where each row came from."""
+
+    @abstractmethod
+    def add(self, X: np.ndarray, labels: Any, sources: Any = None) -> IncrementalHead:
+        """Add labelled vectors; labels never seen become new classes."""
+
+    @abstractmethod
+    def remember(self, sources: Any) -> None:
+        """Record the source (photo path) of every training row, in fit order."""
+
+
+def check_matrix(X: np.ndarray, name: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise CoinfeatError(f"{name} must be a 2-D array of vectors, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise CoinfeatError(f"{name} contains NaN or infinite values")
+    return X
+
+
+def read_head_record(directory: str | Path) -> dict[str, Any]:
+    """The ``head.json`` of a saved head, with clear errors for missing or damaged ones."""
+    path = Path(directory) / HEAD_FILE
+    if not Path(directory).is_dir():
+        raise CoinfeatError(f"head not found: {directory} (fit one with `coinfeat fit-head`)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CoinfeatError(f"{directory} is not a saved head ({HEAD_FILE} missing)") from None
+    except (OSError, ValueError) as exc:
+        raise CoinfeatError(f"head at {directory} is damaged ({HEAD_FILE}: {exc}); fit it again") from None
+    for key in ("type", "params", "classes", "n_features_in"):
+        if key not in record:
+            raise CoinfeatError(f"head at {directory} is damaged ({HEAD_FILE} lacks {key!r}); fit it again")
+    return record
+
+
+def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = scores / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,96 @@
+"""Leakage: evaluated photos that the heads have, in effect, already seen.
+
+A photo in the test split whose identical copy (same sha256) or near-identical copy (cosine of
+the cached vectors >= ``TWIN_THRESHOLD``) sits among the training photos is a *twin*: scoring it
+measures memory, not recognition. Public coin sets are full of them. Every comparison therefore
+splits the evaluated photos into **clean** (no twin) and **twins**, and reports both.
+
+The same module finds *label conflicts*: identical photos filed under two labels, which teach a
+head to contradict itself (``--drop-conflicts`` leaves them out of training).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from coinfeat.core.index import VectorIndex
+from coinfeat.core.store.keys import OK
+
+TWIN_THRESHOLD = 0.97
+"""Cosine at or above which two photos count as near-identical (also the duplicate finder's)."""
+
+SUBSETS = ("all", "clean", "twins")
+TWIN_COLUMNS = ["twin", "twin_kind", "twin_similarity"]
+IDENTICAL, NEAR = "identical", "near"
+CHUNK = 10_000
+
+
+def find_twins(
+    reference_X: np.ndarray,
+    reference: pd.DataFrame,
+    X: np.ndarray,
+    items: pd.DataFrame,
+    threshold: float = TWIN_THRESHOLD,
+) -> pd.DataFrame:
+    """For each row of ``items``: the training photo it duplicates, if any.
+
+    Returns ``twin`` (path of the matched reference photo, "" when clean), ``twin_kind``
+    ("identical", "near" or "") and ``twin_similarity`` (cosine to the nearest reference photo).
+    Identical copies are found by content hash, so they count even when their vectors differ
+    (another extractor run, another store).
+    """
+    twin = np.full(len(items), "", dtype=object)
+    kind = np.full(len(items), "", dtype=object)
+    similarity = np.full(len(items), np.nan)
+    if len(items) and len(reference):
+        index = VectorIndex(reference_X.shape[1])
+        for start in range(0, len(reference), CHUNK):
+            index.add(np.asarray(reference_X[start : start + CHUNK]))
+        paths = reference["path"].to_numpy()
+        for start in range(0, len(items), CHUNK):
+            sims, ids = index.search(np.asarray(X[start : start + CHUNK]), 1)
+            stop = start + len(sims)
+            similarity[start:stop] = sims[:, 0]
+            near = sims[:, 0] >= threshold
+            twin[start:stop][near] = paths[ids[near, 0]]
+            kind[start:stop][near] = NEAR
+        first_copy = dict(zip(reference["sha256"][::-1], paths[::-1]))
+        copies = [first_copy.get(sha) for sha in items["sha256"]]
+        same = np.asarray([c is not None for c in copies])
+        twin[same] = [c for c in copies if c is not None]
+        kind[same] = IDENTICAL
+    return pd.DataFrame({"twin": twin, "twin_kind": kind, "twin_similarity": similarity})
+
+
+def subset_masks(twins: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row masks of the evaluated photos: all of them, the clean ones and the twins."""
+    has_twin = twins["twin_kind"].ne("").to_numpy()
+    return {"all": np.ones(len(twins), dtype=bool), "clean": ~has_twin, "twins": has_twin}
+
+
+def twin_counts(twins: pd.DataFrame) -> dict[str, int]:
+    kinds = twins["twin_kind"]
+    return {
+        "all": len(twins),
+        "clean": int(kinds.eq("").sum()),
+        "twins": int(kinds.ne("").sum()),
+        IDENTICAL: int(kinds.eq(IDENTICAL).sum()),
+        NEAR: int(kinds.eq(NEAR).sum()),
+    }
+
+
+def conflicting_hashes(items: pd.DataFrame) -> set[str]:
+    """Content hashes that appear under more than one label among a store's usable photos (the
+    same photo filed twice)."""
+    photos = items[items["status"].eq(OK) & items["sha256"].notna()]
+    labels_per_hash = photos.groupby("sha256")["label"].nunique()
+    return set(labels_per_hash.index[labels_per_hash > 1])
+
+
+def without_conflicts(
+    X: np.ndarray, items: pd.DataFrame, conflicts: set[str]
+) -> tuple[np.ndarray, pd.DataFrame, int]:
+    """``X`` and ``items`` less the rows whose photo carries another label elsewhere; and how many."""
+    keep = ~items["sha256"].isin(conflicts).to_numpy()
+    return X[keep], items[keep].reset_index(drop=True), int((~keep).sum())

@@ -1,0 +1,38 @@
+"""How a store names its rows: item columns, statuses and vector keys (no image code here)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+ITEM_COLUMNS = ["path", "sha256", "size", "mtime_ns", "label", "split", "group", "status", "error", "view"]
+OK, SKIPPED = "ok", "skipped"
+
+AUGMENT_VERSION = 1
+"""Version of the augmented views (coinfeat.core.augment); views made by another version are not reused."""
+
+
+def vector_key(sha256: str, view: int) -> str:
+    """How a vector is addressed: the photo's content hash, plus the view for augmented copies."""
+    return sha256 if not view else f"{sha256}#aug{AUGMENT_VERSION}.{view}"
+
+
+def item_keys(items: pd.DataFrame) -> list[str | None]:
+    """The vector key of every item row (None where the file could not even be read)."""
+    return [
+        vector_key(sha, int(view)) if isinstance(sha, str) else None
+        for sha, view in zip(items["sha256"], items["view"])
+    ]
+
+
+def manifest_counts(items: pd.DataFrame) -> dict:
+    """The ``counts`` block of a manifest: usable photos per split and class, skips, views."""
+    ok = items["status"].eq(OK)
+    photos = items[ok & items["view"].eq(0)]
+    return {
+        "items": len(items),
+        "ok": len(photos),
+        "skipped": int((~ok).sum()),
+        "views": int((ok & items["view"].gt(0)).sum()),
+        "per_split": {str(k): int(v) for k, v in photos["split"].value_counts().items()},
+        "per_class": {str(k): int(v) for k, v in photos["label"].value_counts().sort_index().items()},
+    }

@@ -1,0 +1,154 @@
+"""``coinfeat fit-head``: train a head on a store's cached vectors and save it with its provenance.
+
+The head directory holds the head's own files and ``head.json``: type, params, classes, counts,
+fit seconds, and the extractor record (fingerprint, backbone, resize) of the vectors it learned
+from, so ``predict`` embeds new photos the same way and mismatched features are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coinfeat.core.embedder import Embedder
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extract import ExtractConfig, extract_features
+from coinfeat.core.heads import IncrementalHead, load_head, make_head
+from coinfeat.core.leakage import conflicting_hashes, without_conflicts
+from coinfeat.core.provenance import absolute_paths, provenance
+from coinfeat.core.store import Store, open_store
+
+DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
+
+
+@dataclass
+class FitResult:
+    head_dir: str
+    type: str
+    params: dict[str, Any]
+    classes: list[str]
+    train: int
+    val: int
+    fit_seconds: float
+    val_accuracy: float | None
+    pretrained: bool
+    dropped_conflicts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["k=5", "weights=distance"]`` -> ``{"k": 5, "weights": "distance"}`` (numbers parsed)."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CoinfeatError(f"--param {pair!r}: expected key=value, e.g. --param k=5")
+        params[key.strip()] = _parse_value(value.strip())
+    return params
+
+
+def _parse_value(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(value.lower(), value)
+
+
+def default_head_dir(store: Store, head_type: str) -> Path:
+    return DEFAULT_HEADS_DIR / store.manifest["dataset"]["name"] / head_type
+
+
+def fit_head(
+    features: str | Path,
+    head_type: str,
+    params: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    use_augmented: bool = False,
+    drop_conflicts: bool = False,
+) -> FitResult:
+    """Fit ``head_type`` on the train split (val for early stopping / selection) and save it.
+
+    ``drop_conflicts`` leaves out the photos whose identical copies carry another label."""
+    store = open_store(features)
+    head = make_head(head_type, **(params or {}))
+    rows = store.rows("train", include_views=use_augmented)
+    X_val, val_items = store.select("val")
+    dropped = 0
+    if drop_conflicts:
+        conflicts = conflicting_hashes(store.items)
+        keep = ~store.items["sha256"].iloc[rows].isin(conflicts).to_numpy()
+        X_val, val_items, dropped = without_conflicts(X_val, val_items, conflicts)
+        dropped += int((~keep).sum())
+        rows = rows[keep]
+    if len(rows) == 0:
+        raise CoinfeatError(f"store {store.path} has no usable train vectors")
+    items = store.items.iloc[rows].reset_index(drop=True)
+    head.fit_from_store(store, rows, items["label"], X_val, val_items["label"])
+    if isinstance(head, IncrementalHead):
+        head.remember(absolute_paths(store, items["path"]))
+    val_accuracy = (
+        float(np.mean(head.predict(X_val) == val_items["label"].to_numpy())) if len(X_val) else None
+    )
+    head.meta.update(provenance(store, use_augmented))
+    head.meta["counts"] = {
+        "train": len(rows),
+        "val": len(X_val),
+        "per_class": {str(k): int(v) for k, v in items["label"].value_counts().sort_index().items()},
+    }
+    head.meta["val_accuracy"] = val_accuracy
+    head.meta["dropped_conflicts"] = dropped
+    head_dir = Path(out) if out else default_head_dir(store, head_type)
+    head.save(head_dir)
+    return FitResult(
+        str(head_dir),
+        head_type,
+        head.params,
+        head.classes_.tolist(),
+        len(rows),
+        len(X_val),
+        round(head.fit_seconds_, 3),
+        val_accuracy,
+        store.pretrained,
+        dropped,
+    )
+
+
+def add_to_knn(
+    head_dir: str | Path, data: str | Path, out_store: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Embed the labelled photos in ``data`` with the head's extractor and add them to a k-NN head."""
+
+    head = load_head(head_dir)
+    if not isinstance(head, IncrementalHead):
+        raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
+    record = head.meta["features"]
+    spec = Embedder(record).spec
+    config = ExtractConfig(
+        backbone=spec.model_file or spec.name,
+        weights=spec.weights,
+        image_size=spec.image_size,
+        resize=record["resize"],
+        split=(1.0, 0.0, 0.0),
+        progress=progress,
+    )
+    store_dir = Path(out_store) if out_store else Path(head_dir) / "added" / Path(data).name
+    summary = extract_features(data, store_dir, config)
+    added = open_store(store_dir)
+    X, items = added.select(None)
+    paths = absolute_paths(added, items["path"])
+    fresh = ~np.isin(paths, list(getattr(head, "row_paths_", [])))
+    head.add(X[fresh], items["label"].to_numpy()[fresh], paths[fresh])
+    head.save(head_dir)
+    return {
+        "added": int(fresh.sum()),
+        "classes": head.classes_.tolist(),
+        "skipped": summary.skipped,
+        "store": str(store_dir),
+    }
