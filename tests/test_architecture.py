@@ -1,0 +1,48 @@
+"""The layers of ARCHITECTURE.md hold: lint-imports keeps its contracts on this tree and breaks
+them on a copy where a core module imports an application."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """Run import-linter with the project's contracts over the package found under ``root``."""
+    code = "import sys; from importlinter.cli import lint_imports_command; lint_imports_command()"
+    return subprocess.run(
+        [sys.executable, "-c", code, "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_contracts_are_kept():
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_a_core_module_importing_an_application_breaks_them(tmp_path):
+    shutil.copytree(REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc"))
+    images = tmp_path / "coinfeat" / "core" / "images.py"
+    images.write_text(images.read_text() + "\nfrom coinfeat.fit import fit_head  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "coinfeat.core.images -> coinfeat.fit" in result.stdout
+
+
+def test_two_applications_importing_each_other_break_them(tmp_path):
+    shutil.copytree(REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc"))
+    export = tmp_path / "coinfeat" / "export.py"
+    export.write_text(export.read_text() + "\nfrom coinfeat.predict import predict_images  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "coinfeat.export -> coinfeat.predict" in result.stdout
