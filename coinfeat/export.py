@@ -61,7 +61,7 @@ def export_head(
     spec = Embedder(record).spec
     keras = import_keras()
     backbone = build_model(spec)
-    model = keras.Model(backbone.input, head_layers(head, keras)(backbone.output), name="coinfeat_export")
+    model = keras.Model(backbone.input, head.to_keras(keras)(backbone.output), name="coinfeat_export")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "keras":
@@ -74,50 +74,6 @@ def export_head(
     labels = Path(f"{out}.labels.json")
     atomic_write(labels, json.dumps(_labels(head, record, spec, fmt, precision), indent=2))
     return ExportResult(str(out), str(labels), fmt, precision, out.stat().st_size, len(head.classes_))
-
-
-def head_layers(head: Head, keras):
-    """A function from pooled vectors (a Keras tensor) to class probabilities, for ``head``."""
-    kind = head.name
-    n_classes, dim = len(head.classes_), int(head.n_features_in_)
-    if kind == "dense":
-        return head.model_
-    if kind == "logreg":
-        scaler, logreg = head.model_.steps[0][1], head.model_.steps[-1][1]
-        weights, bias = _full_coefficients(logreg, n_classes, dim)
-        # standardisation folded in: ((x - mean) / scale) W + b = x (W / scale) + (b - (mean / scale) W)
-        folded = weights / scaler.scale_[:, None]
-        dense = keras.layers.Dense(n_classes, activation="softmax", name="logreg")
-        dense.build((None, dim))
-        dense.set_weights(
-            [folded.astype(np.float32), (bias - (scaler.mean_ / scaler.scale_) @ weights).astype(np.float32)]
-        )
-        return dense
-    if kind == "centroid":
-        temperature = float(head.params["temperature"])
-        dense = keras.layers.Dense(n_classes, use_bias=False, name="centroids")
-        dense.build((None, dim))
-        dense.set_weights([np.asarray(head.centroids_, np.float32).T / temperature])
-        unit = keras.layers.UnitNormalization(name="unit_length")
-        softmax = keras.layers.Softmax(name="probabilities")
-        return lambda x: softmax(dense(unit(x)))
-    raise CoinfeatError(
-        f"a {kind} head cannot be exported as layers: k-NN searches every stored vector (a database, "
-        "not a layer); export a dense, logreg or centroid head fitted on the same store (seconds)"
-    )
-
-
-def _full_coefficients(logreg: Any, n_classes: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's coefficients as one softmax layer over every class of the head (a binary
-    model's single logit z becomes the two logits 0 and z: softmax gives the same probabilities)."""
-    coef, intercept = np.asarray(logreg.coef_, np.float32), np.asarray(logreg.intercept_, np.float32)
-    if coef.shape[0] == 1:
-        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-    weights = np.zeros((dim, n_classes), np.float32)
-    bias = np.full(n_classes, -1e4, np.float32)  # classes the model never saw get probability 0
-    weights[:, logreg.classes_] = coef.T
-    bias[logreg.classes_] = intercept
-    return weights, bias
 
 
 def _calibration(record: dict[str, Any], spec) -> np.ndarray:

@@ -51,6 +51,7 @@ from coinfeat.core.extract import (
     with_views,
     write_errors_explained,
 )
+from coinfeat.core.heads import head_types
 from coinfeat.core.images import DEFAULT_MAX_PIXELS
 from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem, fill_store
 from coinfeat.core.provenance import crop_record
@@ -605,17 +606,10 @@ def _save_head(
     model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, history, folder: Path
 ) -> Path:
     """The trained softmax layer as an ordinary dense head whose extractor is the tuned backbone."""
-    from coinfeat.core.heads.dense import DenseHead
-
-    keras = import_keras()
     dense = model.get_layer("coin_softmax")
-    head = DenseHead(hidden="", learning_rate=record["learning_rate"], batch_size=record["batch_size"])
-    head.classes_ = classes
-    head.n_features_in_ = int(dense.kernel.shape[0])
-    head.model_ = keras.Sequential(
-        [keras.Input((head.n_features_in_,)), keras.layers.Dense(len(classes), activation="softmax")]
+    head = head_types()["dense"].from_keras(
+        dense, classes, learning_rate=record["learning_rate"], batch_size=record["batch_size"]
     )
-    head.model_.layers[-1].set_weights(dense.get_weights())
     head.fit_seconds_ = record["seconds"].get("training")
     head.history_ = history
     manifest = {

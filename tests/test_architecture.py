@@ -31,7 +31,9 @@ def test_contracts_are_kept():
 
 
 def test_a_core_module_importing_an_application_breaks_them(tmp_path):
-    shutil.copytree(REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc"))
+    shutil.copytree(
+        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
+    )
     images = tmp_path / "coinfeat" / "core" / "images.py"
     images.write_text(images.read_text() + "\nfrom coinfeat.fit import fit_head  # noqa\n")
     result = lint_imports(tmp_path)
@@ -40,7 +42,9 @@ def test_a_core_module_importing_an_application_breaks_them(tmp_path):
 
 
 def test_two_applications_importing_each_other_break_them(tmp_path):
-    shutil.copytree(REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc"))
+    shutil.copytree(
+        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
+    )
     export = tmp_path / "coinfeat" / "export.py"
     export.write_text(export.read_text() + "\nfrom coinfeat.predict import predict_images  # noqa\n")
     result = lint_imports(tmp_path)

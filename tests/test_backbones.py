@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import EURO, LITE0, SMALL, needs_euro, needs_lite0
 
-from coinfeat import engines
+from coinfeat.core import engines
 from coinfeat.core.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone
 from coinfeat.core.engines import KerasEngine, cosine_rows, open_engine, tflite_cache_paths
 from coinfeat.core.errors import CoinfeatError, WeightsUnavailable

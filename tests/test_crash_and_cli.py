@@ -184,7 +184,7 @@ def test_engine_ray_still_works_with_a_deprecation_line(monkeypatch, capsys):
         seen["c"] = config
 
     monkeypatch.setattr("coinfeat.core.extract.extract_features", fake)
-    monkeypatch.setattr(cli, "_print_summary", lambda summary, args: None)
+    monkeypatch.setattr("coinfeat.cli.extract.print_summary", lambda summary, args: None)
     assert cli.main(["extract-features", "--data", "d", "--engine", "ray", "--workers", "3"]) == 0
     assert seen["c"].runner == "ray" and seen["c"].engine == "auto" and seen["c"].workers == 3
     assert "--engine ray is deprecated; use --runner ray" in capsys.readouterr().err

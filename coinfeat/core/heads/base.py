@@ -1,9 +1,12 @@
 """The head interface, modelled on scikit-learn's estimators.
 
 Every head has ``fit(X, y, X_val=None, y_val=None) -> self``, ``predict_proba(X)`` (rows sum to 1,
-columns in ``classes_`` order), ``classes_``, ``get_params``/``set_params`` (so
-``sklearn.base.clone`` copies an unfitted head), ``save(dir)`` and ``load(dir)``. Learned state ends
-in ``_``. :class:`IncrementalHead` adds ``add`` and ``remember`` for heads that grow without refitting.
+columns in ``classes_`` order), ``classes_``, ``get_params``/``set_params`` (each
+parameter is an attribute, so ``sklearn.base.clone`` copies an unfitted head), ``save(dir)``,
+``load(dir)`` and ``to_keras`` (the head as Keras layers, or a refusal with its reason). Learned
+state ends in ``_``; parameters are validated in ``fit``. A saved head is data, never code:
+arrays, JSON, FAISS indexes and Keras files loaded in safe mode. :class:`IncrementalHead` adds
+``add`` and ``remember`` for heads that grow without refitting.
 Inputs are validated here, at the boundary, so subclasses implement only ``_fit``,
 ``_predict_proba``, ``_save`` and ``_load`` on clean float32 arrays and integer class codes.
 """
@@ -22,6 +25,8 @@ from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.store.atomic import atomic_write
 
 HEAD_FILE = "head.json"
+RECORD_KEYS = ("type", "params", "classes", "n_features_in", "fit_seconds")
+"""Keys of head.json that the head itself writes; metadata can never overwrite them."""
 
 
 class Head(ABC):
@@ -33,20 +38,31 @@ class Head(ABC):
 
     def __init__(self, **params: Any) -> None:
         self._check_param_names(params)
-        self.params = {**self.defaults, **params}
+        for key, value in {**self.defaults, **params}.items():
+            setattr(self, key, value)
         self.meta: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public API
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every parameter and its value, as scikit-learn's ``clone`` and search tools expect."""
-        return dict(self.params)
+        return {key: getattr(self, key) for key in self.defaults}
 
     def set_params(self, **params: Any) -> Head:
         """Change parameters (takes effect at the next ``fit``)."""
         self._check_param_names(params)
-        self.params.update(params)
+        for key, value in params.items():
+            setattr(self, key, value)
         return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters as a dict (read-only view of :meth:`get_params`)."""
+        return self.get_params()
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != self.defaults[k]}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
@@ -65,7 +81,8 @@ class Head(ABC):
         )
 
     def _train(self, y: Any, shape: tuple[int, int], X_val, y_val, fit) -> Head:
-        """Validate labels and validation data, then time ``fit(codes, val)``."""
+        """Validate parameters, labels and validation data, then time ``fit(codes, val)``."""
+        self._validate_params()
         codes = self._learn_classes(y, *shape)
         val = self._check_val(X_val, y_val)
         started = time.perf_counter()
@@ -93,12 +110,12 @@ class Head(ABC):
         directory.mkdir(parents=True, exist_ok=True)
         self._save(directory)
         record = {
+            **self.meta,
             "type": self.name,
-            "params": self.params,
+            "params": self.get_params(),
             "classes": self.classes_.tolist(),
             "n_features_in": int(self.n_features_in_),
             "fit_seconds": getattr(self, "fit_seconds_", None),
-            **self.meta,
         }
         atomic_write(directory / HEAD_FILE, json.dumps(record, indent=2, default=str))
         return directory
@@ -110,18 +127,26 @@ class Head(ABC):
         head.classes_ = np.asarray(record["classes"], dtype=str)
         head.n_features_in_ = int(record["n_features_in"])
         head.fit_seconds_ = record.get("fit_seconds")
-        head.meta = {
-            k: v
-            for k, v in record.items()
-            if k not in ("type", "params", "classes", "n_features_in", "fit_seconds")
-        }
+        head.meta = {k: v for k, v in record.items() if k not in RECORD_KEYS}
         try:
             head._load(Path(directory))
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise CoinfeatError(f"head at {directory} is damaged ({exc}); fit it again") from None
         return head
 
+    def to_keras(self, keras: Any) -> Any:
+        """A callable from pooled vectors (a Keras tensor) to class probabilities, made of Keras
+        layers with this head's learned weights, so backbone + head become one model file.
+        Heads that cannot be layers refuse with the reason (``keras_refusal``)."""
+        raise CoinfeatError(f"a {self.name} head cannot be exported as Keras layers: {self.keras_refusal}")
+
+    keras_refusal: ClassVar[str] = "it has no Keras form"
+
     # ------------------------------------------------------------------ for subclasses
+
+    def _validate_params(self) -> None:
+        """Check parameter values; called by ``fit`` (never ``__init__``, as scikit-learn does)."""
+        return None
 
     @abstractmethod
     def _fit(self, X: np.ndarray, codes: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None) -> None: ...

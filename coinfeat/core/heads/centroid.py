@@ -26,7 +26,15 @@ class CentroidHead(Head):
         self.centroids_ = normalise(means)
 
     def _predict_proba(self, X) -> np.ndarray:
-        return softmax(normalise(X) @ self.centroids_.T, float(self.params["temperature"]))
+        return softmax(normalise(X) @ self.centroids_.T, float(self.temperature))
+
+    def to_keras(self, keras: Any) -> Any:
+        dense = keras.layers.Dense(len(self.classes_), use_bias=False, name="centroids")
+        dense.build((None, int(self.n_features_in_)))
+        dense.set_weights([np.asarray(self.centroids_, np.float32).T / float(self.temperature)])
+        unit = keras.layers.UnitNormalization(name="unit_length")
+        probabilities = keras.layers.Softmax(name="probabilities")
+        return lambda x: probabilities(dense(unit(x)))
 
     def _save(self, directory: Path) -> None:
         np.save(directory / CENTROIDS_FILE, self.centroids_)

@@ -41,7 +41,6 @@ class DenseHead(Head):
     def _fit(self, X, codes, val) -> None:
         keras = import_keras()
         keras.utils.set_random_seed(SEED)
-        p = self.params
         if val is None:
             X, X_val, codes, y_val = _holdout(X, codes)
         else:
@@ -49,16 +48,16 @@ class DenseHead(Head):
         self.model_ = self._build(keras, X.shape[1])
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss",
-            patience=int(p["patience"]),
-            min_delta=float(p["min_delta"]),
+            patience=int(self.patience),
+            min_delta=float(self.min_delta),
             restore_best_weights=True,
         )
         history = self.model_.fit(
             X,
             codes,
             validation_data=(X_val, y_val),
-            epochs=int(p["epochs"]),
-            batch_size=int(p["batch_size"]),
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
             class_weight=self._class_weights(codes),
             callbacks=[stop],
             verbose=0,
@@ -70,18 +69,17 @@ class DenseHead(Head):
         self.meta["training"] = {"epochs_run": self.epochs_, "best_epoch": self.best_epoch_}
 
     def _build(self, keras, dim: int):
-        p = self.params
-        hidden = [int(h) for h in str(p["hidden"]).split(",") if h.strip()]
+        hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
         layers = [keras.Input((dim,))]
         for units in hidden:
             layers += [
                 keras.layers.Dense(units, activation="relu"),
-                keras.layers.Dropout(float(p["dropout"])),
+                keras.layers.Dropout(float(self.dropout)),
             ]
         layers.append(keras.layers.Dense(len(self.classes_), activation="softmax"))
         model = keras.Sequential(layers)
         model.compile(
-            optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
+            optimizer=keras.optimizers.Adam(float(self.learning_rate)),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             steps_per_execution=32,
@@ -89,7 +87,7 @@ class DenseHead(Head):
         return model
 
     def _class_weights(self, codes: np.ndarray) -> dict[int, float] | None:
-        if self.params["class_weight"] in (None, "none"):
+        if self.class_weight in (None, "none"):
             return None
         present = np.unique(codes)
         weights = compute_class_weight("balanced", classes=present, y=codes)
@@ -101,6 +99,22 @@ class DenseHead(Head):
             [np.asarray(self.model_(X[i : i + 4096], training=False)) for i in range(0, len(X), 4096)]
         )
 
+    def to_keras(self, keras: Any) -> Any:
+        return self.model_
+
+    @classmethod
+    def from_keras(cls, layer: Any, classes: np.ndarray, **params: Any) -> DenseHead:
+        """A fitted head (no hidden layers) around a trained softmax layer, e.g. fine-tune's."""
+        keras = import_keras()
+        head = cls(**{**params, "hidden": ""})
+        head.classes_ = np.asarray(classes)
+        head.n_features_in_ = int(layer.kernel.shape[0])
+        head.model_ = keras.Sequential(
+            [keras.Input((head.n_features_in_,)), keras.layers.Dense(len(classes), activation="softmax")]
+        )
+        head.model_.layers[-1].set_weights(layer.get_weights())
+        return head
+
     def _save(self, directory: Path) -> None:
         self.model_.save(directory / MODEL_FILE)
         if getattr(self, "history_", None):
@@ -108,7 +122,7 @@ class DenseHead(Head):
 
     def _load(self, directory: Path) -> None:
         keras = import_keras()
-        self.model_ = keras.models.load_model(directory / MODEL_FILE, compile=False)
+        self.model_ = keras.models.load_model(directory / MODEL_FILE, compile=False, safe_mode=True)
         if (directory / HISTORY_FILE).exists():
             self.history_ = json.loads((directory / HISTORY_FILE).read_text())
 

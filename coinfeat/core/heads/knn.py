@@ -25,6 +25,10 @@ WEIGHTINGS = ("uniform", "distance", "softmax")
 class KnnHead(IncrementalHead):
     name = "knn"
     summary = "k nearest neighbours (FAISS, cosine); add new photos without refitting"
+    keras_refusal = (
+        "k-NN searches every stored vector (a database, not a layer); export a dense, logreg or "
+        "centroid head fitted on the same store (seconds)"
+    )
     defaults: ClassVar[dict[str, Any]] = {
         "k": 10,
         "weights": "softmax",
@@ -38,13 +42,12 @@ class KnnHead(IncrementalHead):
         "chunk": 50_000,
     }
 
-    def __init__(self, **params) -> None:
-        super().__init__(**params)
-        if self.params["weights"] not in WEIGHTINGS:
+    def _validate_params(self) -> None:
+        if self.weights not in WEIGHTINGS:
             raise CoinfeatError(f"knn weights must be one of {', '.join(WEIGHTINGS)}")
-        if self.params["index"] not in INDEX_KINDS:
+        if self.index not in INDEX_KINDS:
             raise CoinfeatError(f"knn index must be one of {', '.join(INDEX_KINDS)}")
-        if int(self.params["k"]) < 1:
+        if int(self.k) < 1:
             raise CoinfeatError("knn k must be at least 1")
 
     def _fit(self, X, codes, val) -> None:
@@ -55,16 +58,14 @@ class KnnHead(IncrementalHead):
     def _fit_rows(self, vectors, rows, codes, val) -> None:
         """Stream the store's vectors into the index (an IVF index is trained on a sample of at
         most ``sample`` rows, then filled ``chunk`` rows at a time), never loading them all."""
-        p = self.params
         self.index_ = fill_index(
-            self._empty_index(self.n_features_in_), vectors, rows, int(p["sample"]), int(p["chunk"])
+            self._empty_index(self.n_features_in_), vectors, rows, int(self.sample), int(self.chunk)
         )
         self._keep_rows(codes)
 
     def _empty_index(self, dim: int) -> VectorIndex:
-        p = self.params
         return VectorIndex(
-            dim, p["index"], int(p["nlist"]), int(p["nprobe"]), int(p["hnsw_m"]), int(p["ef_search"])
+            dim, self.index, int(self.nlist), int(self.nprobe), int(self.hnsw_m), int(self.ef_search)
         )
 
     def _keep_rows(self, codes: np.ndarray) -> None:
@@ -92,7 +93,7 @@ class KnnHead(IncrementalHead):
 
     def neighbours(self, X: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(cosine similarities, row ids) of the k nearest stored vectors."""
-        return self.index_.search(X, k or int(self.params["k"]))
+        return self.index_.search(X, k or int(self.k))
 
     def _predict_proba(self, X) -> np.ndarray:
         sims, ids = self.neighbours(X)
@@ -105,12 +106,12 @@ class KnnHead(IncrementalHead):
         return proba
 
     def _vote_weights(self, sims: np.ndarray) -> np.ndarray:
-        kind = self.params["weights"]
+        kind = self.weights
         if kind == "uniform":
             return np.ones_like(sims)
         if kind == "distance":
             return 1.0 / np.maximum(1.0 - sims, 1e-6)
-        z = (sims - sims.max(axis=1, keepdims=True)) / float(self.params["temperature"])
+        z = (sims - sims.max(axis=1, keepdims=True)) / float(self.temperature)
         return np.exp(z)
 
     def _save(self, directory: Path) -> None:
@@ -120,9 +121,8 @@ class KnnHead(IncrementalHead):
         )
 
     def _load(self, directory: Path) -> None:
-        p = self.params
         self.index_ = VectorIndex.load(
-            directory / INDEX_FILE, p["index"], int(p["nprobe"]), int(p["ef_search"])
+            directory / INDEX_FILE, self.index, int(self.nprobe), int(self.ef_search)
         )
         rows = pd.read_parquet(directory / ROWS_FILE)
         self.row_labels_ = rows["label"].to_numpy(dtype=str)

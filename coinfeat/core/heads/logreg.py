@@ -1,20 +1,26 @@
-"""Multinomial logistic regression behind a StandardScaler (scikit-learn), saved with joblib."""
+"""Multinomial logistic regression on standardised vectors (scikit-learn), saved as plain arrays.
+
+Once fitted, the scaler and the model are one affine map followed by a softmax: the head keeps
+that map (``weights_``, ``bias_``) and saves it as ``model.npz`` (no pickle), so loading a head
+someone sent you runs no code, and ``to_keras`` is a single Dense layer.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.heads import register
-from coinfeat.core.heads.base import Head
+from coinfeat.core.heads.base import Head, softmax
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.npz"
+PICKLED_FILE = "model.joblib"
+"""What coinfeat 0.1 saved: a joblib pickle, which can run code when loaded."""
 
 
 @register
@@ -24,22 +30,62 @@ class LogRegHead(Head):
     defaults: ClassVar[dict[str, Any]] = {"C": 1.0, "class_weight": "balanced", "max_iter": 2000}
 
     def _fit(self, X, codes, val) -> None:
-        class_weight = None if self.params["class_weight"] in (None, "none") else self.params["class_weight"]
-        self.model_ = make_pipeline(
-            StandardScaler(),
-            LogisticRegression(
-                C=float(self.params["C"]), class_weight=class_weight, max_iter=int(self.params["max_iter"])
-            ),
-        )
-        self.model_.fit(X, codes)
+        class_weight = None if self.class_weight in (None, "none") else self.class_weight
+        scaler = StandardScaler().fit(X)
+        model = LogisticRegression(C=float(self.C), class_weight=class_weight, max_iter=int(self.max_iter))
+        model.fit(scaler.transform(X), codes)
+        self._adopt(scaler, model)
+
+    def _adopt(self, scaler: StandardScaler, model: LogisticRegression) -> None:
+        """Fold the scaler into the coefficients: ((x - m) / s) W + b = x (W / s) + (b - (m / s) W)."""
+        weights, bias = full_coefficients(model, len(self.classes_), int(self.n_features_in_))
+        self.weights_ = (weights / scaler.scale_[:, None]).astype(np.float32)
+        self.bias_ = (bias - (scaler.mean_ / scaler.scale_) @ weights).astype(np.float32)
 
     def _predict_proba(self, X) -> np.ndarray:
-        proba = np.zeros((len(X), len(self.classes_)))
-        proba[:, self.model_.classes_] = self.model_.predict_proba(X)
-        return proba
+        return softmax(X.astype(np.float64) @ self.weights_ + self.bias_)
+
+    def to_keras(self, keras: Any) -> Any:
+        dense = keras.layers.Dense(len(self.classes_), activation="softmax", name="logreg")
+        dense.build((None, int(self.n_features_in_)))
+        dense.set_weights([self.weights_, self.bias_])
+        return dense
 
     def _save(self, directory: Path) -> None:
-        joblib.dump(self.model_, directory / MODEL_FILE)
+        np.savez(directory / MODEL_FILE, weights=self.weights_, bias=self.bias_)
+        (directory / PICKLED_FILE).unlink(missing_ok=True)
 
     def _load(self, directory: Path) -> None:
-        self.model_ = joblib.load(directory / MODEL_FILE)
+        if not (directory / MODEL_FILE).exists() and (directory / PICKLED_FILE).exists():
+            raise CoinfeatError(
+                f"{directory} is a logreg head saved by coinfeat 0.1 as a pickle, which can run code "
+                "when loaded; refit it (seconds), or if you made it yourself convert it once with "
+                f"`coinfeat fit-head --convert {directory}`"
+            )
+        with np.load(directory / MODEL_FILE, allow_pickle=False) as arrays:
+            self.weights_, self.bias_ = arrays["weights"], arrays["bias"]
+        expected = (int(self.n_features_in_), len(self.classes_))
+        if self.weights_.shape != expected or self.bias_.shape != expected[1:]:
+            raise ValueError(
+                f"{MODEL_FILE} holds weights of shape {self.weights_.shape}, expected {expected}"
+            )
+
+    def convert_pickle(self, directory: Path) -> None:
+        """Read a coinfeat 0.1 ``model.joblib`` (trusted by the caller) into plain arrays."""
+        import joblib
+
+        pipeline = joblib.load(directory / PICKLED_FILE)
+        self._adopt(pipeline.steps[0][1], pipeline.steps[-1][1])
+
+
+def full_coefficients(model: LogisticRegression, n_classes: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's coefficients as one softmax layer over every class of the head (a binary
+    model's single logit z becomes the two logits 0 and z: softmax gives the same probabilities)."""
+    coef, intercept = np.asarray(model.coef_, np.float64), np.asarray(model.intercept_, np.float64)
+    if coef.shape[0] == 1:
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    weights = np.zeros((dim, n_classes))
+    bias = np.full(n_classes, -1e4)  # classes the model never saw get probability 0
+    weights[:, model.classes_] = coef.T
+    bias[model.classes_] = intercept
+    return weights, bias
