@@ -152,3 +152,21 @@ def add_to_knn(
         "skipped": summary.skipped,
         "store": str(store_dir),
     }
+
+
+def convert_head(head_dir: str | Path) -> Path:
+    """Rewrite a head saved by coinfeat 0.1 as a pickle (logreg's ``model.joblib``) as plain arrays.
+    Loading a pickle can run code: convert only heads you made yourself."""
+    from coinfeat.core.heads import head_types
+    from coinfeat.core.heads.base import read_head_record
+
+    record = read_head_record(head_dir)
+    head = head_types()[record["type"]](**record["params"])
+    if not hasattr(head, "convert_pickle"):
+        raise CoinfeatError(f"{head_dir} is a {record['type']} head: it holds no pickle to convert")
+    head.classes_ = np.asarray(record["classes"], dtype=str)
+    head.n_features_in_ = int(record["n_features_in"])
+    head.fit_seconds_ = record.get("fit_seconds")
+    head.meta = {k: v for k, v in record.items() if k not in ("type", "params", "classes", "n_features_in")}
+    head.convert_pickle(Path(head_dir))
+    return head.save(head_dir)

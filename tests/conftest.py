@@ -21,3 +21,16 @@ def coinfeat_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def folders_dataset(tmp_path) -> Path:
     return write_class_folders(tmp_path / "coins")
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A store of small generated photos (random seeded weights), made once per session: tests that
+    only read a store share it; tests that change one make their own."""
+    from helpers import small_config
+
+    from coinfeat import extract_features
+
+    root = tmp_path_factory.mktemp("tiny")
+    data = write_class_folders(root / "coins")
+    return Path(extract_features(data, root / "store", small_config()).store)

@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
         "without refitting.",
         epilog=f"Head types: {listing}",
     )
-    p.add_argument("--type", required=True, choices=list(types), help="head type")
+    p.add_argument("--type", choices=list(types), help="head type (required unless --add or --convert)")
     p.add_argument("--features", help="feature store made by extract-features")
     p.add_argument("--out", help="head directory (default artifacts/heads/<dataset>/<type>)")
     p.add_argument(
@@ -44,13 +44,22 @@ def add_parser(commands) -> None:
     drop_conflicts_option(p)
     p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
     p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
+    p.add_argument(
+        "--convert",
+        metavar="HEAD",
+        help="rewrite a head saved by coinfeat 0.1 as a pickle as plain arrays (only for heads you made: "
+        "loading a pickle can run code)",
+    )
     common_options(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from coinfeat.fit import add_to_knn, fit_head, parse_params
+    from coinfeat.fit import add_to_knn, convert_head, fit_head, parse_params
 
+    if args.convert:
+        print(f"converted {convert_head(args.convert)}: it now holds no pickle")
+        return 0
     if args.add:
         if not args.head:
             raise CoinfeatError("--add needs --head DIR, the fitted k-NN head to extend")
@@ -61,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
             classes = ", ".join(result["classes"])
             print(f"added {result['added']} photo(s) to {args.head}; classes now: {classes}")
         return 0
-    if not args.features:
-        raise CoinfeatError("--features DIR is required (a store made by extract-features)")
+    if not args.features or not args.type:
+        raise CoinfeatError("--type and --features DIR are required (a store made by extract-features)")
     result = fit_head(
         args.features, args.type, parse_params(args.param), args.out, args.use_augmented, args.drop_conflicts
     )
