@@ -88,7 +88,7 @@ def _calibration(record: dict[str, Any], spec) -> np.ndarray:
                 "an int8 export calibrates on the head's train photos, but its feature store is gone; "
                 "export fp32, or fit the head again"
             ) from None
-        sample = {**calibration_sample(store.items), "root": store.manifest["dataset"]["root"]}
+        sample = {**calibration_sample(store.items), "root": store.manifest.dataset.root}
     return calibration_loader(sample["root"], sample, spec.image_size, record["resize"])()[0]
 
 

@@ -62,6 +62,7 @@ from coinfeat.core.store import (
     ITEM_COLUMNS,
     OK,
     PARTS,
+    Manifest,
     Store,
     atomic_write,
     manifest_counts,
@@ -145,7 +146,7 @@ class FinetuneResult:
 
 
 def default_finetune_dir(store: Store) -> Path:
-    return DEFAULT_FINETUNED_DIR / store.manifest["dataset"]["name"]
+    return DEFAULT_FINETUNED_DIR / store.manifest.dataset.name
 
 
 def finetune(
@@ -340,8 +341,8 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
     row_shape = tuple(int(n) for n in lower.output.shape[1:])
     _check_space(folder, len(items) * int(np.prod(row_shape)) * 2)
     threads = cfg.threads or default_threads()
-    resize, size, batch = store.manifest["resize"], spec.image_size, cfg.batch_size
-    int8 = store.manifest.get("int8")  # an int8 store runs its lower part in int8 too
+    resize, size, batch = store.manifest.resize, spec.image_size, cfg.batch_size
+    int8 = store.manifest.int8  # an int8 store runs its lower part in int8 too
     network = Network(
         f"{spec.name} up to {cut}",
         hashlib.sha256(f"{spec.model_id}:{cut}".encode()).hexdigest()[:16],
@@ -351,25 +352,23 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
         calibration_loader(int8["root"], int8, size, resize) if int8 else None,
     )
 
-    def manifest_for(final: pd.DataFrame, engine: str | None, previous: dict | None) -> dict[str, Any]:
-        return {
-            "fingerprint": fp,
-            "kind": "activations",
-            "base_fingerprint": store.fingerprint,
-            "cut": cut,
-            "pretrained": spec.pretrained,
-            "backbone": spec.describe(),
-            "resize": resize,
-            "engine": engine or (previous or {}).get("engine"),
-            "dataset": store.manifest["dataset"],
-            "augment": {
+    def manifest_for(final: pd.DataFrame, engine: str | None, previous: Manifest | None) -> Manifest:
+        return Manifest(
+            fingerprint=fp,
+            pretrained=spec.pretrained,
+            backbone=spec.describe(),
+            resize=resize,
+            engine=engine or (previous.engine if previous else None),
+            dataset=store.manifest.dataset,
+            augment={
                 "views_per_train_photo": int(final["view"].max()) if len(final) else 0,
                 "policy": asdict(FINETUNE_VIEWS),
                 "version": AUGMENT_VERSION,
                 "views_version": VIEWS_VERSION,
             },
-            "counts": manifest_counts(final),
-        }
+            counts=manifest_counts(final),
+            extra={"kind": "activations", "base_fingerprint": store.fingerprint, "cut": cut},
+        )
 
     with store_lock(folder), write_errors_explained(folder):
         stale = _stale(folder, fp)
@@ -385,23 +384,23 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
             progress=cfg.progress,
             desc="caching activations",
         )
-        root = Path(store.manifest["dataset"]["root"])
+        root = Path(store.manifest.dataset.root)
         filled = fill_store(layout, items, fp, root, runner, SequentialDistributor(), manifest_for)
     return open_store(folder), filled
 
 
 def _cached_views(folder: Path, fp: str) -> int:
     manifest = read_manifest(folder)
-    if not manifest or manifest.get("fingerprint") != fp:
+    if not manifest or manifest.fingerprint != fp:
         return 0
-    return int(manifest.get("augment", {}).get("views_per_train_photo", 0))
+    return int(manifest.augment.get("views_per_train_photo", 0))
 
 
 def _stale(folder: Path, fp: str) -> str | None:
     """Why a cache left in ``folder`` cannot be reused (the store was rebuilt with another
     extractor, or the views changed version), or None. It is rebuilt, never mixed."""
     manifest = read_manifest(folder)
-    theirs = manifest["fingerprint"] if manifest else None
+    theirs = manifest.fingerprint if manifest else None
     foreign = [p for p in (folder / PARTS).glob("*.parquet") if not p.name.startswith(f"{fp}-")]
     if theirs not in (None, fp) or foreign:
         return f"it was made by another extractor or views version ({theirs or 'an unfinished run'})"
@@ -485,8 +484,8 @@ def _photo_batches(store: Store, spec: BackboneSpec, train, val, classes, cfg: F
     augmentation every epoch, like a classic fine-tune."""
     keras = import_keras()
     Batches = _batches_class(keras)
-    root = Path(store.manifest["dataset"]["root"])
-    reader = ImageReader([], 1, 1, spec.image_size, store.manifest["resize"], augmenter=FINETUNE_VIEWS)
+    root = Path(store.manifest.dataset.root)
+    reader = ImageReader([], 1, 1, spec.image_size, store.manifest.resize, augmenter=FINETUNE_VIEWS)
     threads = cfg.threads or default_threads()
     out = []
     for items, augmented in ((train, True), (val, False)):
@@ -612,15 +611,15 @@ def _save_head(
     )
     head.fit_seconds_ = record["seconds"].get("training")
     head.history_ = history
-    manifest = {
-        "fingerprint": fingerprint(tuned, store.manifest["resize"]),
-        "backbone": tuned.describe(),
-        "resize": store.manifest["resize"],
-        "pretrained": tuned.pretrained,
-    }
+    manifest = Manifest(
+        fingerprint=fingerprint(tuned, store.manifest.resize),
+        backbone=tuned.describe(),
+        resize=store.manifest.resize,
+        pretrained=tuned.pretrained,
+    )
     head.meta = {
-        "features": {**extractor_record(manifest), "dataset": store.manifest["dataset"]["name"]},
-        "label_names": store.manifest["dataset"].get("label_names", {}),
+        "features": {**extractor_record(manifest), "dataset": store.manifest.dataset.name},
+        "label_names": store.manifest.label_names,
         "crops": crop_record(store),
         "finetune": {k: record[k] for k in ("summary", "cut", "views", "epochs_run", "best_epoch", "val")},
         "training": {"epochs_run": record["epochs_run"], "best_epoch": record["best_epoch"]},
@@ -640,32 +639,32 @@ def _follow_store(head_dir: Path, store_dir: Path) -> None:
     head.meta["features"] = {
         **extractor_record(store.manifest),
         "store": str(store.path.resolve()),
-        "dataset": store.manifest["dataset"]["name"],
+        "dataset": store.manifest.dataset.name,
     }
     head.save(head_dir)
 
 
 def _embed_dataset(store: Store, tuned: BackboneSpec, out: Path, cfg: FinetuneConfig) -> Path:
     """A new store of the same dataset, same splits, embedded with the tuned backbone."""
-    dataset = store.manifest["dataset"]
+    dataset = store.manifest.dataset
     names = out / "label_names.json"
-    atomic_write(names, json.dumps(dataset.get("label_names") or {}))
-    split = store.manifest.get("split", {})
+    atomic_write(names, json.dumps(dataset.label_names))
+    split = store.manifest.split
     config = ExtractConfig(
         backbone=str(out / "backbone.keras"),
         image_size=tuned.image_size,
-        resize=store.manifest["resize"],
+        resize=store.manifest.resize,
         engine=cfg.engine,
         threads=cfg.threads,
-        group_regex=store.manifest.get("group_regex"),
-        label_names=str(names) if dataset.get("label_names") else None,
+        group_regex=store.manifest.group_regex,
+        label_names=str(names) if dataset.label_names else None,
         split=tuple(split.get("fractions", (0.7, 0.15, 0.15))),
         seed=split.get("seed", 0),
         progress=cfg.progress,
-        precision=store.manifest.get("precision", "fp32"),
+        precision=store.manifest.precision,
     )
-    target = Path(cfg.embed_out) if cfg.embed_out else default_store_dir(f"{dataset['name']}-finetuned")
-    summary = extract_features(dataset.get("source") or dataset["root"], target, config)
+    target = Path(cfg.embed_out) if cfg.embed_out else default_store_dir(f"{dataset.name}-finetuned")
+    summary = extract_features(dataset.source or dataset.root, target, config)
     return Path(summary.store)
 
 

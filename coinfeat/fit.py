@@ -62,7 +62,7 @@ def _parse_value(value: str) -> Any:
 
 
 def default_head_dir(store: Store, head_type: str) -> Path:
-    return DEFAULT_HEADS_DIR / store.manifest["dataset"]["name"] / head_type
+    return DEFAULT_HEADS_DIR / store.manifest.dataset.name / head_type
 
 
 def fit_head(

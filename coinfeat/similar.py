@@ -78,13 +78,13 @@ class Collection:
             raise CoinfeatError(f"store {store.path} has no usable vectors in split {split!r}")
         self.items = store.items.iloc[self.rows].reset_index(drop=True)
         self.index = self._index(split, index)
-        self.root = Path(store.manifest["dataset"]["root"])
-        self.names = store.manifest["dataset"].get("label_names", {})
+        self.root = Path(store.manifest.dataset.root)
+        self.names = store.manifest.label_names
 
     def _index(self, split: str, kind: str) -> VectorIndex:
         """Build the index; an ivf or hnsw index (minutes for a million vectors) is cached in the
         store's ``indexes/`` folder for the store's current commit and reused until it changes."""
-        cached = self.store.path / "indexes" / f"{split}-{kind}-{self.store.manifest.get('commit')}.faiss"
+        cached = self.store.path / "indexes" / f"{split}-{kind}-{self.store.manifest.commit}.faiss"
         if kind != "flat" and cached.exists():
             return VectorIndex.load(cached, kind, nprobe=default_nprobe(default_nlist(len(self.rows))))
         index = build_index(self.store, kind, None if split == "all" else split)

@@ -136,7 +136,7 @@ def int8_accuracy(work: Path) -> dict:
             heads.setdefault(name, {})[precision] = balanced_accuracy_score(
                 test["label"], head.predict(X_test)
             )
-    check = stores["int8"].manifest["int8"]["verification"]
+    check = stores["int8"].manifest.int8["verification"]
     return {
         "median_cosine": float(np.median(cos)),
         "min_cosine": float(cos.min()),
@@ -160,7 +160,7 @@ def export_sizes(store, work: Path) -> dict:
     head = fit_head(store.path, "logreg", {}, work / "logreg")
     X, test = store.select("test")
     picked = np.linspace(0, len(test) - 1, 300).astype(int)
-    root = Path(store.manifest["dataset"]["root"])
+    root = Path(store.manifest.dataset.root)
     paths = [root / p for p in test["path"].iloc[picked]]
     images = np.stack([load_image(p, 224, "pad") for p in paths]).astype(np.float32)
     expected = load_head(head.head_dir).predict_proba(X[picked]).argmax(1)

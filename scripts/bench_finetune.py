@@ -97,7 +97,7 @@ def accuracy(work: Path, tuned_head: str) -> list[dict]:
                     **scores(head.predict_proba(X_test), head.classes_, y),
                 }
             )
-        root = Path(store.manifest["dataset"]["root"])
+        root = Path(store.manifest.dataset.root)
         tta = Embedder(extractor_record(store.manifest)).embed(
             [str(root / p) for p in test["path"]], "rotations"
         )

@@ -66,7 +66,7 @@ def latency_ms(head, X: np.ndarray) -> tuple[float, float]:
 def evaluate(store) -> tuple[list[dict], dict]:
     X_val, val = store.select("val")
     X_test, test = store.select("test")
-    root = Path(store.manifest["dataset"]["root"])
+    root = Path(store.manifest.dataset.root)
     tta = Embedder(extractor_record(store.manifest)).embed(
         [str(root / p) for p in test["path"]], tta="rotations"
     )
@@ -97,7 +97,7 @@ def classic_epoch(store, work: Path) -> dict:
     """One epoch of frozen EfficientNetB0 + the dense head, photos decoded every epoch."""
     keras = import_keras()
     _, train = store.select("train")
-    root = Path(store.manifest["dataset"]["root"])
+    root = Path(store.manifest.dataset.root)
     folder = work / "classic"
     for label, path in zip(train["label"], train["path"]):
         (folder / label).mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def test_other_fingerprint_is_refused_and_force_rebuilds(extracted):
         extract_features(data, path, small_config(resize="crop"))
     rebuilt = extract_features(data, path, small_config(resize="crop", force=True))
     assert rebuilt.embedded == 18
-    assert open_store(path).manifest["resize"] == "crop"
+    assert open_store(path).manifest.resize == "crop"
 
 
 def test_damaged_and_newer_stores_give_clear_errors(extracted):

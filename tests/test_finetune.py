@@ -79,8 +79,8 @@ def test_tuned_store_keeps_the_splits_and_says_it_is_fine_tuned(tuned):
     base, new = open_store(root / "s"), open_store(result.store)
     splits = base.items.set_index("path")["split"].sort_index()
     assert splits.equals(new.items.set_index("path")["split"].sort_index())
-    assert "fine-tuned" in new.manifest["backbone"]["finetuned"] and new.fingerprint != base.fingerprint
-    assert new.manifest["pretrained"] is False
+    assert "fine-tuned" in new.manifest.backbone["finetuned"] and new.fingerprint != base.fingerprint
+    assert new.manifest.pretrained is False
     assert not result.notes
 
 

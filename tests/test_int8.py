@@ -24,7 +24,7 @@ def stores(tmp_path_factory):
 
 def test_int8_store_says_so_keeps_its_calibration_and_is_verified(stores):
     root, _, fp32, int8 = stores
-    manifest = open_store(root / "int8").manifest
+    manifest = open_store(root / "int8").manifest.to_dict()
     assert manifest["precision"] == "int8" and manifest["backbone"]["precision"] == "int8"
     sample = manifest["int8"]
     assert len(sample["calibration"]) == 8 and not set(sample["calibration"]) & set(sample["held_out"])
@@ -85,7 +85,7 @@ def test_compare_shows_fp32_and_int8_side_by_side(stores, tmp_path):
     root, _, _, _ = stores
     config = CompareConfig(heads=["logreg", "centroid"], top_k=[1], versus=str(root / "int8"))
     comparison = compare_heads(root / "fp32", config)
-    assert comparison.versus is not None and comparison.versus.store.manifest["precision"] == "int8"
+    assert comparison.versus is not None and comparison.versus.store.manifest.precision == "int8"
     write_report(comparison, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "Side by side on the same test photos" in report and "int8" in report
@@ -107,9 +107,9 @@ def test_fine_tune_of_an_int8_store_stays_int8(stores, tmp_path):
     )
     result = finetune(root / "int8", tmp_path / "ft", config)
     cache = open_store(root / "int8" / ACTIVATIONS / "block5c_add")
-    assert cache.manifest["backbone"]["precision"] == "int8"
+    assert cache.manifest.backbone["precision"] == "int8"
     tuned = open_store(result.store)
-    assert tuned.manifest["precision"] == "int8" and "fine-tuned" in tuned.manifest["backbone"]["finetuned"]
+    assert tuned.manifest.precision == "int8" and "fine-tuned" in tuned.manifest.backbone["finetuned"]
     assert load_head(result.head_dir).meta["features"]["fingerprint"] == tuned.fingerprint
     [answer] = predict_images([str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=1, tta="none")
     assert answer.error is None

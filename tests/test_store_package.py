@@ -35,4 +35,29 @@ def test_files_are_replaced_only_through_the_atomic_helper():
         for p in (REPO / "coinfeat").rglob("*.py")
         if re.search(r"os\.replace\(|\.replace\(directory|tmp\.replace\(", p.read_text())
     )
-    assert renames == ["coinfeat/store/atomic.py", "coinfeat/store/single.py"]
+    assert renames == ["coinfeat/core/store/atomic.py", "coinfeat/core/store/single.py"]
+
+
+def test_manifest_is_a_typed_record_that_keeps_unknown_keys_and_refuses_newer_formats(tmp_path):
+    import json
+
+    import pytest
+
+    from coinfeat.core.errors import CoinfeatError
+    from coinfeat.core.store.manifest import FORMAT_VERSION, Manifest, read_manifest_file
+
+    data = {
+        "fingerprint": "abc",
+        "resize": "pad",
+        "dataset": {"root": "/photos", "name": "coins", "label_names": {"1c": "1 Cent"}},
+        "cut": "block5c_add",
+        "format_version": FORMAT_VERSION,
+    }
+    manifest = Manifest.from_dict(data)
+    assert manifest.dataset.absolute("a/b.jpg").as_posix() == "/photos/a/b.jpg"
+    assert manifest.label_names == {"1c": "1 Cent"} and manifest.extra == {"cut": "block5c_add"}
+    assert Manifest.from_dict(manifest.to_dict()) == manifest
+    (tmp_path / "manifest.json").write_text(json.dumps({**data, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(CoinfeatError, match="newer coinfeat"):
+        read_manifest_file(tmp_path)
+    assert read_manifest_file(tmp_path / "none") is None

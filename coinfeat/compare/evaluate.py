@@ -105,7 +105,7 @@ class Comparison:
     @property
     def names(self) -> dict[str, str]:
         """Display names of the classes, by class id."""
-        return self.store.manifest["dataset"].get("label_names", {})
+        return self.store.manifest.label_names
 
     @property
     def headline(self) -> str:
@@ -124,7 +124,7 @@ class Comparison:
 
 def default_report_dir(features: str | Path) -> Path:
     """``artifacts/reports/<dataset>`` for the store at ``features``."""
-    return DEFAULT_REPORTS_DIR / open_store(features).manifest["dataset"]["name"]
+    return DEFAULT_REPORTS_DIR / open_store(features).manifest.dataset.name
 
 
 def compare_heads(
@@ -149,7 +149,7 @@ def compare_heads(
         raise CoinfeatError(f"store {store.path} has neither test nor val vectors to evaluate on")
     twins = training_twins(store, data, config.twin_threshold)
     results = []
-    names = store.manifest["dataset"].get("label_names", {})
+    names = store.manifest.label_names
     X_val, val = data["val"]
     record = provenance(store, config.use_augmented) if config.heads else {}
     for name in config.heads:
@@ -186,8 +186,8 @@ def other_test_set(
             "datasets with the same extractor"
         )
     X, items = other.select(None)
-    by_name = {name: label for label, name in store.manifest["dataset"].get("label_names", {}).items()}
-    their_names = other.manifest["dataset"].get("label_names", {})
+    by_name = {name: label for label, name in store.manifest.label_names.items()}
+    their_names = other.manifest.label_names
     labels = [lbl if lbl in trained else by_name.get(their_names.get(lbl), lbl) for lbl in items["label"]]
     items = items.assign(label=labels)
     seen = items["label"].isin(trained).to_numpy()

@@ -61,7 +61,7 @@ def write_report(comparison: Comparison, out: str | Path) -> Path:
 def metrics_document(c: Comparison) -> dict[str, Any]:
     m = c.store.manifest
     return {
-        "dataset": m["dataset"]["name"],
+        "dataset": m.dataset.name,
         "store": str(c.store.path),
         "fingerprint": c.store.fingerprint,
         "extractor": describe_extractor(m),
@@ -130,7 +130,7 @@ def confused_pairs(c: Comparison, out: Path, top: int = 10) -> pd.DataFrame:
     items = c.splits[c.eval_split]
     y_pred = predicted_labels(c.best.proba[c.eval_split], c.best.head.classes_)
     pairs = most_confused_pairs(items["label"].to_numpy(), y_pred, top)
-    root = Path(c.store.manifest["dataset"]["root"])
+    root = Path(c.store.manifest.dataset.root)
     pairs["true_name"] = [display_label(label, c.names) for label in pairs["true"]]
     pairs["predicted_name"] = [display_label(label, c.names) for label in pairs["predicted"]]
     examples = items.drop_duplicates("label").set_index("label")["path"]

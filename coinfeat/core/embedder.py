@@ -17,6 +17,7 @@ from coinfeat.core.engines import Engine, Network, open_engine
 from coinfeat.core.errors import CoinfeatError, DecodeError, FingerprintMismatch
 from coinfeat.core.images import DEFAULT_MAX_PIXELS, load_image
 from coinfeat.core.quantize import calibration_loader
+from coinfeat.core.store.manifest import Manifest
 
 TTA_MODES = ("none", "rotations")
 DEFAULT_TTA = "rotations"
@@ -34,16 +35,16 @@ class Embedded:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def extractor_record(manifest: dict[str, Any]) -> dict[str, Any]:
+def extractor_record(manifest: Manifest) -> dict[str, Any]:
     """What a head keeps of a store manifest to re-embed photos later."""
     record = {
-        "fingerprint": manifest["fingerprint"],
-        "backbone": manifest["backbone"],
-        "resize": manifest["resize"],
-        "pretrained": manifest.get("pretrained", False),
+        "fingerprint": manifest.fingerprint,
+        "backbone": manifest.backbone,
+        "resize": manifest.resize,
+        "pretrained": bool(manifest.pretrained),
     }
-    if manifest.get("int8"):
-        sample = manifest["int8"]
+    if manifest.int8:
+        sample = manifest.int8
         record["int8"] = {k: sample[k] for k in ("hash", "calibration", "held_out", "root")}
     return record
 

@@ -45,7 +45,9 @@ from coinfeat.core.store import (
     ITEM_COLUMNS,
     OK,
     SKIPPED,
+    DatasetInfo,
     Layout,
+    Manifest,
     Store,
     item_keys,
     manifest_counts,
@@ -355,41 +357,39 @@ def build_manifest(
     fp: str,
     final: pd.DataFrame,
     engine: str | None,
-    previous: dict | None,
+    previous: Manifest | None,
     int8: dict | None = None,
-) -> dict[str, Any]:
-    """The ``manifest.json`` of a store (or one shard) whose committed rows are ``final``."""
+) -> Manifest:
+    """The manifest of a store (or one shard) whose committed rows are ``final``."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if int8 is not None:
-        int8 = {
-            **int8,
-            "verification": int8_record(spec) or (previous or {}).get("int8", {}).get("verification"),
-        }
-    return {
-        "precision": spec.precision,
-        "int8": int8,
-        "fingerprint": fp,
-        "pretrained": spec.pretrained,
-        "weights_note": None if spec.pretrained else "NOT PRETRAINED: random weights, for testing only",
-        "backbone": spec.describe(),
-        "image_size": spec.image_size,
-        "resize": cfg.resize,
-        "engine": engine or (previous or {}).get("engine"),
-        "versions": _versions(),
-        "dataset": {
-            "root": str(dataset.root),
-            "source": str(dataset.source or dataset.root),
-            "name": dataset.name,
-            "layout": dataset.layout,
-            "label_names": dataset.label_names,
-        },
-        "group_regex": cfg.group_regex,
-        "augment": {"views_per_train_photo": cfg.augment, "version": AUGMENT_VERSION},
-        "split": {"fractions": list(cfg.split), "seed": cfg.seed},
-        "counts": manifest_counts(final),
-        "created": (previous or {}).get("created", now),
-        "updated": now,
-    }
+        verified = int8_record(spec) or ((previous.int8 or {}).get("verification") if previous else None)
+        int8 = {**int8, "verification": verified}
+    return Manifest(
+        precision=spec.precision,
+        int8=int8,
+        fingerprint=fp,
+        pretrained=spec.pretrained,
+        weights_note=None if spec.pretrained else "NOT PRETRAINED: random weights, for testing only",
+        backbone=spec.describe(),
+        image_size=spec.image_size,
+        resize=cfg.resize,
+        engine=engine or (previous.engine if previous else None),
+        versions=_versions(),
+        dataset=DatasetInfo(
+            root=str(dataset.root),
+            source=str(dataset.source or dataset.root),
+            name=dataset.name,
+            layout=dataset.layout,
+            label_names=dataset.label_names,
+        ),
+        group_regex=cfg.group_regex,
+        augment={"views_per_train_photo": cfg.augment, "version": AUGMENT_VERSION},
+        split={"fractions": list(cfg.split), "seed": cfg.seed},
+        counts=manifest_counts(final),
+        created=(previous.created if previous and previous.created else now),
+        updated=now,
+    )
 
 
 def summarise(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from coinfeat.core.store import (
     OK,
     SKIPPED,
     Layout,
+    Manifest,
     commit,
     item_keys,
     load_known,
@@ -275,7 +276,7 @@ def fill_store(
     root: Path,
     runner: Runner,
     distributor: Distributor,
-    manifest_for: Callable[[pd.DataFrame, str | None, dict | None], dict[str, Any]],
+    manifest_for: Callable[[pd.DataFrame, str | None, Manifest | None], Manifest],
     limit: int | None = None,
     partitions: int = 1,
 ) -> Filled:

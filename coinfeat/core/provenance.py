@@ -22,7 +22,7 @@ from coinfeat.core.store import OK, Store, describe_extractor
 
 
 def absolute_paths(store: Store, relative) -> np.ndarray:
-    root = Path(store.manifest["dataset"]["root"])
+    root = Path(store.manifest.dataset.root)
     return np.asarray([str(root / p) for p in relative], dtype=object)
 
 
@@ -32,10 +32,10 @@ def provenance(store: Store, use_augmented: bool = False) -> dict[str, Any]:
         "features": {
             **extractor_record(store.manifest),
             "store": str(store.path.resolve()),
-            "dataset": store.manifest["dataset"]["name"],
+            "dataset": store.manifest.dataset.name,
             "use_augmented": use_augmented,
         },
-        "label_names": store.manifest["dataset"].get("label_names", {}),
+        "label_names": store.manifest.label_names,
         "crops": crop_record(store),
         "coinfeat_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -50,7 +50,7 @@ def crop_record(store: Store, per_class: int = 12, most: int = 400) -> dict[str,
     items = items[items["split"].eq("train")] if items["split"].eq("train").any() else items
     take = max(2, min(per_class, most // max(1, items["label"].nunique())))
     sample = items.groupby("label").head(take)
-    root = Path(store.manifest["dataset"]["root"])
+    root = Path(store.manifest.dataset.root)
     return measure_crops([root / p for p in sample["path"]], sample["label"].tolist())
 
 

@@ -66,7 +66,7 @@ class Recogniser:
         self.collection = Collection(self.store, "train")
         self.threshold = threshold if threshold is not None else calibrated_threshold(self.store)
         self.top_k, self.k, self.tta = top_k, k, tta
-        self.names = self.store.manifest["dataset"].get("label_names", {})
+        self.names = self.store.manifest.label_names
         self.parts = label_parts(self.head.classes_, self.head.meta.get("label_names", self.names), None)
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now

@@ -23,6 +23,7 @@ from coinfeat.core.store.keys import (
     manifest_counts,
     vector_key,
 )
+from coinfeat.core.store.manifest import DatasetInfo, Manifest
 from coinfeat.core.store.sharded import (
     SHARDS_FILE,
     ShardedArray,
@@ -150,8 +151,10 @@ __all__ = [
     "OK",
     "PARTS",
     "SKIPPED",
+    "DatasetInfo",
     "Known",
     "Layout",
+    "Manifest",
     "PartWriter",
     "ShardRouter",
     "ShardedArray",

@@ -121,9 +121,10 @@ def open_sharded(path: Path) -> Store:
     if {s.fingerprint for s in shards} != {record["fingerprint"]}:
         raise CoinfeatError(f"sharded store {path} mixes fingerprints; rebuild it with --force")
     items = pd.concat([s.items.assign(shard=i) for i, s in enumerate(shards)], ignore_index=True)
-    manifest = dict(shards[0].manifest)
-    manifest["rows"] = len(items)
-    manifest["shards"] = record["shards"]
-    manifest["commit"] = hashlib.sha256("".join(s.manifest["commit"] for s in shards).encode()).hexdigest()
-    manifest["counts"] = manifest_counts(items)
+    manifest = shards[0].manifest.updated_with(
+        rows=len(items),
+        shards=record["shards"],
+        commit=hashlib.sha256("".join(s.manifest.commit or "" for s in shards).encode()).hexdigest(),
+        counts=manifest_counts(items),
+    )
     return Store(path, manifest, items, ShardedArray([s.embeddings for s in shards]))

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,8 +33,8 @@ from filelock import FileLock, Timeout
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch, StoreBusy
 from coinfeat.core.store.atomic import atomic_write, fsync_path, write_synced
 from coinfeat.core.store.keys import ITEM_COLUMNS, OK, SKIPPED, item_keys
+from coinfeat.core.store.manifest import FORMAT_VERSION, Manifest, manifest_json, read_manifest_file
 
-FORMAT_VERSION = 1
 EMBEDDINGS, ITEMS, MANIFEST = "embeddings.npy", "items.parquet", "manifest.json"
 PARTS, JOURNAL, LOCK = "parts", "commit-journal.json", ".lock"
 _COPY_CHUNK = 4096
@@ -46,17 +45,17 @@ class Store:
     """A committed store opened for reading; ``embeddings`` is memory-mapped."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     items: pd.DataFrame
     embeddings: np.ndarray
 
     @property
     def fingerprint(self) -> str:
-        return self.manifest["fingerprint"]
+        return self.manifest.fingerprint
 
     @property
     def pretrained(self) -> bool:
-        return bool(self.manifest.get("pretrained"))
+        return bool(self.manifest.pretrained)
 
     def rows(self, split: str | None = None, include_views: bool = False) -> np.ndarray:
         """Positions of the usable vectors (status ok), optionally of one split, in store order."""
@@ -92,7 +91,7 @@ def open_single(path: Path) -> Store:
         raise CoinfeatError(
             f"feature store {path} is damaged ({exc}); re-run extract-features --force"
         ) from None
-    rows = manifest.get("rows")
+    rows = manifest.rows
     if not (len(items) == embeddings.shape[0] == rows):
         raise CoinfeatError(
             f"feature store {path} is damaged: {embeddings.shape[0]} vectors, {len(items)} items, "
@@ -101,22 +100,9 @@ def open_single(path: Path) -> Store:
     return Store(path, manifest, items, embeddings)
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise CoinfeatError(
-            f"manifest of {path} is unreadable ({exc}); re-run extract-features --force"
-        ) from None
-    version = manifest.get("format_version", 0)
-    if version > FORMAT_VERSION:
-        raise CoinfeatError(
-            f"store {path} was written by a newer coinfeat (format {version}, this one reads "
-            f"{FORMAT_VERSION}); upgrade coinfeat"
-        )
-    return manifest
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest of a store folder, or None when it has none yet."""
+    return read_manifest_file(path)
 
 
 @contextmanager
@@ -209,11 +195,11 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
     """Collect vectors from the committed store and from parts a previous run left behind."""
     known = Known()
     if store is not None:
-        if store.manifest.get("row_shape"):
-            known.row_shape = tuple(store.manifest["row_shape"])
-            known.dtype = store.manifest.get("dtype", "float32")
-        elif store.manifest.get("dim"):
-            known.row_shape, known.dtype = (int(store.manifest["dim"]),), "float32"
+        if store.manifest.row_shape:
+            known.row_shape = tuple(store.manifest.row_shape)
+            known.dtype = store.manifest.dtype
+        elif store.manifest.dim:
+            known.row_shape, known.dtype = (int(store.manifest.dim),), "float32"
         idx = known.add_array(store.embeddings)
         for row, (key, status, error) in enumerate(
             zip(item_keys(store.items), store.items["status"], store.items["error"])
@@ -244,7 +230,7 @@ def foreign_parts(path: Path, fingerprint: str) -> list[Path]:
 # --------------------------------------------------------------------------- commit
 
 
-def commit(path: Path, items: pd.DataFrame, known: Known, manifest: dict[str, Any]) -> None:
+def commit(path: Path, items: pd.DataFrame, known: Known, manifest: Manifest) -> None:
     """Write ``items`` (with vectors looked up in ``known`` by key) as the new store."""
     row_shape = known.row_shape or (0,)
     tmp_emb = path / f"{EMBEDDINGS}.tmp"
@@ -256,16 +242,15 @@ def commit(path: Path, items: pd.DataFrame, known: Known, manifest: dict[str, An
     del out
     fsync_path(tmp_emb)
     write_synced(path / f"{ITEMS}.tmp", lambda tmp: items[ITEM_COLUMNS].to_parquet(tmp, index=False))
-    manifest = {
-        **manifest,
-        "format_version": FORMAT_VERSION,
-        "commit": uuid.uuid4().hex,
-        "rows": len(items),
-        "dim": int(np.prod(row_shape)),
-        "row_shape": list(row_shape),
-        "dtype": known.dtype or "float32",
-    }
-    write_synced(path / f"{MANIFEST}.tmp", json.dumps(manifest, indent=2, default=str))
+    manifest = manifest.updated_with(
+        format_version=FORMAT_VERSION,
+        commit=uuid.uuid4().hex,
+        rows=len(items),
+        dim=int(np.prod(row_shape)),
+        row_shape=list(row_shape),
+        dtype=known.dtype or "float32",
+    )
+    write_synced(path / f"{MANIFEST}.tmp", manifest_json(manifest))
     renames = [[f"{name}.tmp", name] for name in (EMBEDDINGS, ITEMS, MANIFEST)]
     atomic_write(path / JOURNAL, json.dumps({"renames": renames}))
     recover(path)
@@ -290,9 +275,9 @@ def _fill_vectors(out: np.ndarray, keys: list[str | None], statuses: list[str], 
             out[t] = array[r]
 
 
-def check_fingerprint(path: Path, manifest: dict | None, fingerprint: str, description: str) -> None:
+def check_fingerprint(path: Path, manifest: Manifest | None, fingerprint: str, description: str) -> None:
     """Refuse to mix vectors from two extractors in one store."""
-    theirs = manifest["fingerprint"] if manifest else None
+    theirs = manifest.fingerprint if manifest else None
     if theirs is None:
         others = foreign_parts(path, fingerprint)
         theirs = others[0].name.split("-")[0] if others else None
@@ -304,11 +289,11 @@ def check_fingerprint(path: Path, manifest: dict | None, fingerprint: str, descr
         )
 
 
-def describe_extractor(manifest: dict[str, Any]) -> str:
+def describe_extractor(manifest: Manifest) -> str:
     """One line naming the backbone, weights, size and resizing that made a store."""
-    b = manifest.get("backbone", {})
-    trained = "pretrained" if manifest.get("pretrained") else "NOT PRETRAINED"
-    size, resize = b.get("image_size"), manifest.get("resize")
+    b = manifest.backbone
+    trained = "pretrained" if manifest.pretrained else "NOT PRETRAINED"
+    size, resize = b.get("image_size"), manifest.resize
     tuned = f", {b['finetuned']}" if b.get("finetuned") else ""
     precision = f", {b['precision']}" if b.get("precision", "fp32") != "fp32" else ""
     return f"{b.get('name')} [{b.get('weights_id')}] {size}px, resize {resize}, {trained}{tuned}{precision}"
