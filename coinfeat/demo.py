@@ -60,6 +60,7 @@ def sample_dir(name: str = SAMPLE_NAME) -> Path:
 
 def run_demo(
     out: str | Path = DEFAULT_DEMO_DIR,
+    *,
     weights: str = "imagenet",
     progress: bool = True,
     announce=print,

@@ -24,6 +24,7 @@ from coinfeat.core.embedder import Embedder
 from coinfeat.core.engines import convert_to_tflite
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.heads import Head, load_head
+from coinfeat.core.options import resolve
 from coinfeat.core.quantize import calibration_loader, calibration_sample
 from coinfeat.core.runtime import import_keras
 from coinfeat.core.store import atomic_write, open_store
@@ -31,7 +32,7 @@ from coinfeat.core.store import atomic_write, open_store
 FORMATS = ("keras", "tflite")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportResult:
     model: str
     labels: str
@@ -44,16 +45,29 @@ class ExportResult:
         return asdict(self)
 
 
+@dataclass
+class ExportConfig:
+    """The model file's format (Keras or TFLite) and, for TFLite, its precision."""
+
+    format: str = "keras"
+    precision: str = "fp32"
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise CoinfeatError(f"--format {self.format!r}: choose from {', '.join(FORMATS)}")
+        if self.precision not in PRECISIONS:
+            raise CoinfeatError(f"--precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
+        if self.precision == "int8" and self.format != "tflite":
+            raise CoinfeatError("int8 export is a TFLite model: use --format tflite")
+
+
 def export_head(
-    head_dir: str | Path, out: str | Path, fmt: str = "keras", precision: str = "fp32"
+    head_dir: str | Path, out: str | Path, config: ExportConfig | None = None, **options: Any
 ) -> ExportResult:
-    """Write backbone + pooling + head as one model file ``out`` and ``out.labels.json``."""
-    if fmt not in FORMATS:
-        raise CoinfeatError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-    if precision not in PRECISIONS:
-        raise CoinfeatError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}")
-    if precision == "int8" and fmt != "tflite":
-        raise CoinfeatError("int8 export is a TFLite model: use --format tflite")
+    """Write backbone + pooling + head as one model file ``out`` and ``out.labels.json``; options
+    are :class:`ExportConfig`'s."""
+    cfg = resolve(ExportConfig, config, options)
+    fmt, precision = cfg.format, cfg.precision
     head = load_head(head_dir)
     record = head.meta.get("features")
     if not record:
@@ -73,7 +87,14 @@ def export_head(
         convert_to_tflite(model, out, calibration, float_head=True)
     labels = Path(f"{out}.labels.json")
     atomic_write(labels, json.dumps(_labels(head, record, spec, fmt, precision), indent=2))
-    return ExportResult(str(out), str(labels), fmt, precision, out.stat().st_size, len(head.classes_))
+    return ExportResult(
+        model=str(out),
+        labels=str(labels),
+        format=fmt,
+        precision=precision,
+        size_bytes=out.stat().st_size,
+        classes=len(head.classes_),
+    )
 
 
 def _calibration(record: dict[str, Any], spec) -> np.ndarray:

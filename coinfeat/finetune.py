@@ -177,7 +177,7 @@ def finetune(
         cut = resolve_cut(spec, base, cfg.cut)
         lower, upper = split_network(keras, spec, base, cut)
         t0 = time.perf_counter()
-        cache, filled = build_cache(store, spec, lower, cut, cfg)
+        cache, filled = build_cache(store, spec, lower=lower, cut=cut, cfg=cfg)
         seconds["cache"] = round(time.perf_counter() - t0, 2)
         cache_rows, cache_reused = len(filled.final), len(filled.final) - filled.stats.embedded
         model = _classifier(keras, upper, len(classes), cfg.dropout)
@@ -331,7 +331,7 @@ def cache_items(store: Store, views: int) -> pd.DataFrame:
     return with_views(photos[ITEM_COLUMNS].reset_index(drop=True), views)
 
 
-def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: FinetuneConfig):
+def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: FinetuneConfig):
     """Fill ``<store>/activations/<cut>/`` with the lower part's output for :func:`cache_items`
     (computing only rows not cached yet) and return it opened, with what the run did."""
     folder = store.path / ACTIVATIONS / cut
@@ -374,7 +374,7 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
         stale = _stale(folder, fp)
         if stale:
             log.warning("discarding the activation cache in %s: %s", folder, stale)
-        layout = open_layout(folder, fp, f"{spec.label}, cut {cut}", force=bool(stale))
+        layout = open_layout(folder, fp, description=f"{spec.label}, cut {cut}", force=bool(stale))
         runner = Runner(
             make_reader=lambda mine: ImageReader(
                 mine, batch, threads, size, resize, DEFAULT_MAX_PIXELS, augmenter=FINETUNE_VIEWS
@@ -385,7 +385,15 @@ def build_cache(store: Store, spec: BackboneSpec, lower: Any, cut: str, cfg: Fin
             desc="caching activations",
         )
         root = Path(store.manifest.dataset.root)
-        filled = fill_store(layout, items, fp, root, runner, SequentialDistributor(), manifest_for)
+        filled = fill_store(
+            layout,
+            items,
+            fingerprint=fp,
+            root=root,
+            runner=runner,
+            distributor=SequentialDistributor(),
+            manifest_for=manifest_for,
+        )
     return open_store(folder), filled
 
 

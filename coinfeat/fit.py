@@ -7,7 +7,7 @@ from, so ``predict`` embeds new photos the same way and mismatched features are 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,14 @@ from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import ExtractConfig, extract_features
 from coinfeat.core.heads import IncrementalHead, load_head, make_head
 from coinfeat.core.leakage import conflicting_hashes, without_conflicts
+from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, provenance
 from coinfeat.core.store import Store, open_store
 
 DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FitResult:
     head_dir: str
     type: str
@@ -65,19 +66,29 @@ def default_head_dir(store: Store, head_type: str) -> Path:
     return DEFAULT_HEADS_DIR / store.manifest.dataset.name / head_type
 
 
+@dataclass
+class FitConfig:
+    """How ``fit-head`` trains: the head's parameters, whether cached augmented views join the
+    train photos, and whether photos filed under two labels are left out."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    use_augmented: bool = False
+    drop_conflicts: bool = False
+
+
 def fit_head(
     features: str | Path,
     head_type: str,
-    params: dict[str, Any] | None = None,
     out: str | Path | None = None,
-    use_augmented: bool = False,
-    drop_conflicts: bool = False,
+    config: FitConfig | None = None,
+    **options: Any,
 ) -> FitResult:
-    """Fit ``head_type`` on the train split (val for early stopping / selection) and save it.
-
-    ``drop_conflicts`` leaves out the photos whose identical copies carry another label."""
+    """Fit ``head_type`` on the train split (val for early stopping / selection) and save it in
+    ``out``; options are :class:`FitConfig`'s."""
+    cfg = resolve(FitConfig, config, options)
+    use_augmented, drop_conflicts = cfg.use_augmented, cfg.drop_conflicts
     store = open_store(features)
-    head = make_head(head_type, **(params or {}))
+    head = make_head(head_type, **cfg.params)
     rows = store.rows("train", include_views=use_augmented)
     X_val, val_items = store.select("val")
     dropped = 0
@@ -90,7 +101,7 @@ def fit_head(
     if len(rows) == 0:
         raise CoinfeatError(f"store {store.path} has no usable train vectors")
     items = store.items.iloc[rows].reset_index(drop=True)
-    head.fit_from_store(store, rows, items["label"], X_val, val_items["label"])
+    head.fit_from_store(store, rows, items["label"], X_val=X_val, y_val=val_items["label"])
     if isinstance(head, IncrementalHead):
         head.remember(absolute_paths(store, items["path"]))
     val_accuracy = (
@@ -107,21 +118,21 @@ def fit_head(
     head_dir = Path(out) if out else default_head_dir(store, head_type)
     head.save(head_dir)
     return FitResult(
-        str(head_dir),
-        head_type,
-        head.params,
-        head.classes_.tolist(),
-        len(rows),
-        len(X_val),
-        round(head.fit_seconds_, 3),
-        val_accuracy,
-        store.pretrained,
-        dropped,
+        head_dir=str(head_dir),
+        type=head_type,
+        params=head.get_params(),
+        classes=head.classes_.tolist(),
+        train=len(rows),
+        val=len(X_val),
+        fit_seconds=round(head.fit_seconds_, 3),
+        val_accuracy=val_accuracy,
+        pretrained=store.pretrained,
+        dropped_conflicts=dropped,
     )
 
 
 def add_to_knn(
-    head_dir: str | Path, data: str | Path, out_store: str | Path | None = None, progress: bool = True
+    head_dir: str | Path, data: str | Path, *, out_store: str | Path | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Embed the labelled photos in ``data`` with the head's extractor and add them to a k-NN head."""
 

@@ -14,19 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from coinfeat.core.datasets import discover
+from coinfeat.core.datasets import collect_photos
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.heads import load_head
-from coinfeat.core.images import is_image_path
 from coinfeat.core.metrics import label_parts, part_answers
+from coinfeat.core.options import resolve
+from coinfeat.core.progress import progress_bar
 
 BATCH = 64
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Prediction:
     path: str
     labels: list[str] = field(default_factory=list)
@@ -43,58 +43,35 @@ class Prediction:
         return asdict(self)
 
 
-def collect_photos(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
-    """(photo path, label or None) for every photo named by ``inputs``: files as given, folders
-    and CSV manifests as ``extract-features`` discovers them (plus loose photos in a folder)."""
-    found: list[tuple[str, str | None]] = []
-    for item in map(Path, inputs):
-        if item.is_file() and item.suffix.lower() == ".csv":
-            dataset = discover(item)
-            found += [
-                (str(dataset.absolute(p)), lbl)
-                for p, lbl in zip(dataset.items["path"], dataset.items["label"])
-            ]
-        elif item.is_dir():
-            found += _folder_photos(item)
-        else:
-            found.append((str(item), None))
-    return found
+@dataclass
+class PredictConfig:
+    """How ``predict`` answers: how many classes per photo, test-time rotations, the engine."""
 
+    top_k: int = 5
+    tta: str = DEFAULT_TTA
+    engine: str = "auto"
+    progress: bool = False
 
-def _folder_photos(folder: Path) -> list[tuple[str, str | None]]:
-    loose = [(str(f), None) for f in sorted(folder.iterdir()) if f.is_file() and is_image_path(f)]
-    if not any(p.is_dir() for p in folder.iterdir()):
-        return loose
-    try:
-        dataset = discover(folder)
-    except CoinfeatError:
-        return loose
-    labelled = [
-        (str(dataset.absolute(p)), lbl) for p, lbl in zip(dataset.items["path"], dataset.items["label"])
-    ]
-    return labelled + loose
+    def validate(self) -> None:
+        if self.top_k < 1:
+            raise CoinfeatError(f"--top-k must be at least 1 (got {self.top_k})")
 
 
 def predict_images(
-    inputs: list[str | Path],
-    head_dir: str | Path,
-    top_k: int = 5,
-    tta: str = DEFAULT_TTA,
-    engine: str = "auto",
-    progress: bool = False,
+    inputs: list[str | Path], head_dir: str | Path, config: PredictConfig | None = None, **options: Any
 ) -> list[Prediction]:
     """Top-k labels and probabilities per photo of ``inputs`` (files, folders, CSV manifests);
-    photos that cannot be read carry an error."""
-    if top_k < 1:
-        raise CoinfeatError(f"--top-k must be at least 1 (got {top_k})")
+    photos that cannot be read carry an error. Options are :class:`PredictConfig`'s."""
+    cfg = resolve(PredictConfig, config, options)
+    top_k, tta, engine, progress = cfg.top_k, cfg.tta, cfg.engine, cfg.progress
     head = load_head(head_dir)
     photos = collect_photos(inputs)
     embedder = Embedder(head.meta["features"], engine)
     names = head.meta.get("label_names", {})
     parts = label_parts(head.classes_, names, None)
     results = []
-    with tqdm(
-        total=len(photos), unit="img", desc="predicting", disable=not progress or len(photos) <= BATCH
+    with progress_bar(
+        total=len(photos), unit="img", desc="predicting", enabled=progress and len(photos) > BATCH
     ) as bar:
         for start in range(0, len(photos), BATCH):
             chunk = photos[start : start + BATCH]
@@ -106,7 +83,7 @@ def predict_images(
             for path, truth in chunk:
                 if path not in by_path:
                     results.append(
-                        Prediction(path, error=embedded.errors.get(path, "not embedded"), truth=truth)
+                        Prediction(path=path, error=embedded.errors.get(path, "not embedded"), truth=truth)
                     )
                     continue
                 order = np.argsort(-by_path[path])[:top_k]
@@ -114,7 +91,16 @@ def predict_images(
                 scores = [round(float(by_path[path][i]), 4) for i in order]
                 named = [names.get(x, x) for x in labels]
                 answers = part_answers(by_path[path], parts)
-                results.append(Prediction(path, labels, named, scores, None, truth, answers))
+                results.append(
+                    Prediction(
+                        path=path,
+                        labels=labels,
+                        names=named,
+                        probabilities=scores,
+                        truth=truth,
+                        parts=answers,
+                    )
+                )
             bar.update(len(chunk))
     return results
 

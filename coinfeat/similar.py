@@ -34,6 +34,7 @@ from coinfeat.core.index import (
     rerank,
 )
 from coinfeat.core.metrics import label_parts, part_answers
+from coinfeat.core.options import resolve
 from coinfeat.core.runtime import log
 from coinfeat.core.store import OK, Store, atomic_write, open_store
 
@@ -41,7 +42,7 @@ CALIBRATION_FILE = "unknown-threshold.json"
 SPLITS = ("train", "all")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Neighbour:
     rank: int
     label: str
@@ -50,7 +51,7 @@ class Neighbour:
     path: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SimilarResult:
     query: str
     source: str = ""
@@ -87,7 +88,7 @@ class Collection:
         cached = self.store.path / "indexes" / f"{split}-{kind}-{self.store.manifest.commit}.faiss"
         if kind != "flat" and cached.exists():
             return VectorIndex.load(cached, kind, nprobe=default_nprobe(default_nlist(len(self.rows))))
-        index = build_index(self.store, kind, None if split == "all" else split)
+        index = build_index(self.store, kind, split=None if split == "all" else split)
         if kind != "flat":
             try:
                 cached.parent.mkdir(exist_ok=True)
@@ -131,19 +132,37 @@ class Collection:
         return {row, *np.flatnonzero((shas == shas.iloc[row]).to_numpy()).tolist()}
 
 
+@dataclass
+class SimilarConfig:
+    """How ``similar`` searches: how many neighbours, in which photos, with which index; a query's
+    own photo left out or not; the similarity below which the answer is "unknown"."""
+
+    k: int = 8
+    split: str = "train"
+    exclude_self: bool = False
+    threshold: float | None = None
+    tta: str = "none"
+    index: str = "flat"
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise CoinfeatError(f"--k must be at least 1 (got {self.k})")
+
+
 def find_similar(
-    queries: list[str],
-    features: str | Path,
-    k: int = 8,
-    split: str = "train",
-    exclude_self: bool = False,
-    threshold: float | None = None,
-    tta: str = "none",
-    index: str = "flat",
+    queries: list[str], features: str | Path, config: SimilarConfig | None = None, **options: Any
 ) -> list[SimilarResult]:
-    """The k most similar stored photos for each query (a stored path or any image file)."""
-    if k < 1:
-        raise CoinfeatError(f"--k must be at least 1 (got {k})")
+    """The k most similar stored photos for each query (a stored path or any image file); options
+    are :class:`SimilarConfig`'s."""
+    cfg = resolve(SimilarConfig, config, options)
+    k, split, exclude_self, threshold, tta, index = (
+        cfg.k,
+        cfg.split,
+        cfg.exclude_self,
+        cfg.threshold,
+        cfg.tta,
+        cfg.index,
+    )
     store = open_store(features)
     collection = Collection(store, split, index)
     threshold = threshold if threshold is not None else calibrated_threshold(store)
@@ -179,14 +198,18 @@ def is_unknown(nearest: list[tuple[float, int]], threshold: float | None) -> boo
 def _neighbour(collection: Collection, rank: int, similarity: float, row: int) -> Neighbour:
     label = str(collection.items["label"].iloc[row])
     return Neighbour(
-        rank, label, collection.names.get(label, label), round(float(similarity), 4), collection.absolute(row)
+        rank=rank,
+        label=label,
+        name=collection.names.get(label, label),
+        similarity=round(float(similarity), 4),
+        path=collection.absolute(row),
     )
 
 
 def _query_vectors(queries: list[str], collection: Collection, tta: str):
     """Stored photos (any split) use their stored vector; other files are embedded with the
     store's extractor (a path relative to the dataset root also works)."""
-    results = {q: SimilarResult(q) for q in queries}
+    results = {q: SimilarResult(query=q) for q in queries}
     vectors: list[np.ndarray | None] = [None] * len(queries)
     stored = _stored_rows(collection.store)
     to_embed: dict[int, str] = {}
@@ -227,7 +250,7 @@ def _relative(query: str, root: Path) -> str:
 
 
 def calibrate_unknown(
-    features: str | Path, target_false_match: float = 0.05, chunk: int = 50_000
+    features: str | Path, *, target_false_match: float = 0.05, chunk: int = 50_000
 ) -> dict[str, Any]:
     """Choose the similarity below which a query is answered "unknown", and save it with the store.
 
@@ -303,7 +326,7 @@ def calibrated_threshold(store: Store) -> float | None:
 # --------------------------------------------------------------------------- duplicates
 
 
-def find_duplicates(features: str | Path, threshold: float = 0.97, neighbours: int = 16) -> pd.DataFrame:
+def find_duplicates(features: str | Path, *, threshold: float = 0.97, neighbours: int = 16) -> pd.DataFrame:
     """Pairs of photos more similar than ``threshold``, flagging label conflicts and split leaks.
 
     Each photo is compared with its ``neighbours`` nearest photos, so a group of more than that

@@ -93,7 +93,7 @@ def equality(folder: str, keras) -> dict:
     from coinfeat.core.engines import cosine_rows, open_engine
     from coinfeat.core.images import load_image
 
-    spec = resolve_backbone("efficientnetb0", "none", SIZE)
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SIZE)
     ds = keras.utils.image_dataset_from_directory(
         folder, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False
     )
@@ -157,7 +157,7 @@ def export_sizes(store, work: Path) -> dict:
     from coinfeat.export import export_head
     from coinfeat.fit import fit_head
 
-    head = fit_head(store.path, "logreg", {}, work / "logreg")
+    head = fit_head(store.path, "logreg", work / "logreg")
     X, test = store.select("test")
     picked = np.linspace(0, len(test) - 1, 300).astype(int)
     root = Path(store.manifest.dataset.root)
@@ -166,7 +166,9 @@ def export_sizes(store, work: Path) -> dict:
     expected = load_head(head.head_dir).predict_proba(X[picked]).argmax(1)
     out = {}
     for precision in ("fp32", "int8"):
-        exported = export_head(head.head_dir, work / f"logreg-{precision}.tflite", "tflite", precision)
+        exported = export_head(
+            head.head_dir, work / f"logreg-{precision}.tflite", format="tflite", precision=precision
+        )
         got = TFLiteEngine(Path(exported.model)).embed(images).argmax(1)
         out[precision] = {"mb": exported.size_bytes / 1e6, "agree": float(np.mean(got == expected))}
     return out
@@ -177,7 +179,7 @@ def convert_once() -> float:
     from coinfeat.core.backbones import resolve_backbone
     from coinfeat.core.engines import open_engine, tflite_cache_paths
 
-    spec = resolve_backbone("efficientnetb0", "none", SIZE)
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SIZE)
     if tflite_cache_paths(spec)[0].exists():
         return 0.0
     started = time.perf_counter()

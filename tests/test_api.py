@@ -14,7 +14,7 @@ def test_readme_python_example(folders_dataset, tmp_path):
     head = coinfeat.make_head("knn", k=5).fit(X, items["label"])
     proba = head.predict_proba(X)
     assert proba.shape == (len(X), len(head.classes_))
-    result = coinfeat.fit_head(summary.store, "dense", {"epochs": 5}, out=tmp_path / "dense")
+    result = coinfeat.fit_head(summary.store, "dense", out=tmp_path / "dense", params={"epochs": 5})
     photo = str(folders_dataset / "gold" / "gold0_0.jpg")
     answers = coinfeat.predict_images([photo], result.head_dir, top_k=3)
     assert len(answers[0].labels) == 3

@@ -16,13 +16,15 @@ from coinfeat.core.images import load_image
 
 
 def test_fingerprint_covers_what_changes_a_vector(tmp_path):
-    base = resolve_backbone("efficientnetb0", "none", 224)
-    assert fingerprint(base, "pad") == fingerprint(resolve_backbone("efficientnetb0", "none", 224), "pad")
+    base = resolve_backbone("efficientnetb0", "none", image_size=224)
+    assert fingerprint(base, "pad") == fingerprint(
+        resolve_backbone("efficientnetb0", "none", image_size=224), "pad"
+    )
     others = {
         fingerprint(base, "crop"),
-        fingerprint(resolve_backbone("efficientnetb0", "none", 192), "pad"),
-        fingerprint(resolve_backbone("mobilenetv2", "none", 224), "pad"),
-        fingerprint(resolve_backbone("efficientnetb0", "imagenet", 224), "pad"),
+        fingerprint(resolve_backbone("efficientnetb0", "none", image_size=192), "pad"),
+        fingerprint(resolve_backbone("mobilenetv2", "none", image_size=224), "pad"),
+        fingerprint(resolve_backbone("efficientnetb0", "imagenet", image_size=224), "pad"),
     }
     assert fingerprint(base, "pad") not in others and len(others) == 4
     assert base.pretrained is False and "NOT PRETRAINED" in base.label
@@ -36,7 +38,7 @@ def test_bad_backbone_choices_are_clear_errors(tmp_path):
     with pytest.raises(CoinfeatError, match="model file not found"):
         resolve_backbone(str(tmp_path / "mine.keras"))
     with pytest.raises(CoinfeatError, match="too small"):
-        resolve_backbone("efficientnetb0", "none", 16)
+        resolve_backbone("efficientnetb0", "none", image_size=16)
 
 
 def test_standard_weights_file_with_wrong_md5_is_refused(tmp_path):
@@ -47,11 +49,11 @@ def test_standard_weights_file_with_wrong_md5_is_refused(tmp_path):
 
 
 def test_local_weights_file_is_loaded(tmp_path):
-    spec = resolve_backbone("efficientnetb0", "none", SMALL)
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     model = build_model(spec)
     path = tmp_path / "my_b0.weights.h5"
     model.layers[-2].save_weights(path)  # the EfficientNetB0 sub-model
-    local = resolve_backbone("efficientnetb0", str(path), SMALL)
+    local = resolve_backbone("efficientnetb0", str(path), image_size=SMALL)
     assert local.pretrained and local.weights_id.startswith("sha256:")
     x = np.random.default_rng(0).uniform(0, 255, (2, SMALL, SMALL, 3)).astype(np.float32)
     np.testing.assert_allclose(
@@ -67,7 +69,7 @@ def test_download_failure_names_the_fix(monkeypatch):
 
     monkeypatch.setattr(keras.applications, "EfficientNetB0", offline)
     with pytest.raises(WeightsUnavailable, match="--weights PATH"):
-        build_model(resolve_backbone("efficientnetb0", "imagenet", SMALL))
+        build_model(resolve_backbone("efficientnetb0", "imagenet", image_size=SMALL))
 
 
 def test_keras_model_file_with_feature_map_output(tmp_path):
@@ -86,12 +88,12 @@ def test_keras_model_file_with_feature_map_output(tmp_path):
 
 @pytest.mark.parametrize(("name", "dim"), [("mobilenetv2", 1280), ("resnet50", 2048)])
 def test_other_applications_take_0_255_input(name, dim):
-    model = build_model(resolve_backbone(name, "none", SMALL))
+    model = build_model(resolve_backbone(name, "none", image_size=SMALL))
     assert model.output_shape == (None, dim)
 
 
 def test_converted_model_is_cached_and_reused(monkeypatch):
-    spec = resolve_backbone("efficientnetb0", "none", SMALL)
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     first = open_engine(spec, "auto")
     model_path, record_path = tflite_cache_paths(spec)
     assert model_path.exists() and json.loads(record_path.read_text())["min_cosine"] >= 0.9999
@@ -106,7 +108,7 @@ def test_converted_model_is_cached_and_reused(monkeypatch):
 
 
 def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
-    spec = resolve_backbone("efficientnetb0", "none", SMALL)
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     open_engine(spec, "tflite")
     _, record_path = tflite_cache_paths(spec)
     record = json.loads(record_path.read_text())
@@ -130,7 +132,7 @@ def _euro_photos(n: int, size: int) -> np.ndarray:
     ["efficientnetb0", pytest.param(str(LITE0), marks=needs_lite0, id="pretrained-lite0")],
 )
 def test_tflite_equals_keras_on_real_photos(backbone):
-    spec = resolve_backbone(backbone, "none" if backbone == "efficientnetb0" else "imagenet", 224)
+    spec = resolve_backbone(backbone, "none" if backbone == "efficientnetb0" else "imagenet", image_size=224)
     photos = _euro_photos(12, 224)
     tflite = open_engine(spec, "tflite", probe=photos)
     keras_vectors = KerasEngine(build_model(spec)).embed(photos)

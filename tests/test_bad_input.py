@@ -170,7 +170,7 @@ def knn_head(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzzhead")
     data = write_class_folders(root / "d", per_class=6)
     extract_features(data, root / "s", small_config())
-    fit_head(root / "s", "knn", {"k": 3}, root / "knn")
+    fit_head(root / "s", "knn", root / "knn", params={"k": 3})
     return root / "knn"
 
 

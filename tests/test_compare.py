@@ -86,7 +86,7 @@ def test_report_files_exist_open_and_agree(store, tmp_path):
 def test_loaded_heads_are_evaluated_and_checked(store, tmp_path):
     from coinfeat.fit import fit_head
 
-    fit_head(store, "centroid", {}, tmp_path / "mine")
+    fit_head(store, "centroid", tmp_path / "mine")
     comparison = compare_heads(store, CompareConfig(heads=["knn"], load={"mine": str(tmp_path / "mine")}))
     assert [r.name for r in comparison.results] == ["knn", "mine"]
     with pytest.raises(CoinfeatError, match="unknown head type"):

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from coinfeat.cli import main
 from coinfeat.core.crop import crop_coin
 from coinfeat.core.detect import Circle, find_coins
-from coinfeat.counting.count import Counter, count_coins
+from coinfeat.counting.count import CoinCounter, count_coins
 from coinfeat.counting.money import FaceValue, class_values, face_value, parse_denomination, totals
 from coinfeat.counting.sizes import EURO_DIAMETERS_MM, class_diameters, estimate_scale, reweigh
 
@@ -100,11 +100,11 @@ def test_sizes_re_weigh_a_coin_between_two_look_alike_classes():
     proba = np.full((1, 8), 0.0)
     proba[0, EURO_CLASSES.index("10c")], proba[0, EURO_CLASSES.index("20c")] = 0.55, 0.45
     at_20c = np.array([EURO_DIAMETERS_MM["20c"] * 10.0])
-    weighed = reweigh(at_20c, proba, diameters, 10.0, spread=0.03)
+    weighed = reweigh(at_20c, proba, diameters=diameters, scale=10.0, spread=0.03)
     assert EURO_CLASSES[int(weighed.argmax())] == "20c" and weighed.sum() == pytest.approx(1)
     unknown_size = class_diameters(["10c", "mystery"], {})
     assert np.isnan(unknown_size[1])
-    kept = reweigh(np.array([197.5]), np.array([[0.3, 0.7]]), unknown_size, 10.0, spread=0.03)
+    kept = reweigh(np.array([197.5]), np.array([[0.3, 0.7]]), diameters=unknown_size, scale=10.0, spread=0.03)
     assert kept[0, 1] > 0.4  # no opinion about a class of unknown size
 
 
@@ -145,7 +145,7 @@ def synthetic_head(tmp_path_factory):
     extract_features_quietly(data, root / "s")
     from coinfeat.fit import fit_head
 
-    fit_head(root / "s", "logreg", {}, root / "head")
+    fit_head(root / "s", "logreg", root / "head")
     scale = 6.0
     discs = [
         (200 + 260 * i, 300 + 120 * (i % 2), EURO_DIAMETERS_MM[c] * scale / 2) for i, c in enumerate(colours)
@@ -242,12 +242,12 @@ def test_a_real_pile_photo_end_to_end(tmp_path):
         backbone=str(LITE0), group_regex=EURO_GROUPS, split=(0.85, 0.15, 0), progress=False
     )
     extract_features(tmp_path / "d", tmp_path / "s", config)
-    fit_head(tmp_path / "s", "logreg", {}, tmp_path / "head")
+    fit_head(tmp_path / "s", "logreg", tmp_path / "head")
     [result] = count_coins([PILES / "train" / "train_1.jpg"], tmp_path / "head", out=tmp_path / "out")
     assert abs(len(result.coins) - 29) <= 1  # 29 coins visible (28 were cropped for euro-coins)
     assert result.answer == "sizes" and 12 < result.scale_px_per_mm < 20
     assert set(result.total) == {"EUR"} and 5 < result.total["EUR"] < 15  # truth: 10.00 EUR
-    assert Counter(tmp_path / "head").crop_side == 150
+    assert CoinCounter(tmp_path / "head").crop_side == 150
 
 
 def test_crop_convention_tells_fixed_size_crops_from_coin_filling_ones(tmp_path):

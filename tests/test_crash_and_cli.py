@@ -78,7 +78,7 @@ def test_pipeline_feeds_0_255_pixels_to_the_model(folders_dataset, tmp_path):
     """The /255 trap end to end: stored vectors equal the model on raw 0..255 pixels."""
     extract_features(folders_dataset, tmp_path / "s", small_config(engine="keras"))
     store = open_store(tmp_path / "s")
-    model = KerasEngine(build_model(resolve_backbone("efficientnetb0", "none", SMALL)))
+    model = KerasEngine(build_model(resolve_backbone("efficientnetb0", "none", image_size=SMALL)))
     raw = np.stack([load_image(folders_dataset / p, SMALL) for p in store.items.path])
     stored = np.asarray(store.embeddings)
     assert cosine_rows(stored, model.embed(raw)).min() >= 0.9999

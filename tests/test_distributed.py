@@ -76,7 +76,7 @@ def test_every_command_reads_a_sharded_store(photos, tmp_path):
     from coinfeat.similar import find_similar
 
     extract_features(photos, tmp_path / "s", config(runner="ray", workers=1, shards=2))
-    result = fit_head(tmp_path / "s", "knn", {"k": 3}, tmp_path / "knn")
+    result = fit_head(tmp_path / "s", "knn", tmp_path / "knn", params={"k": 3})
     assert result.train > 0
     comparison = compare_heads(tmp_path / "s", CompareConfig(heads=["centroid", "knn"], top_k=[1, 3]))
     assert {r.name for r in comparison.results} == {"centroid", "knn"}

@@ -27,7 +27,9 @@ def heads(tmp_path_factory):
     images = np.stack([load_image(p, 64, "pad") for p in photos]).astype(np.float32)
     np.save(root / "images.npy", images)
     fitted = {
-        name: fit_head(root / "s", name, {"epochs": 30} if name == "dense" else {}, root / name).head_dir
+        name: fit_head(
+            root / "s", name, root / name, params={"epochs": 30} if name == "dense" else {}
+        ).head_dir
         for name in ("dense", "logreg", "centroid", "knn")
     }
     return root, photos, fitted
@@ -39,7 +41,7 @@ def heads(tmp_path_factory):
 def test_exported_model_loads_without_coinfeat_and_agrees_with_predict(heads, name, fmt):
     root, photos, fitted = heads
     suffix = ".keras" if fmt == "keras" else ".tflite"
-    result = export_head(fitted[name], root / f"{name}{suffix}", fmt)
+    result = export_head(fitted[name], root / f"{name}{suffix}", format=fmt)
     answer = run_exported(result.model, root / "images.npy")
     assert not answer["coinfeat_loaded"]
     np.testing.assert_allclose(answer["sums"], 1.0, atol=1e-3)
@@ -53,8 +55,8 @@ def test_exported_model_loads_without_coinfeat_and_agrees_with_predict(heads, na
 
 def test_int8_tflite_export_is_smaller_and_loads(heads):
     root, _, fitted = heads
-    fp32 = export_head(fitted["logreg"], root / "fp32.tflite", "tflite")
-    int8 = export_head(fitted["logreg"], root / "int8.tflite", "tflite", "int8")
+    fp32 = export_head(fitted["logreg"], root / "fp32.tflite", format="tflite")
+    int8 = export_head(fitted["logreg"], root / "int8.tflite", format="tflite", precision="int8")
     assert int8.size_bytes < 0.5 * fp32.size_bytes
     answer = run_exported(int8.model, root / "images.npy")
     np.testing.assert_allclose(answer["sums"], 1.0, atol=0.02)
@@ -69,8 +71,8 @@ def test_int8_export_of_a_pretrained_head_agrees_with_fp32_predict(tmp_path):
     test = store.items.iloc[store.rows("test")]
     photos = [str(sample_dir() / p) for p in test["path"]]
     np.save(tmp_path / "images.npy", np.stack([load_image(p, 224, "pad") for p in photos]).astype(np.float32))
-    head = fit_head(tmp_path / "s", "logreg", {}, tmp_path / "logreg").head_dir
-    int8 = export_head(head, tmp_path / "int8.tflite", "tflite", "int8")
+    head = fit_head(tmp_path / "s", "logreg", tmp_path / "logreg").head_dir
+    int8 = export_head(head, tmp_path / "int8.tflite", format="tflite", precision="int8")
     answer = run_exported(int8.model, tmp_path / "images.npy")
     classes = json.loads((tmp_path / "int8.tflite.labels.json").read_text())["classes"]
     predicted = [p.labels[0] for p in predict_images(photos, head, top_k=1, tta="none")]
@@ -84,8 +86,8 @@ def test_export_refusals_are_one_line(heads, tmp_path):
     with pytest.raises(CoinfeatError, match="k-NN searches every stored vector"):
         export_head(fitted["knn"], tmp_path / "knn.keras")
     with pytest.raises(CoinfeatError, match="--format"):
-        export_head(fitted["dense"], tmp_path / "x.onnx", "onnx")
+        export_head(fitted["dense"], tmp_path / "x.onnx", format="onnx")
     with pytest.raises(CoinfeatError, match="int8 export is a TFLite model"):
-        export_head(fitted["dense"], tmp_path / "x.keras", "keras", "int8")
+        export_head(fitted["dense"], tmp_path / "x.keras", format="keras", precision="int8")
     with pytest.raises(CoinfeatError, match=r"must end in \.keras"):
-        export_head(fitted["dense"], tmp_path / "x.h5", "keras")
+        export_head(fitted["dense"], tmp_path / "x.h5", format="keras")

@@ -175,12 +175,12 @@ def store_and_data(tmp_path):
 
 def test_fit_head_records_provenance_and_refuses_other_features(store_and_data, tmp_path):
     store_path, data = store_and_data
-    result = fit_head(store_path, "logreg", {"C": 0.5}, tmp_path / "head")
+    result = fit_head(store_path, "logreg", tmp_path / "head", params={"C": 0.5})
     record = json.loads((tmp_path / "head" / "head.json").read_text())
     assert record["params"]["C"] == 0.5 and record["counts"]["train"] == result.train
     assert record["features"]["fingerprint"] == open_store(store_path).fingerprint
     assert record["features"]["pretrained"] is False
-    augmented = fit_head(store_path, "logreg", {}, tmp_path / "head-aug", use_augmented=True)
+    augmented = fit_head(store_path, "logreg", tmp_path / "head-aug", use_augmented=True)
     assert augmented.train == 2 * result.train
     extract_features(data, tmp_path / "other", small_config(resize="crop"))
     with pytest.raises(FingerprintMismatch, match="trained on features"):
@@ -189,7 +189,7 @@ def test_fit_head_records_provenance_and_refuses_other_features(store_and_data, 
 
 def test_predict_photos_with_the_heads_own_extractor(store_and_data, tmp_path):
     store_path, data = store_and_data
-    fit_head(store_path, "knn", {"k": 3}, tmp_path / "knn")
+    fit_head(store_path, "knn", tmp_path / "knn", params={"k": 3})
     bad = tmp_path / "bad.jpg"
     bad.write_text("not a photo")
     photos = [data / "gold" / "gold0_0.jpg", bad]
@@ -202,7 +202,7 @@ def test_predict_photos_with_the_heads_own_extractor(store_and_data, tmp_path):
 
 def test_knn_add_from_a_folder_of_new_photos(store_and_data, tmp_path):
     store_path, _ = store_and_data
-    fit_head(store_path, "knn", {"k": 3}, tmp_path / "knn")
+    fit_head(store_path, "knn", tmp_path / "knn", params={"k": 3})
     new = tmp_path / "new"
     for i in range(6):
         (new / "green").mkdir(parents=True, exist_ok=True)

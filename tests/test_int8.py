@@ -49,7 +49,7 @@ def test_int8_and_fp32_vectors_never_mix(stores):
 
 def test_predict_rebuilds_the_same_int8_model_from_its_calibration_photos(stores, tmp_path, monkeypatch):
     root, data, _, _ = stores
-    head = fit_head(root / "int8", "logreg", {}, tmp_path / "head")
+    head = fit_head(root / "int8", "logreg", tmp_path / "head")
     photos = [str(data / "gold" / "gold0_0.jpg"), str(data / "silver" / "silver1_1.jpg")]
     cached = predict_images(photos, head.head_dir, top_k=3, tta="none")
     monkeypatch.setenv("COINFEAT_CACHE_DIR", str(tmp_path / "another-machine"))

@@ -21,7 +21,7 @@ def split_set(tmp_path_factory):
     for split, per_class in (("train", 10), ("test", 6)):
         write_class_folders(root / "d" / split, per_class=per_class)
     extract_features(root / "d", root / "s", small_config())
-    head = fit_head(root / "s", "logreg", {}, root / "head").head_dir
+    head = fit_head(root / "s", "logreg", root / "head").head_dir
     return root, head
 
 
@@ -85,7 +85,7 @@ def test_predict_accuracy_equals_compare_on_the_same_photos(split_set):
 @needs_euro
 def test_predict_on_the_shared_test_folder(tmp_path, capsys):
     extract_features(EURO, tmp_path / "s", small_config(group_regex=EURO_GROUPS))
-    head = fit_head(tmp_path / "s", "logreg", {}, tmp_path / "head").head_dir
+    head = fit_head(tmp_path / "s", "logreg", tmp_path / "head").head_dir
     code = cli.main(
         [
             "predict",

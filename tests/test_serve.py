@@ -47,7 +47,7 @@ def client(tmp_path_factory):
     }
     (data / "cat_to_name.json").write_text(json.dumps(names))
     extract_features(data, root / "s", small_config())
-    fit_head(root / "s", "logreg", {}, root / "head")
+    fit_head(root / "s", "logreg", root / "head")
     app = create_app(Recogniser(root / "s", root / "head"), max_upload_mb=0.05)
     return TestClient(app), data
 
@@ -145,7 +145,7 @@ def test_page_end_to_end_in_headless_chromium(tmp_path):
             shutil.copy(photo, data / "train" / class_dir.name / photo.name)
     config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
     extract_features(data, tmp_path / "s", config)
-    fit_head(tmp_path / "s", "knn", {"k": 5}, tmp_path / "knn")
+    fit_head(tmp_path / "s", "knn", tmp_path / "knn", params={"k": 5})
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -260,7 +260,7 @@ def test_api_similar_leaves_out_every_identical_copy_like_exclude_self(tmp_path)
     copy = str(Path(original).with_name(Path(original).stem.split("_")[0] + "_9.jpg"))  # same photo group
     shutil.copy(data / original, data / copy)
     extract_features(data, tmp_path / "s", small_config())
-    fit_head(tmp_path / "s", "centroid", {}, tmp_path / "head")
+    fit_head(tmp_path / "s", "centroid", tmp_path / "head")
     api = TestClient(create_app(Recogniser(tmp_path / "s", tmp_path / "head")))
     served = api.get("/api/similar", params={"path": original, "k": 5}).json()["neighbours"]
     [cli] = find_similar([original], tmp_path / "s", k=5, exclude_self=True)

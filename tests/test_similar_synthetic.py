@@ -12,7 +12,7 @@ from helpers import ChunkOnlyVectors, small_config, write_class_folders
 
 from coinfeat import cli, extract_features, open_store
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.store import Store
+from coinfeat.core.store import Manifest, Store
 from coinfeat.predict import predict_images
 from coinfeat.similar import CALIBRATION_FILE, calibrate_unknown, find_duplicates, find_similar
 
@@ -86,9 +86,9 @@ def test_calibrate_unknown_streams_the_train_split(tmp_path, monkeypatch):
     split = np.where(np.arange(600) % 150 < 120, "train", "val")
     items = pd.DataFrame({"label": labels, "split": split, "status": "ok", "view": 0, "path": "p"})
     vectors = ChunkOnlyVectors(X)
-    fake = Store(tmp_path, {"fingerprint": "f"}, items, vectors)
+    fake = Store(tmp_path, Manifest(fingerprint="f"), items, vectors)
     monkeypatch.setattr("coinfeat.similar.open_store", lambda features: fake)
-    record = calibrate_unknown(tmp_path, 0.05, chunk=50)
+    record = calibrate_unknown(tmp_path, target_false_match=0.05, chunk=50)
     assert vectors.largest <= 50
     assert record["val_queries"] == 120 and record["known_accepted_correct_rate_val"] == 1.0
 

@@ -75,23 +75,20 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coinfeat.counting.count import count_coins
-    from coinfeat.predict import collect_photos
+    from coinfeat.counting.count import CountConfig, count_coins
 
-    photos = [path for path, _ in collect_photos(args.photos)]
-    results = count_coins(
-        photos,
-        args.head,
-        False if args.no_sizes else args.sizes,
-        args.values,
-        args.threshold,
-        args.tta,
-        args.out,
-        args.margin,
-        args.engine,
+    config = CountConfig(
+        sizes=False if args.no_sizes else args.sizes,
+        values=args.values,
+        threshold=args.threshold,
+        tta=args.tta,
+        out=args.out,
+        margin=args.margin,
+        engine=args.engine,
         progress=wants_progress(args),
         crop=args.crop,
     )
+    results = count_coins(args.photos, args.head, config)
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
     else:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_demo(
         args.out,
-        args.weights,
+        weights=args.weights,
         progress=wants_progress(args),
         announce=lambda text: print(text, file=sys.stderr),
         ray=args.ray,

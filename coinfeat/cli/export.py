@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from coinfeat.export import export_head
 
-    result = export_head(args.head, args.out, args.format, args.precision)
+    result = export_head(args.head, args.out, format=args.format, precision=args.precision)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

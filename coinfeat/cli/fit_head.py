@@ -55,7 +55,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coinfeat.fit import add_to_knn, convert_head, fit_head, parse_params
+    from coinfeat.fit import FitConfig, add_to_knn, convert_head, fit_head, parse_params
 
     if args.convert:
         print(f"converted {convert_head(args.convert)}: it now holds no pickle")
@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.features or not args.type:
         raise CoinfeatError("--type and --features DIR are required (a store made by extract-features)")
-    result = fit_head(
-        args.features, args.type, parse_params(args.param), args.out, args.use_augmented, args.drop_conflicts
+    config = FitConfig(
+        params=parse_params(args.param), use_augmented=args.use_augmented, drop_conflicts=args.drop_conflicts
     )
+    result = fit_head(args.features, args.type, args.out, config)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0

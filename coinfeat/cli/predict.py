@@ -51,11 +51,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coinfeat.predict import accuracy, predict_images, write_predictions
+    from coinfeat.predict import PredictConfig, accuracy, predict_images, write_predictions
 
-    results = predict_images(
-        args.images, args.head, args.top_k, args.tta, args.engine, progress=wants_progress(args)
-    )
+    config = PredictConfig(top_k=args.top_k, tta=args.tta, engine=args.engine, progress=wants_progress(args))
+    results = predict_images(args.images, args.head, config)
     scores = accuracy(results)
     written = write_predictions(results, args.out) if args.out else None
     if args.json:

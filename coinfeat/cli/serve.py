@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
         f"coinfeat: loading, then serving on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr
     )
     options = {"max_upload_mb": args.max_upload_mb} if args.max_upload_mb else {}
-    serve(args.features, args.head, args.host, args.port, **options)
+    serve(args.features, args.head, host=args.host, port=args.port, **options)
     return 0

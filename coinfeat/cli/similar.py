@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from coinfeat import similar
 
     if args.calibrate:
-        record = similar.calibrate_unknown(args.features, args.target_fmr)
+        record = similar.calibrate_unknown(args.features, target_false_match=args.target_fmr)
         print(
             json.dumps(record)
             if args.json
@@ -69,19 +69,20 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.duplicates:
-        return _print_duplicates(similar.find_duplicates(args.features, args.threshold or 0.97), args)
+        return _print_duplicates(
+            similar.find_duplicates(args.features, threshold=args.threshold or 0.97), args
+        )
     if not args.queries:
         raise CoinfeatError("give at least one QUERY image, or --duplicates, or --calibrate")
-    results = similar.find_similar(
-        args.queries,
-        args.features,
-        args.k,
-        args.split,
-        args.exclude_self,
-        args.threshold,
-        args.tta,
-        args.index,
+    config = similar.SimilarConfig(
+        k=args.k,
+        split=args.split,
+        exclude_self=args.exclude_self,
+        threshold=args.threshold,
+        tta=args.tta,
+        index=args.index,
     )
+    results = similar.find_similar(args.queries, args.features, config)
     for n, result in enumerate(results):
         if args.sheet and not result.error:
             sheet = Path(args.sheet)

@@ -217,7 +217,10 @@ def training_twins(
         "val": (X_train, train),
         "test": (np.concatenate([X_train, X_val]), pd.concat([train, val], ignore_index=True)),
     }
-    return {split: find_twins(*references[split], X, items, threshold) for split, (X, items) in data.items()}
+    return {
+        split: find_twins(*references[split], X=X, items=items, threshold=threshold)
+        for split, (X, items) in data.items()
+    }
 
 
 def _drop_conflicts(

@@ -104,6 +104,7 @@ def fingerprint(spec: BackboneSpec, resize: str) -> str:
 def resolve_backbone(
     backbone: str = DEFAULT_BACKBONE,
     weights: str = "imagenet",
+    *,
     image_size: int = DEFAULT_IMAGE_SIZE,
     precision: str = "fp32",
     calibration: str | None = None,

@@ -225,3 +225,35 @@ def group_of(paths: pd.Series, group_regex: str | None) -> pd.Series:
         return match.group(1) if pattern.groups else match.group(0)
 
     return paths.map(key)
+
+
+def collect_photos(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
+    """(photo path, label or None) for every photo named by ``inputs``: files as given, folders
+    and CSV manifests as ``extract-features`` discovers them (plus loose photos in a folder)."""
+    found: list[tuple[str, str | None]] = []
+    for item in map(Path, inputs):
+        if item.is_file() and item.suffix.lower() == ".csv":
+            dataset = discover(item)
+            found += [
+                (str(dataset.absolute(p)), lbl)
+                for p, lbl in zip(dataset.items["path"], dataset.items["label"])
+            ]
+        elif item.is_dir():
+            found += _folder_photos(item)
+        else:
+            found.append((str(item), None))
+    return found
+
+
+def _folder_photos(folder: Path) -> list[tuple[str, str | None]]:
+    loose = [(str(f), None) for f in sorted(folder.iterdir()) if f.is_file() and is_image_path(f)]
+    if not any(p.is_dir() for p in folder.iterdir()):
+        return loose
+    try:
+        dataset = discover(folder)
+    except CoinfeatError:
+        return loose
+    labelled = [
+        (str(dataset.absolute(p)), lbl) for p, lbl in zip(dataset.items["path"], dataset.items["label"])
+    ]
+    return labelled + loose

@@ -66,7 +66,11 @@ class Embedder:
         weights = b.get("weights", "imagenet") if not b.get("model_file") else "imagenet"
         try:
             spec = resolve_backbone(
-                source, weights, int(b["image_size"]), b.get("precision", "fp32"), b.get("calibration")
+                source,
+                weights,
+                image_size=int(b["image_size"]),
+                precision=b.get("precision", "fp32"),
+                calibration=b.get("calibration"),
             )
         except CoinfeatError as exc:
             raise CoinfeatError(f"cannot rebuild the extractor these vectors came from: {exc}") from None

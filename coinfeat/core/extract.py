@@ -150,7 +150,7 @@ def extract_features(
     cfg.validate()
     distributor = make_distributor(cfg)
     dataset = discover(data, cfg.label_names)
-    spec = resolve_backbone(cfg.backbone, cfg.weights, cfg.image_size, cfg.precision)
+    spec = resolve_backbone(cfg.backbone, cfg.weights, image_size=cfg.image_size, precision=cfg.precision)
     out = Path(out) if out else default_store_dir(dataset.name)
     make_writable_dir(out)
     shards = cfg.shards if cfg.shards is not None else distributor.default_shards
@@ -160,19 +160,19 @@ def extract_features(
         items, notes = plan(dataset, store, cfg)
         spec, int8 = _calibrated(spec, items, dataset, cfg)
         fp = fingerprint(spec, cfg.resize)
-        layout = open_layout(out, fp, f"{spec.label}, resize {cfg.resize}", shards)
+        layout = open_layout(out, fp, description=f"{spec.label}, resize {cfg.resize}", shards=shards)
         filled = fill_store(
             layout,
             items,
-            fp,
-            dataset.root,
-            _runner(spec, cfg, layout, fp, cfg.threads or distributor.threads_per_worker, int8),
-            distributor,
-            lambda final, engine, previous: build_manifest(
-                dataset, spec, cfg, fp, final, engine, previous, int8
+            fingerprint=fp,
+            root=dataset.root,
+            runner=_runner(spec, cfg, layout, fp, cfg.threads or distributor.threads_per_worker, int8),
+            distributor=distributor,
+            manifest_for=lambda final, engine, previous: build_manifest(
+                dataset, spec, cfg=cfg, fp=fp, final=final, engine=engine, previous=previous, int8=int8
             ),
-            cfg.limit,
-            cfg.partitions,
+            limit=cfg.limit,
+            partitions=cfg.partitions,
         )
     if layout.sharded:
         notes = [*notes, f"sharded store: {len(layout.dirs)} shards, runner {cfg.runner}"]
@@ -184,7 +184,16 @@ def extract_features(
             f"{check['median_cosine']:.4f}, min {check['min_cosine']:.4f} (calibrated on "
             f"{check['calibration_images']})",
         ]
-    return summarise(out, filled, items, store, spec, fp, notes, time.perf_counter() - started)
+    return summarise(
+        out,
+        filled,
+        items=items,
+        store=store,
+        spec=spec,
+        fp=fp,
+        notes=notes,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def make_distributor(cfg: ExtractConfig) -> Distributor:
@@ -353,6 +362,7 @@ def _versions() -> dict[str, str]:
 def build_manifest(
     dataset: Dataset,
     spec: BackboneSpec,
+    *,
     cfg: ExtractConfig,
     fp: str,
     final: pd.DataFrame,
@@ -395,6 +405,7 @@ def build_manifest(
 def summarise(
     out: Path,
     filled: Filled,
+    *,
     items: pd.DataFrame,
     store: Store | None,
     spec: BackboneSpec,

@@ -162,6 +162,7 @@ def fill_index(
     index: VectorIndex,
     vectors: np.ndarray,
     rows: np.ndarray,
+    *,
     sample: int = 100_000,
     chunk: int = 50_000,
     seed: int = 0,
@@ -184,6 +185,7 @@ def fill_index(
 def build_index(
     store,
     kind: str = "ivfpq",
+    *,
     split: str | None = None,
     sample: int = 100_000,
     chunk: int = 50_000,
@@ -196,4 +198,4 @@ def build_index(
         raise CoinfeatError(f"store {store.path} has no usable vectors to index")
     nlist = default_nlist(min(sample, len(rows)))
     index = VectorIndex(store.embeddings.shape[1], kind, nlist=nlist, nprobe=default_nprobe(nlist))
-    return fill_index(index, store.embeddings, rows, sample, chunk, seed)
+    return fill_index(index, store.embeddings, rows, sample=sample, chunk=chunk, seed=seed)

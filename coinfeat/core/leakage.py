@@ -29,6 +29,7 @@ CHUNK = 10_000
 def find_twins(
     reference_X: np.ndarray,
     reference: pd.DataFrame,
+    *,
     X: np.ndarray,
     items: pd.DataFrame,
     threshold: float = TWIN_THRESHOLD,

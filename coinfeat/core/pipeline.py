@@ -272,6 +272,7 @@ class Filled:
 def fill_store(
     layout: Layout,
     items: pd.DataFrame,
+    *,
     fingerprint: str,
     root: Path,
     runner: Runner,
@@ -286,7 +287,9 @@ def fill_store(
     knowns = [load_known(folder, open_committed(folder), fingerprint) for folder in layout.dirs]
     before = set().union(*(set(k.vectors) | set(k.skipped) for k in knowns))
     failed = set().union(*(set(k.skipped) for k in knowns))
-    stats = distributor.run(runner, work_list(items, before, failed, root, limit), partitions)
+    stats = distributor.run(
+        runner, work_list(items, before, failed=failed, root=root, limit=limit), partitions
+    )
     owners = layout.owners(items["sha256"])
     finals = []
     for index, folder in enumerate(layout.dirs):
@@ -302,7 +305,7 @@ def fill_store(
 
 
 def work_list(
-    items: pd.DataFrame, done: set[str], failed: set[str], root: Path, limit: int | None
+    items: pd.DataFrame, done: set[str], *, failed: set[str], root: Path, limit: int | None
 ) -> list[WorkItem]:
     """Rows still to compute, clean photos first; views of photos known to fail are left out."""
     todo = items.assign(key=item_keys(items))

@@ -33,14 +33,16 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from coinfeat.core.crop import CropConvention, crop_coin
+from coinfeat.core.datasets import collect_photos
 from coinfeat.core.detect import WORK_SIZE, Circle, Detection, find_coins
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads import load_head
 from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
+from coinfeat.core.options import resolve
+from coinfeat.core.progress import progress_bar
 from coinfeat.counting.money import FaceValue, class_values, format_total, load_values, totals
 from coinfeat.counting.sizes import class_diameters, estimate_scale, load_sizes, reweigh
 
@@ -116,28 +118,54 @@ class PhotoCount:
         return {**data, "message": self.message}
 
 
-class Counter:
+@dataclass
+class CountConfig:
+    """How ``count`` reads a photo: sizes (a JSON file or dict of diameters in mm by label, None for
+    the built-in euro table, False for the classifier's answer only), face values, the probability
+    below which a coin is unknown, test-time rotations, how coins are cropped, the engine; with
+    ``out``, an annotated PNG per photo is written there."""
+
+    sizes: str | Path | dict[str, float] | bool | None = None
+    values: str | Path | dict[str, FaceValue] | None = None
+    threshold: float | None = None
+    tta: str = DEFAULT_TTA
+    out: str | Path | None = None
+    margin: float | None = None
+    engine: str = "auto"
+    progress: bool = False
+    crop: str = "auto"
+
+    def validate(self) -> None:
+        if self.margin is not None and not 0 <= self.margin <= 1:
+            raise CoinfeatError(
+                f"--margin {self.margin}: a share of the coin's diameter between 0 and 1, e.g. 0.1"
+            )
+        if self.crop not in CROP_MODES:
+            raise CoinfeatError(f"--crop {self.crop!r}: choose from {', '.join(CROP_MODES)}")
+
+
+class CoinCounter:
     """A loaded head and its extractor, with each class's diameter and face value, ready to
     count the coins of many photos."""
 
     def __init__(
         self,
         head_dir: str | Path,
-        sizes: str | Path | dict[str, float] | bool | None = None,
-        values: str | Path | dict[str, FaceValue] | None = None,
-        threshold: float | None = None,
-        tta: str = DEFAULT_TTA,
-        margin: float | None = None,
-        engine: str = "auto",
+        config: CountConfig | None = None,
+        *,
         embedder: Embedder | None = None,
-        crop: str = "auto",
+        **options: Any,
     ) -> None:
-        if margin is not None and not 0 <= margin <= 1:
-            raise CoinfeatError(
-                f"--margin {margin}: a share of the coin's diameter between 0 and 1, e.g. 0.1"
-            )
-        if crop not in CROP_MODES:
-            raise CoinfeatError(f"--crop {crop!r}: choose from {', '.join(CROP_MODES)}")
+        cfg = resolve(CountConfig, config, options)
+        sizes, values, threshold, tta, margin, engine, crop = (
+            cfg.sizes,
+            cfg.values,
+            cfg.threshold,
+            cfg.tta,
+            cfg.margin,
+            cfg.engine,
+            cfg.crop,
+        )
         self.head = load_head(head_dir)
         self.embedder = embedder or Embedder(self.head.meta["features"], engine)
         self.names = self.head.meta.get("label_names", {})
@@ -211,7 +239,7 @@ class Counter:
             proba = self._classify(full, circles, 0.0, self.tta)
             px_per_mm = estimate_scale(measured, proba, self.diameters)
             result.crops = f"fixed {self.side_mm:.1f} mm"
-        sized = reweigh(measured, proba, self.diameters, px_per_mm) if px_per_mm else None
+        sized = reweigh(measured, proba, diameters=self.diameters, scale=px_per_mm) if px_per_mm else None
         result.scale_px_per_mm = round(px_per_mm, 4) if px_per_mm else None
         result.answer = "sizes" if sized is not None else "classifier"
         final = sized if sized is not None else proba
@@ -278,31 +306,26 @@ class Counter:
 
 
 def count_coins(
-    photos: list[str | Path],
-    head: str | Path,
-    sizes: str | Path | dict[str, float] | bool | None = None,
-    values: str | Path | dict[str, FaceValue] | None = None,
-    threshold: float | None = None,
-    tta: str = DEFAULT_TTA,
-    out: str | Path | None = None,
-    margin: float | None = None,
-    engine: str = "auto",
-    progress: bool = False,
-    crop: str = "auto",
+    photos: list[str | Path], head: str | Path, config: CountConfig | None = None, **options: Any
 ) -> list[PhotoCount]:
-    """Count the coins and the money in each photo with the head at ``head``; with ``out``, an
-    annotated PNG per photo is written there. ``sizes``: a JSON file or dict of diameters (mm) by
-    label, None for the built-in euro table, False to use the classifier's answer only."""
+    """Count the coins and the money in each photo (files, or folders of them) with the head at
+    ``head``; options are :class:`CountConfig`'s."""
+    photos = [path for path, _ in collect_photos(photos)]
     if not photos:
         raise CoinfeatError("no photo given: coinfeat count PHOTO... --head HEAD")
-    counter = Counter(head, sizes, values, threshold, tta, margin, engine, crop=crop)
-    folder = Path(out) if out else None
+    cfg = resolve(CountConfig, config, options)
+    counter = CoinCounter(head, cfg)
+    folder = Path(cfg.out) if cfg.out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
-    return [
-        counter.count(photo, out=folder)
-        for photo in tqdm(photos, unit="photo", desc="counting", disable=not progress or len(photos) < 2)
-    ]
+    with progress_bar(
+        total=len(photos), unit="photo", desc="counting", enabled=cfg.progress and len(photos) > 1
+    ) as bar:
+        results = []
+        for photo in photos:
+            results.append(counter.count(photo, out=folder))
+            bar.update(1)
+    return results
 
 
 # --------------------------------------------------------------------------- the annotated photo

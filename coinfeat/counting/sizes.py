@@ -115,7 +115,12 @@ def photo_spread(measured: np.ndarray, proba: np.ndarray, diameters: np.ndarray,
 
 
 def reweigh(
-    measured: np.ndarray, proba: np.ndarray, diameters: np.ndarray, scale: float, spread: float | None = None
+    measured: np.ndarray,
+    proba: np.ndarray,
+    *,
+    diameters: np.ndarray,
+    scale: float,
+    spread: float | None = None,
 ) -> np.ndarray:
     """Class probabilities times the size likelihood at ``scale``, renormalised per coin; the
     spread is the photo's own (:func:`photo_spread`) unless given.

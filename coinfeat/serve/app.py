@@ -38,7 +38,7 @@ from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, to_mode
 from coinfeat.core.metrics import label_parts, part_answers
 from coinfeat.core.provenance import check_compatible
 from coinfeat.core.store import open_store
-from coinfeat.counting.count import Counter
+from coinfeat.counting.count import CoinCounter
 from coinfeat.similar import Collection, calibrated_threshold, is_unknown
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
@@ -71,12 +71,12 @@ class Recogniser:
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now
         self._engine_lock = threading.Lock()  # requests run in worker threads; an interpreter is not shared
-        self._counter: Counter | None = None
+        self._counter: CoinCounter | None = None
 
     def count(self, data: bytes) -> dict[str, Any]:
         """Count the coins of an uploaded photo of a pile, with the same head and engine."""
         if self._counter is None:
-            self._counter = Counter(self.head_dir, tta=self.tta, embedder=self.embedder)
+            self._counter = CoinCounter(self.head_dir, tta=self.tta, embedder=self.embedder)
         with self._engine_lock:
             result = self._counter.count(data, name="upload", draw=True)
         if result.error:
@@ -230,6 +230,7 @@ def create_app(recogniser: Recogniser, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 def serve(
     features: str | Path,
     head_dir: str | Path,
+    *,
     host: str = "127.0.0.1",
     port: int = 8000,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,

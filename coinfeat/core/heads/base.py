@@ -70,7 +70,7 @@ class Head(ABC):
         return self._train(y, X.shape, X_val, y_val, lambda codes, val: self._fit(X, codes, val))
 
     def fit_from_store(
-        self, store: Any, rows: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None
+        self, store: Any, rows: np.ndarray, y: Any, *, X_val: np.ndarray | None = None, y_val: Any = None
     ) -> Head:
         """Fit on the vectors at ``rows`` of a (possibly sharded, memory-mapped) store; see
         :meth:`_fit_rows` for how each head reads them."""

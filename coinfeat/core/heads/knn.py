@@ -59,7 +59,11 @@ class KnnHead(IncrementalHead):
         """Stream the store's vectors into the index (an IVF index is trained on a sample of at
         most ``sample`` rows, then filled ``chunk`` rows at a time), never loading them all."""
         self.index_ = fill_index(
-            self._empty_index(self.n_features_in_), vectors, rows, int(self.sample), int(self.chunk)
+            self._empty_index(self.n_features_in_),
+            vectors,
+            rows,
+            sample=int(self.sample),
+            chunk=int(self.chunk),
         )
         self._keep_rows(codes)
 

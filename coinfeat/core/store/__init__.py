@@ -93,7 +93,7 @@ class Layout:
 
 
 def open_layout(
-    root: Path, fingerprint: str, description: str, shards: int | None = None, force: bool = False
+    root: Path, fingerprint: str, *, description: str, shards: int | None = None, force: bool = False
 ) -> Layout:
     """Prepare ``root`` for a run (the caller holds its lock): wipe it with ``force``, finish
     interrupted commits, refuse another extractor's vectors, and decide single or sharded: an
