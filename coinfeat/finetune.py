@@ -54,6 +54,7 @@ from coinfeat.core.extract import (
 from coinfeat.core.heads import head_types
 from coinfeat.core.images import DEFAULT_MAX_PIXELS
 from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem, fill_store
+from coinfeat.core.progress import keras_verbosity
 from coinfeat.core.provenance import crop_record
 from coinfeat.core.quantize import calibration_loader
 from coinfeat.core.runtime import default_threads, import_keras, log
@@ -549,7 +550,7 @@ def _train(keras, model: Any, train: Any, val: Any, cfg: FinetuneConfig) -> dict
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     fitted = model.fit(
-        train, validation_data=val, epochs=cfg.epochs, callbacks=[stop], verbose=1 if cfg.progress else 0
+        train, validation_data=val, epochs=cfg.epochs, callbacks=[stop], verbose=keras_verbosity(cfg.progress)
     )
     return {k: [float(v) for v in values] for k, values in fitted.history.items()}
 

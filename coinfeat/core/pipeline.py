@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from coinfeat.core.augment import augment
 from coinfeat.core.errors import DecodeError
 from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes
+from coinfeat.core.progress import progress_bar
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (
     ITEM_COLUMNS,
@@ -197,7 +198,9 @@ class Runner:
         return None if self._mapper is None else getattr(self._mapper, "name", type(self._mapper).__name__)
 
     def bar(self, total: int, desc: str | None = None) -> tqdm:
-        return tqdm(total=total, unit="img", desc=desc or self.desc, disable=not self.progress, smoothing=0.1)
+        return progress_bar(
+            total=total, unit="img", desc=desc or self.desc, enabled=self.progress, smoothing=0.1
+        )
 
     def run(self, work: Sequence[WorkItem], index: int = 0, count: int = 1) -> RunStats:
         """Partition ``index`` of ``count``, start to end, in this process."""
