@@ -1,11 +1,32 @@
-"""Shared fixtures; the helpers they use live in helpers.py (tests import them from there)."""
+"""Shared fixtures and the test tiers; the helpers they use live in helpers.py.
+
+Tiers: ``python -m pytest -m "not slow"`` is the inner loop. A test is ``slow`` when it says so,
+or when it needs ``../shared`` (real photos or pretrained weights: it skips cleanly without them).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from helpers import write_class_folders
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker gets one core's worth of threads, so two workers share the
+    machine instead of each oversubscribing it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("COINFEAT_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ.setdefault(name, "1")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need ../shared (real data, pretrained weights) belong to the slow tier."""
+    for item in items:
+        if any("../shared" in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

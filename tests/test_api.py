@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import pile, small_config
 
 import coinfeat
 
 
+@pytest.mark.slow
 def test_readme_python_example(folders_dataset, tmp_path):
     summary = coinfeat.extract_features(folders_dataset, tmp_path / "store", small_config())
     store = coinfeat.open_store(summary.store)

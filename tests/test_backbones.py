@@ -48,6 +48,7 @@ def test_standard_weights_file_with_wrong_md5_is_refused(tmp_path):
         resolve_backbone("efficientnetb0", str(fake))
 
 
+@pytest.mark.slow
 def test_local_weights_file_is_loaded(tmp_path):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     model = build_model(spec)
@@ -61,6 +62,7 @@ def test_local_weights_file_is_loaded(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_download_failure_names_the_fix(monkeypatch):
     import keras
 
@@ -86,12 +88,14 @@ def test_keras_model_file_with_feature_map_output(tmp_path):
     assert spec.weights_id.startswith("sha256:")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "dim"), [("mobilenetv2", 1280), ("resnet50", 2048)])
 def test_other_applications_take_0_255_input(name, dim):
     model = build_model(resolve_backbone(name, "none", image_size=SMALL))
     assert model.output_shape == (None, dim)
 
 
+@pytest.mark.slow
 def test_converted_model_is_cached_and_reused(monkeypatch):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     first = open_engine(spec, "auto")
@@ -107,6 +111,7 @@ def test_converted_model_is_cached_and_reused(monkeypatch):
     assert cosine_rows(first.embed(x), again.embed(x)).min() > 0.99999
 
 
+@pytest.mark.slow
 def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     open_engine(spec, "tflite")
@@ -126,6 +131,7 @@ def _euro_photos(n: int, size: int) -> np.ndarray:
     return np.stack([load_image(f, size) for f in files])
 
 
+@pytest.mark.slow
 @needs_euro
 @pytest.mark.parametrize(
     "backbone",
@@ -139,6 +145,7 @@ def test_tflite_equals_keras_on_real_photos(backbone):
     assert cosine_rows(tflite.embed(photos), keras_vectors).min() >= 0.9999
 
 
+@pytest.mark.slow
 @needs_euro
 @needs_lite0
 def test_dividing_by_255_would_change_pretrained_features():

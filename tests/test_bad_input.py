@@ -87,6 +87,7 @@ def test_csv_manifest_with_paths_that_do_not_exist(tmp_path):
     assert summary.embedded == 6 and summary.skipped_reasons == {"file not found (or a broken link)": 1}
 
 
+@pytest.mark.slow
 def test_one_class_only_extracts_but_cannot_train(tmp_path):
     write_class_folders(tmp_path / "d", per_class=6, colours={"gold": (212, 175, 55)})
     extract_features(tmp_path / "d", tmp_path / "s", small_config())

@@ -38,6 +38,7 @@ def store(tmp_path_factory):
     return root / "store"
 
 
+@pytest.mark.slow
 def test_report_files_exist_open_and_agree(store, tmp_path):
     config = CompareConfig(heads=["logreg", "knn", "centroid"], top_k=[1, 2], cv=2, confusion_top=4)
     comparison = compare_heads(store, config, heads_dir=tmp_path / "heads")
@@ -101,6 +102,7 @@ def test_cluster_order_puts_confused_classes_together():
     assert abs(order.index(0) - order.index(3)) == 1 and abs(order.index(1) - order.index(2)) == 1
 
 
+@pytest.mark.slow
 def test_compare_cli(store, tmp_path):
     result = subprocess.run(
         [
@@ -137,6 +139,7 @@ def test_compare_cli(store, tmp_path):
     assert bad.returncode == 1 and "HEAD.KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_confusion_png_stays_readable_for_300_classes(tmp_path):
     from types import SimpleNamespace
 
@@ -178,6 +181,7 @@ def test_metrics_json_is_strict_json_when_a_head_makes_no_mistake(store, tmp_pat
     assert centroid[comparison.eval_split]["confidence_when_wrong"] is None
 
 
+@pytest.mark.slow
 def test_keras_heads_keep_their_learning_curves_and_the_report_draws_them(store, tmp_path):
     config = CompareConfig(heads=["dense", "centroid"], top_k=[1], params={"dense": {"epochs": 4}})
     comparison = compare_heads(store, config, heads_dir=tmp_path / "heads")

@@ -226,6 +226,7 @@ def test_user_mistakes_are_one_line_errors(synthetic_head, tmp_path, capsys):
         assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @needs_euro
 @needs_lite0
 @needs_piles

@@ -28,6 +28,7 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, **kw)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
     colours = {f"c{i}": (40 * i, 200 - 30 * i, 90) for i in range(5)}
     data = write_class_folders(tmp_path / "d", per_class=60, colours=colours)
@@ -74,6 +75,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
     assert cosine_rows(np.asarray(a.embeddings), np.asarray(b.embeddings)).min() >= 0.9999
 
 
+@pytest.mark.slow
 def test_pipeline_feeds_0_255_pixels_to_the_model(folders_dataset, tmp_path):
     """The /255 trap end to end: stored vectors equal the model on raw 0..255 pixels."""
     extract_features(folders_dataset, tmp_path / "s", small_config(engine="keras"))
@@ -85,6 +87,7 @@ def test_pipeline_feeds_0_255_pixels_to_the_model(folders_dataset, tmp_path):
     assert cosine_rows(stored, model.embed(raw / 255.0)).mean() < 0.99
 
 
+@pytest.mark.slow
 def test_cli_json_summary_and_help(folders_dataset, tmp_path):
     result = _cli(
         "extract-features",
@@ -130,29 +133,51 @@ def test_cli_json_summary_and_help(folders_dataset, tmp_path):
         (["fine-tune", "--features", "/no/store", "--epochs", "0"], "--epochs must be at least 1"),
     ],
 )
-def test_user_mistakes_are_one_line_without_traceback(args, message):
-    result = _cli(*args)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+def test_user_mistakes_are_one_line_without_traceback(args, message, capsys):
+    from coinfeat.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    stderr = capsys.readouterr().err
+    assert code != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], stderr
+    assert "Traceback" not in stderr
 
 
 def test_debug_shows_the_traceback():
-    result = _cli("--debug", "extract-features", "--data", "/no/such/folder")
-    assert result.returncode != 0 and "Traceback" in result.stderr
+    from coinfeat.cli import main
+    from coinfeat.core.errors import CoinfeatError
+
+    with pytest.raises(CoinfeatError, match="dataset not found"):  # raised, so Python prints its traceback
+        main(["--debug", "extract-features", "--data", "/no/such/folder"])
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
-    result = _cli("demo", "--out", str(tmp_path / "demo"), "--json", cwd=tmp_path)
+    """The console script runs the whole demo once, on Ray when it is installed (the Ray path of
+    extraction into a sharded store, then every other stage reading it)."""
+    import importlib.util
+
+    from coinfeat.core.store.sharded import is_sharded
+
+    on_ray = importlib.util.find_spec("ray") is not None
+    result = _cli(
+        "demo", "--out", str(tmp_path / "demo"), "--json", *(["--ray"] if on_ray else []), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout.strip().splitlines()[-1])
     summary = output["extract"]
+    if on_ray:
+        assert is_sharded(tmp_path / summary["store"]) and summary["embedded"] == 144
+        assert len(output["similar"]["neighbours"]) == 5
     assert summary["total"] == 144 and summary["skipped"] == 0
     if not summary["pretrained"]:
         assert "NOT PRETRAINED" in result.stderr
     assert open_store(summary["store"]).items.label.nunique() == 8
-    assert {h["type"] for h in output["heads"]} >= {"dense", "logreg", "knn", "centroid"}
+    assert [h["type"] for h in output["heads"]] == ["centroid", "dense", "knn", "logreg"]  # every head
     assert len(output["predictions"]) == 8 and all(p["labels"] for p in output["predictions"])
     assert output["report"].endswith("report.html") and (tmp_path / output["report"]).is_file()
     assert not (tmp_path / "demo" / "report" / "heads").exists(), "compare reuses the heads the demo fitted"

@@ -45,6 +45,7 @@ def _by_path(store) -> dict[str, np.ndarray]:
     return dict(zip(store.items["path"], np.asarray(store.embeddings)))
 
 
+@pytest.mark.slow
 @needs_euro
 def test_ray_store_equals_the_single_process_store(photos, tmp_path):
     summary = extract_features(photos, tmp_path / "sharded", config(runner="ray", workers=2, shards=3))
@@ -69,6 +70,7 @@ def test_ray_store_equals_the_single_process_store(photos, tmp_path):
         extract_features(photos, tmp_path / "sharded", config(resize="crop", runner="ray", workers=1))
 
 
+@pytest.mark.slow
 @needs_euro
 def test_every_command_reads_a_sharded_store(photos, tmp_path):
     from coinfeat.compare import CompareConfig, compare_heads
@@ -85,17 +87,7 @@ def test_every_command_reads_a_sharded_store(photos, tmp_path):
     assert similar.neighbours[0].similarity == pytest.approx(1.0, abs=1e-4)
 
 
-def test_demo_on_ray_fits_every_head_from_a_sharded_store(tmp_path):
-    from coinfeat.core.heads import head_types
-    from coinfeat.core.store.sharded import is_sharded
-    from coinfeat.demo import run_demo
-
-    result = run_demo(tmp_path / "demo", weights="none", progress=False, ray=True)
-    assert is_sharded(result.extract.store) and result.extract.embedded == 144
-    assert [h.type for h in result.heads] == list(head_types())
-    assert result.report.exists() and len(result.similar.neighbours) == 5
-
-
+@pytest.mark.slow
 @needs_euro
 def test_ray_limit_embeds_clean_photos_before_augmented_views(photos, tmp_path):
     summary = extract_features(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 from sklearn.base import clone
 
 from coinfeat.cli import main
@@ -51,6 +52,7 @@ def test_the_example_head_follows_the_contract(tmp_path):
     np.testing.assert_allclose(load_head(tmp_path / "h").predict_proba(X), head.predict_proba(X))
 
 
+@pytest.mark.slow
 def test_commands_take_the_example_head_without_other_edits(tiny_store, tmp_path, capsys):
     assert "median-example" in head_types()
     out = tmp_path / "head"

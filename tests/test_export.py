@@ -35,6 +35,7 @@ def heads(tmp_path_factory):
     return root, photos, fitted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "fmt"), [("dense", "keras"), ("logreg", "keras"), ("centroid", "tflite"), ("logreg", "tflite")]
 )
@@ -53,6 +54,7 @@ def test_exported_model_loads_without_coinfeat_and_agrees_with_predict(heads, na
     assert len(labels["names"]) == len(labels["classes"]) == result.classes
 
 
+@pytest.mark.slow
 def test_int8_tflite_export_is_smaller_and_loads(heads):
     root, _, fitted = heads
     fp32 = export_head(fitted["logreg"], root / "fp32.tflite", format="tflite")
@@ -62,6 +64,7 @@ def test_int8_tflite_export_is_smaller_and_loads(heads):
     np.testing.assert_allclose(answer["sums"], 1.0, atol=0.02)
 
 
+@pytest.mark.slow
 @needs_lite0
 def test_int8_export_of_a_pretrained_head_agrees_with_fp32_predict(tmp_path):
     from coinfeat import ExtractConfig
@@ -81,6 +84,7 @@ def test_int8_export_of_a_pretrained_head_agrees_with_fp32_predict(tmp_path):
     assert agree >= 0.8  # int8 vectors + the same fp32 head agree on 85% here (48 photos, a weak head)
 
 
+@pytest.mark.slow
 def test_export_refusals_are_one_line(heads, tmp_path):
     _, _, fitted = heads
     with pytest.raises(CoinfeatError, match="k-NN searches every stored vector"):

@@ -33,6 +33,8 @@ from coinfeat.core.store import PARTS
 from coinfeat.finetune import ACTIVATIONS, FinetuneConfig, finetune
 from coinfeat.predict import predict_images
 
+pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
+
 CUT = "block5c_add"
 
 

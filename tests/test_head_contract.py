@@ -95,6 +95,7 @@ def test_a_pickled_head_from_coinfeat_0_1_is_refused_until_converted(tmp_path, c
     np.testing.assert_allclose(load_head(tmp_path / "h").predict_proba(X), old.predict_proba(X), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_dense_head_whose_model_file_carries_code_is_refused(tmp_path):
     from coinfeat.core.runtime import import_keras
 

@@ -16,7 +16,8 @@ from coinfeat.core.store import open_store
 from coinfeat.fit import add_to_knn, fit_head, parse_params
 from coinfeat.predict import predict_images
 
-ALL = list(head_types())
+ALL = [pytest.param(n, marks=pytest.mark.slow) if n == "dense" else n for n in head_types()]
+"""Every head; the Keras one trains for seconds, so it runs in the slow tier."""
 FAST = {"dense": {"epochs": 40}}
 
 
@@ -29,7 +30,7 @@ def clusters(n_classes=4, per_class=40, dim=32, spread=6.0, seed=0):
 
 
 def test_registry_lists_the_required_heads():
-    assert {"dense", "logreg", "knn", "centroid"} <= set(ALL)
+    assert {"dense", "logreg", "knn", "centroid"} <= set(head_types())
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -97,7 +98,7 @@ def test_knn_index_kinds_and_weightings():
         assert np.mean(head.predict(X[1::2]) == y[1::2]) > 0.98, params
 
 
-@pytest.mark.parametrize("index", ["flat", "ivf", "ivfpq"])
+@pytest.mark.parametrize("index", ["flat", "ivf", pytest.param("ivfpq", marks=pytest.mark.slow)])
 def test_knn_fits_from_a_store_chunk_by_chunk_like_in_memory(index):
     import pandas as pd
 
@@ -219,6 +220,7 @@ def test_knn_add_from_a_folder_of_new_photos(store_and_data, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_registry_finds_every_head_whichever_is_imported_first():
     import subprocess
     import sys
@@ -230,7 +232,7 @@ def test_registry_finds_every_head_whichever_is_imported_first():
     assert result.stdout.strip() == "['centroid', 'dense', 'knn', 'logreg']"
 
 
-@pytest.mark.parametrize("name", ["dense", "logreg", "knn", "centroid"])
+@pytest.mark.parametrize("name", ALL)
 def test_get_set_params_and_sklearn_clone_give_an_unfitted_copy(name):
     from sklearn.base import clone
 

@@ -12,6 +12,8 @@ from coinfeat.core.quantize import calibration_sample
 from coinfeat.fit import fit_head
 from coinfeat.predict import predict_images
 
+pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
+
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):

@@ -51,6 +51,7 @@ def leaky_store(tmp_path_factory):
     return root / "store"
 
 
+@pytest.mark.slow
 def test_twins_are_found_and_every_figure_is_split_three_ways(leaky_store, tmp_path):
     comparison = compare_heads(leaky_store, CompareConfig(heads=["centroid", "knn"], top_k=[1, 2]))
     items, twins = comparison.splits["test"], comparison.twins["test"]

@@ -82,6 +82,7 @@ def test_predict_accuracy_equals_compare_on_the_same_photos(split_set):
     assert scores["balanced_accuracy"] == pytest.approx(metrics["balanced_accuracy"])
 
 
+@pytest.mark.slow
 @needs_euro
 def test_predict_on_the_shared_test_folder(tmp_path, capsys):
     extract_features(EURO, tmp_path / "s", small_config(group_regex=EURO_GROUPS))
@@ -108,6 +109,7 @@ def test_predict_on_the_shared_test_folder(tmp_path, capsys):
     assert f"accuracy on 1539 labelled photos: top-1 {top1:.3f}" in printed
 
 
+@pytest.mark.slow
 @needs_euro
 def test_a_separately_embedded_test_folder_gives_the_ordinary_figures(tmp_path):
     extract_features(EURO, tmp_path / "all", small_config(group_regex=EURO_GROUPS))

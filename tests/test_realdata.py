@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from helpers import EURO, EURO_GROUPS, needs_euro
 
 from coinfeat import ExtractConfig, extract_features, open_store
 
 
+@pytest.mark.slow
 @needs_euro
 def test_full_set_then_rerun_then_ten_new_photos(tmp_path):
     data = tmp_path / "euro-coins"

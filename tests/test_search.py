@@ -9,7 +9,7 @@ from helpers import small_config, write_class_folders
 from coinfeat import extract_features, open_store
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.index import VectorIndex, default_nlist, default_nprobe, normalise
-from coinfeat.core.store import Store
+from coinfeat.core.store import Manifest, Store
 from coinfeat.similar import Collection, find_similar
 
 
@@ -47,6 +47,7 @@ def test_ivf_and_hnsw_collections_are_cached_per_commit(tmp_path):
     assert result.neighbours[0].path == str((data / "gold" / "gold3_1.jpg").resolve())
 
 
+@pytest.mark.slow
 def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
     import pandas as pd
 
@@ -60,7 +61,12 @@ def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
     items = pd.DataFrame(
         {"status": "ok", "view": 0, "split": "train", "path": [f"p{i}" for i in range(12_000)]}
     )
-    store = Store(tmp_path, {"commit": "c1", "dataset": {"root": str(tmp_path)}}, items, X)
+    store = Store(
+        tmp_path,
+        Manifest.from_dict({"fingerprint": "f", "commit": "c1", "dataset": {"root": str(tmp_path)}}),
+        items,
+        X,
+    )
     index = build_index(store, "ivfpq", sample=10_000, chunk=3_000)
     assert index.ntotal == 12_000 and index.kind == "ivfpq"
     _, ids = index.search(X[:200], 10)

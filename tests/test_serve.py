@@ -127,6 +127,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.browser
 @needs_browser
 @needs_euro
 @needs_lite0
@@ -211,6 +212,7 @@ def test_page_end_to_end_in_headless_chromium(tmp_path):
         thread.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_a_slow_prediction_does_not_hold_up_a_health_check(client, monkeypatch):
     import asyncio
 

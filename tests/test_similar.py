@@ -36,6 +36,7 @@ def real(tmp_path_factory):
     return data, root / "store", planted, store
 
 
+@pytest.mark.slow
 def test_a_stored_photo_is_its_own_nearest_neighbour(real):
     data, store, _, _ = real
     query = sorted((data / "train" / "20c").glob("*.jpg"))[3]
@@ -72,6 +73,7 @@ def test_a_rotated_copy_finds_its_original(real, tmp_path):
     assert str(original.resolve()) in [n.path for n in result.neighbours]
 
 
+@pytest.mark.slow
 def test_noise_and_a_non_coin_are_unknown_at_the_calibrated_threshold(real, tmp_path):
     data, store, _, _ = real
     record = calibrate_unknown(store, target_false_match=0.05)
@@ -89,6 +91,7 @@ def test_noise_and_a_non_coin_are_unknown_at_the_calibrated_threshold(real, tmp_
     assert not results[2].unknown, "a photo from the collection is not unknown"
 
 
+@pytest.mark.slow
 def test_contact_sheet_and_cli(real, tmp_path):
     data, store, _, _ = real
     query = sorted((data / "test" / "1c").glob("*.jpg"))[0]

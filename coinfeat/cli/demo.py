@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                     "heads": [h.to_dict() for h in result.heads],
                     "predictions": [p.to_dict() for p in result.predictions],
                     "report": str(result.report),
+                    "similar": result.similar.to_dict() if result.similar else None,
                     "finetuned": result.finetuned.to_dict() if result.finetuned else None,
                     "count": result.counted.to_dict() if result.counted else None,
                 }

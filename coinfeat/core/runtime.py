@@ -39,7 +39,9 @@ def keras_cache_dir() -> Path:
 
 
 def default_threads() -> int:
-    return max(1, os.cpu_count() or 1)
+    """Decode and inference threads: ``$COINFEAT_THREADS`` when set (sharing a machine), else every core."""
+    configured = os.environ.get("COINFEAT_THREADS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else max(1, os.cpu_count() or 1)
 
 
 def import_tensorflow() -> ModuleType:
