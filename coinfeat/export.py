@@ -23,7 +23,7 @@ from coinfeat.core.backbones import PRECISIONS, build_model
 from coinfeat.core.embedder import Embedder
 from coinfeat.core.engines import convert_to_tflite
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.heads import Head, load_head
+from coinfeat.core.heads import ExtractorRecord, Head, load_head
 from coinfeat.core.options import resolve
 from coinfeat.core.quantize import calibration_loader, calibration_sample
 from coinfeat.core.runtime import import_keras
@@ -69,9 +69,7 @@ def export_head(
     cfg = resolve(ExportConfig, config, options)
     fmt, precision = cfg.format, cfg.precision
     head = load_head(head_dir)
-    record = head.meta.get("features")
-    if not record:
-        raise CoinfeatError(f"head at {head_dir} does not record its extractor; fit it again with fit-head")
+    record = head.meta.extractor(head_dir)
     spec = Embedder(record).spec
     keras = import_keras()
     backbone = build_model(spec)
@@ -97,24 +95,24 @@ def export_head(
     )
 
 
-def _calibration(record: dict[str, Any], spec) -> np.ndarray:
+def _calibration(record: ExtractorRecord, spec) -> np.ndarray:
     """The photos an int8 export calibrates on: the head store's own int8 sample, or a sample of
     its train photos."""
-    sample = record.get("int8")
+    sample = record.int8
     if sample is None:
         try:
-            store = open_store(record["store"])
-        except (KeyError, CoinfeatError):
+            store = open_store(record.store or "")
+        except CoinfeatError:
             raise CoinfeatError(
                 "an int8 export calibrates on the head's train photos, but its feature store is gone; "
                 "export fp32, or fit the head again"
             ) from None
         sample = {**calibration_sample(store.items), "root": store.manifest.dataset.root}
-    return calibration_loader(sample["root"], sample, spec.image_size, record["resize"])()[0]
+    return calibration_loader(sample["root"], sample, spec.image_size, record.resize)()[0]
 
 
-def _labels(head: Head, record: dict[str, Any], spec, fmt: str, precision: str) -> dict[str, Any]:
-    names = head.meta.get("label_names", {})
+def _labels(head: Head, record: ExtractorRecord, spec, fmt: str, precision: str) -> dict[str, Any]:
+    names = head.meta.label_names
     return {
         "classes": head.classes_.tolist(),
         "names": [names.get(c, c) for c in head.classes_],
@@ -122,7 +120,7 @@ def _labels(head: Head, record: dict[str, Any], spec, fmt: str, precision: str) 
             "shape": [None, spec.image_size, spec.image_size, 3],
             "dtype": "float32",
             "range": "RGB 0..255 (no scaling: the model normalises inside)",
-            "resize": record["resize"],
+            "resize": record.resize,
             "resize_note": "pad: pad the photo to a square with its border colour, then resize; crop: "
             "centre square; stretch: resize as is",
         },
@@ -131,6 +129,6 @@ def _labels(head: Head, record: dict[str, Any], spec, fmt: str, precision: str) 
         "backbone": spec.label,
         "format": fmt,
         "precision": precision,
-        "pretrained": bool(record.get("pretrained")),
-        "fingerprint": record["fingerprint"],
+        "pretrained": bool(record.pretrained),
+        "fingerprint": record.fingerprint,
     }

@@ -40,7 +40,7 @@ from coinfeat.core.backbones import (
     resolve_backbone,
 )
 from coinfeat.core.curves import plot_history
-from coinfeat.core.embedder import Embedder, extractor_record
+from coinfeat.core.embedder import Embedder
 from coinfeat.core.engines import Network, open_engine
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import (
@@ -51,7 +51,7 @@ from coinfeat.core.extract import (
     with_views,
     write_errors_explained,
 )
-from coinfeat.core.heads import head_types
+from coinfeat.core.heads import ExtractorRecord, HeadMeta, head_types
 from coinfeat.core.images import DEFAULT_MAX_PIXELS
 from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, WorkItem, fill_store
 from coinfeat.core.progress import keras_verbosity
@@ -162,7 +162,7 @@ def finetune(
     store = open_store(features)
     train, val = _photo_sets(store)
     notes = _leak_notes(store)
-    spec = Embedder(extractor_record(store.manifest)).spec
+    spec = Embedder(ExtractorRecord.of_manifest(store.manifest)).spec
     out = Path(out) if out else default_finetune_dir(store)
     make_writable_dir(out)
     keras = import_keras()
@@ -626,16 +626,16 @@ def _save_head(
         resize=store.manifest.resize,
         pretrained=tuned.pretrained,
     )
-    head.meta = {
-        "features": {**extractor_record(manifest), "dataset": store.manifest.dataset.name},
-        "label_names": store.manifest.label_names,
-        "crops": crop_record(store),
-        "finetune": {k: record[k] for k in ("summary", "cut", "views", "epochs_run", "best_epoch", "val")},
-        "training": {"epochs_run": record["epochs_run"], "best_epoch": record["best_epoch"]},
-        "val_accuracy": record["val"]["accuracy"],
-        "coinfeat_version": __version__,
-        "created": record["created"],
-    }
+    head.meta = HeadMeta(
+        features=ExtractorRecord.of_manifest(manifest, dataset=store.manifest.dataset.name),
+        label_names=store.manifest.label_names,
+        crops=crop_record(store),
+        finetune={k: record[k] for k in ("summary", "cut", "views", "epochs_run", "best_epoch", "val")},
+        training={"epochs_run": record["epochs_run"], "best_epoch": record["best_epoch"]},
+        val_accuracy=record["val"]["accuracy"],
+        coinfeat_version=__version__,
+        created=record["created"],
+    )
     return head.save(folder)
 
 
@@ -645,11 +645,9 @@ def _follow_store(head_dir: Path, store_dir: Path) -> None:
     from coinfeat.core.heads import load_head
 
     head, store = load_head(head_dir), open_store(store_dir)
-    head.meta["features"] = {
-        **extractor_record(store.manifest),
-        "store": str(store.path.resolve()),
-        "dataset": store.manifest.dataset.name,
-    }
+    head.meta.features = ExtractorRecord.of_manifest(
+        store.manifest, store=str(store.path.resolve()), dataset=store.manifest.dataset.name
+    )
     head.save(head_dir)
 
 

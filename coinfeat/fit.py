@@ -107,14 +107,14 @@ def fit_head(
     val_accuracy = (
         float(np.mean(head.predict(X_val) == val_items["label"].to_numpy())) if len(X_val) else None
     )
-    head.meta.update(provenance(store, use_augmented))
-    head.meta["counts"] = {
+    head.meta = provenance(store, use_augmented=use_augmented, training=head.meta.training)
+    head.meta.counts = {
         "train": len(rows),
         "val": len(X_val),
         "per_class": {str(k): int(v) for k, v in items["label"].value_counts().sort_index().items()},
     }
-    head.meta["val_accuracy"] = val_accuracy
-    head.meta["dropped_conflicts"] = dropped
+    head.meta.val_accuracy = val_accuracy
+    head.meta.dropped_conflicts = dropped
     head_dir = Path(out) if out else default_head_dir(store, head_type)
     head.save(head_dir)
     return FitResult(
@@ -139,13 +139,13 @@ def add_to_knn(
     head = load_head(head_dir)
     if not isinstance(head, IncrementalHead):
         raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
-    record = head.meta["features"]
+    record = head.meta.extractor(head_dir)
     spec = Embedder(record).spec
     config = ExtractConfig(
         backbone=spec.model_file or spec.name,
         weights=spec.weights,
         image_size=spec.image_size,
-        resize=record["resize"],
+        resize=record.resize,
         split=(1.0, 0.0, 0.0),
         progress=progress,
     )
@@ -169,7 +169,7 @@ def convert_head(head_dir: str | Path) -> Path:
     """Rewrite a head saved by coinfeat 0.1 as a pickle (logreg's ``model.joblib``) as plain arrays.
     Loading a pickle can run code: convert only heads you made yourself."""
     from coinfeat.core.heads import head_types
-    from coinfeat.core.heads.base import read_head_record
+    from coinfeat.core.heads.record import HeadMeta, read_head_record
 
     record = read_head_record(head_dir)
     head = head_types()[record["type"]](**record["params"])
@@ -178,6 +178,6 @@ def convert_head(head_dir: str | Path) -> Path:
     head.classes_ = np.asarray(record["classes"], dtype=str)
     head.n_features_in_ = int(record["n_features_in"])
     head.fit_seconds_ = record.get("fit_seconds")
-    head.meta = {k: v for k, v in record.items() if k not in ("type", "params", "classes", "n_features_in")}
+    head.meta = HeadMeta.from_dict(record)
     head.convert_pickle(Path(head_dir))
     return head.save(head_dir)

@@ -66,8 +66,8 @@ def predict_images(
     top_k, tta, engine, progress = cfg.top_k, cfg.tta, cfg.engine, cfg.progress
     head = load_head(head_dir)
     photos = collect_photos(inputs)
-    embedder = Embedder(head.meta["features"], engine)
-    names = head.meta.get("label_names", {})
+    embedder = Embedder(head.meta.extractor(head_dir), engine)
+    names = head.meta.label_names
     parts = label_parts(head.classes_, names, None)
     results = []
     with progress_bar(

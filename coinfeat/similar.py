@@ -21,8 +21,9 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from coinfeat.core.datasets import display_label
-from coinfeat.core.embedder import Embedder, extractor_record
+from coinfeat.core.embedder import Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.heads import ExtractorRecord
 from coinfeat.core.images import decode, read_bytes
 from coinfeat.core.index import (
     RERANK_FACTOR,
@@ -222,7 +223,7 @@ def _query_vectors(queries: list[str], collection: Collection, tta: str):
             on_disk = Path(query).exists() or not (collection.root / query).exists()
             to_embed[i] = results[query].source = query if on_disk else str(collection.root / query)
     if to_embed:
-        embedder = Embedder(extractor_record(collection.store.manifest))
+        embedder = Embedder(ExtractorRecord.of_manifest(collection.store.manifest))
         embedded = embedder.embed(list(to_embed.values()), tta=tta)
         by_path = dict(zip(embedded.paths, embedded.vectors))
         for i, path in to_embed.items():

@@ -77,8 +77,8 @@ def scores(proba: np.ndarray, classes: np.ndarray, y: np.ndarray) -> dict[str, f
 def accuracy(work: Path, tuned_head: str) -> list[dict]:
     """Heads on the frozen and the tuned store (test split), and the fine-tuned head, with TTA."""
     from coinfeat import open_store
-    from coinfeat.core.embedder import Embedder, extractor_record
-    from coinfeat.core.heads import load_head, make_head
+    from coinfeat.core.embedder import Embedder
+    from coinfeat.core.heads import ExtractorRecord, load_head, make_head
 
     rows = []
     for name, path in (("frozen", work / "frozen"), ("fine-tuned", work / "tuned")):
@@ -98,7 +98,7 @@ def accuracy(work: Path, tuned_head: str) -> list[dict]:
                 }
             )
         root = Path(store.manifest.dataset.root)
-        tta = Embedder(extractor_record(store.manifest)).embed(
+        tta = Embedder(ExtractorRecord.of_manifest(store.manifest)).embed(
             [str(root / p) for p in test["path"]], "rotations"
         )
         if name == "frozen":

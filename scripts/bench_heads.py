@@ -25,8 +25,8 @@ from benchlib import write_section
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
 from coinfeat import ExtractConfig, extract_features, open_store
-from coinfeat.core.embedder import Embedder, extractor_record
-from coinfeat.core.heads import head_types, make_head
+from coinfeat.core.embedder import Embedder
+from coinfeat.core.heads import ExtractorRecord, head_types, make_head
 from coinfeat.core.runtime import import_keras
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def evaluate(store) -> tuple[list[dict], dict]:
     X_val, val = store.select("val")
     X_test, test = store.select("test")
     root = Path(store.manifest.dataset.root)
-    tta = Embedder(extractor_record(store.manifest)).embed(
+    tta = Embedder(ExtractorRecord.of_manifest(store.manifest)).embed(
         [str(root / p) for p in test["path"]], tta="rotations"
     )
     X_tta = tta.vectors

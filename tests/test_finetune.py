@@ -92,7 +92,7 @@ def test_head_and_backbone_work_with_predict_compare_and_extract(tuned, tmp_path
     _, data, result = tuned
     head = load_head(result.head_dir)
     new = open_store(result.store)
-    assert head.meta["features"]["fingerprint"] == new.fingerprint
+    assert head.meta.features.fingerprint == new.fingerprint
     X, items = new.select("test")
     photos = [str(data / p) for p in items["path"]]
     answers = predict_images(photos, result.head_dir, top_k=1, tta="none")
@@ -124,7 +124,7 @@ def test_a_fine_tuned_head_counts_coins_like_any_head(tuned):
     from coinfeat.counting.count import count_coins
 
     root, _, result = tuned
-    assert set(load_head(result.head_dir).meta["crops"]) == {"photo_side_px", "ratio"}
+    assert set(load_head(result.head_dir).meta.crops) == {"photo_side_px", "ratio"}
     pile([(150, 150, 60), (330, 160, 70), (240, 320, 65)], size=(480, 420)).save(root / "pile.jpg")
     [counted] = count_coins([root / "pile.jpg"], result.head_dir, tta="none", out=root / "counted")
     assert len(counted.coins) == 3 and counted.error is None

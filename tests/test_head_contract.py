@@ -54,7 +54,7 @@ def test_parameter_values_are_validated_in_fit_not_in_init():
 def test_metadata_cannot_overwrite_what_the_head_writes(tmp_path):
     X, y = clusters()
     head = make_head("centroid").fit(X, y)
-    head.meta.update({"type": "dense", "classes": ["x"], "params": {"temperature": 9}})
+    head.meta.extra.update({"type": "dense", "classes": ["x"], "params": {"temperature": 9}})
     head.save(tmp_path / "h")
     record = json.loads((tmp_path / "h" / "head.json").read_text())
     assert record["type"] == "centroid" and record["classes"] == ["a", "b", "c"]
@@ -112,3 +112,22 @@ def test_knn_refuses_keras_with_its_reason():
     X, y = clusters()
     with pytest.raises(CoinfeatError, match="database, not a layer"):
         make_head("knn").fit(X, y).to_keras(None)
+
+
+def test_head_metadata_is_a_typed_record_and_newer_formats_are_refused(tmp_path):
+    from coinfeat.core.heads import ExtractorRecord, HeadMeta
+
+    X, y = clusters()
+    head = make_head("centroid").fit(X, y)
+    head.meta = HeadMeta(
+        features=ExtractorRecord(fingerprint="abc", resize="pad", backbone={"name": "x"}),
+        label_names={"a": "1 Cent"},
+        extra={"note": "kept as it was"},
+    )
+    head.save(tmp_path / "h")
+    loaded = load_head(tmp_path / "h")
+    assert loaded.meta == head.meta and loaded.meta.features.fingerprint == "abc"
+    record = json.loads((tmp_path / "h" / "head.json").read_text())
+    (tmp_path / "h" / "head.json").write_text(json.dumps({**record, "format_version": 99}))
+    with pytest.raises(CoinfeatError, match="newer coinfeat"):
+        load_head(tmp_path / "h")

@@ -112,6 +112,6 @@ def test_fine_tune_of_an_int8_store_stays_int8(stores, tmp_path):
     assert cache.manifest.backbone["precision"] == "int8"
     tuned = open_store(result.store)
     assert tuned.manifest.precision == "int8" and "fine-tuned" in tuned.manifest.backbone["finetuned"]
-    assert load_head(result.head_dir).meta["features"]["fingerprint"] == tuned.fingerprint
+    assert load_head(result.head_dir).meta.features.fingerprint == tuned.fingerprint
     [answer] = predict_images([str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=1, tta="none")
     assert answer.error is None

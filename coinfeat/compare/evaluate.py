@@ -151,11 +151,11 @@ def compare_heads(
     results = []
     names = store.manifest.label_names
     X_val, val = data["val"]
-    record = provenance(store, config.use_augmented) if config.heads else {}
+    record = provenance(store, use_augmented=config.use_augmented) if config.heads else None
     for name in config.heads:
         head = make_head(name, **config.params.get(name, {}))
         head.fit(X_train, train["label"], X_val, val["label"])
-        head.meta.update(record)
+        head.meta = replace(record, training=head.meta.training)
         saved = head.save(heads_dir / name) if heads_dir else None
         results.append(_evaluate(name, head, data, (eval_split, twins[eval_split]), config, names, saved))
     for name, directory in config.load.items():

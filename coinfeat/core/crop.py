@@ -32,8 +32,9 @@ class CropConvention:
     """Per class, the median crop side over coin diameter."""
 
     @classmethod
-    def of(cls, meta: dict[str, Any]) -> CropConvention:
-        record = meta.get("crops") or {}
+    def of(cls, meta: Any) -> CropConvention:
+        """The convention a head's metadata (:class:`~coinfeat.core.heads.HeadMeta`) records."""
+        record = meta.crops or {}
         return cls(record.get("photo_side_px"), dict(record.get("ratio") or {}))
 
     def margin(self) -> float:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
 from coinfeat.core.engines import Engine, Network, open_engine
 from coinfeat.core.errors import CoinfeatError, DecodeError, FingerprintMismatch
+from coinfeat.core.heads.record import ExtractorRecord
 from coinfeat.core.images import DEFAULT_MAX_PIXELS, load_image
 from coinfeat.core.quantize import calibration_loader
-from coinfeat.core.store.manifest import Manifest
 
 TTA_MODES = ("none", "rotations")
 DEFAULT_TTA = "rotations"
@@ -35,33 +34,19 @@ class Embedded:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def extractor_record(manifest: Manifest) -> dict[str, Any]:
-    """What a head keeps of a store manifest to re-embed photos later."""
-    record = {
-        "fingerprint": manifest.fingerprint,
-        "backbone": manifest.backbone,
-        "resize": manifest.resize,
-        "pretrained": bool(manifest.pretrained),
-    }
-    if manifest.int8:
-        sample = manifest.int8
-        record["int8"] = {k: sample[k] for k in ("hash", "calibration", "held_out", "root")}
-    return record
-
-
 class Embedder:
     """Decodes photos and runs the backbone exactly as ``extract-features`` did for a store."""
 
-    def __init__(self, record: dict[str, Any], engine: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, record: ExtractorRecord, engine: str = "auto", threads: int | None = None) -> None:
         self.record = record
-        self.resize = record["resize"]
+        self.resize = record.resize
         self.spec = self._rebuild(record)
         self.engine_kind, self.threads = engine, threads
         self._engine: Engine | None = None
 
     @staticmethod
-    def _rebuild(record: dict[str, Any]) -> BackboneSpec:
-        b = record["backbone"]
+    def _rebuild(record: ExtractorRecord) -> BackboneSpec:
+        b = record.backbone
         source = b.get("model_file") or b["name"]
         weights = b.get("weights", "imagenet") if not b.get("model_file") else "imagenet"
         try:
@@ -74,17 +59,17 @@ class Embedder:
             )
         except CoinfeatError as exc:
             raise CoinfeatError(f"cannot rebuild the extractor these vectors came from: {exc}") from None
-        actual = fingerprint(spec, record["resize"])
-        if actual != record["fingerprint"]:
+        actual = fingerprint(spec, record.resize)
+        if actual != record.fingerprint:
             raise FingerprintMismatch(
                 f"the extractor rebuilt from {source} has fingerprint {actual}, but the vectors were made "
-                f"with {record['fingerprint']} (was the weights or model file changed?)"
+                f"with {record.fingerprint} (was the weights or model file changed?)"
             )
         return spec
 
     def engine(self, probe: np.ndarray | None = None) -> Engine:
         if self._engine is None:
-            sample = self.record.get("int8")
+            sample = self.record.int8
             calibration = (
                 calibration_loader(sample["root"], sample, self.spec.image_size, self.resize)
                 if sample

@@ -15,9 +15,8 @@ import numpy as np
 
 from coinfeat import __version__
 from coinfeat.core.crop import measure_crops
-from coinfeat.core.embedder import extractor_record
 from coinfeat.core.errors import FingerprintMismatch
-from coinfeat.core.heads import Head
+from coinfeat.core.heads import ExtractorRecord, Head, HeadMeta
 from coinfeat.core.store import OK, Store, describe_extractor
 
 
@@ -26,20 +25,28 @@ def absolute_paths(store: Store, relative) -> np.ndarray:
     return np.asarray([str(root / p) for p in relative], dtype=object)
 
 
-def provenance(store: Store, use_augmented: bool = False) -> dict[str, Any]:
-    """What a head records about the vectors it was trained on."""
-    return {
-        "features": {
-            **extractor_record(store.manifest),
-            "store": str(store.path.resolve()),
-            "dataset": store.manifest.dataset.name,
-            "use_augmented": use_augmented,
-        },
-        "label_names": store.manifest.label_names,
-        "crops": crop_record(store),
-        "coinfeat_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+def provenance(
+    store: Store, *, use_augmented: bool = False, training: dict[str, Any] | None = None
+) -> HeadMeta:
+    """What a head records about the vectors it was trained on (``training``: what its own fit
+    recorded, kept)."""
+    return HeadMeta(
+        features=ExtractorRecord.of_manifest(
+            store.manifest,
+            store=str(store.path.resolve()),
+            dataset=store.manifest.dataset.name,
+            use_augmented=use_augmented,
+        ),
+        label_names=store.manifest.label_names,
+        crops=crop_record(store),
+        training=dict(training or {}),
+        coinfeat_version=__version__,
+        created=now(),
+    )
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def crop_record(store: Store, per_class: int = 12, most: int = 400) -> dict[str, Any]:
@@ -56,7 +63,7 @@ def crop_record(store: Store, per_class: int = 12, most: int = 400) -> dict[str,
 
 def check_compatible(head: Head, store: Store) -> None:
     """Refuse vectors from another extractor than the head's."""
-    theirs = head.meta.get("features", {}).get("fingerprint")
+    theirs = head.meta.features.fingerprint if head.meta.features else None
     if theirs != store.fingerprint:
         raise FingerprintMismatch(
             f"head was trained on features {theirs} but store {store.path} holds {store.fingerprint} "

@@ -167,8 +167,8 @@ class CoinCounter:
             cfg.crop,
         )
         self.head = load_head(head_dir)
-        self.embedder = embedder or Embedder(self.head.meta["features"], engine)
-        self.names = self.head.meta.get("label_names", {})
+        self.embedder = embedder or Embedder(self.head.meta.extractor(head_dir), engine)
+        self.names = self.head.meta.label_names
         classes = [str(c) for c in self.head.classes_]
         size_table = load_sizes(sizes) if isinstance(sizes, (str, Path)) else sizes or None
         value_table = load_values(values) if isinstance(values, (str, Path)) else values
@@ -177,7 +177,13 @@ class CoinCounter:
             self.diameters[:] = np.nan
         self.values = class_values(classes, self.names, value_table)
         self.threshold = (
-            threshold if threshold is not None else self.head.meta.get("unknown_threshold", DEFAULT_THRESHOLD)
+            threshold
+            if threshold is not None
+            else (
+                self.head.meta.unknown_threshold
+                if self.head.meta.unknown_threshold is not None
+                else DEFAULT_THRESHOLD
+            )
         )
         if not 0 <= self.threshold < 1:
             raise CoinfeatError(f"--threshold {self.threshold}: a probability in [0, 1), e.g. 0.3")
@@ -185,7 +191,7 @@ class CoinCounter:
         self.tta, self.margin = tta, margin if margin is not None else convention.margin()
         self.crop_side = convention.photo_side_px
         self.side_mm = self._fixed_side(crop, convention, classes)
-        self.pretrained = bool(self.head.meta.get("features", {}).get("pretrained", False))
+        self.pretrained = bool(self.head.meta.features and self.head.meta.features.pretrained)
 
     def _fixed_side(self, crop: str, convention: CropConvention, classes: list[str]) -> float | None:
         """The physical crop side (mm) for the second pass, or None for coin crops only."""

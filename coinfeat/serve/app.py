@@ -62,12 +62,12 @@ class Recogniser:
         self.head = load_head(head_dir)
         self.head_dir = head_dir
         check_compatible(self.head, self.store)
-        self.embedder = Embedder(self.head.meta["features"])
+        self.embedder = Embedder(self.head.meta.extractor(head_dir))
         self.collection = Collection(self.store, "train")
         self.threshold = threshold if threshold is not None else calibrated_threshold(self.store)
         self.top_k, self.k, self.tta = top_k, k, tta
         self.names = self.store.manifest.label_names
-        self.parts = label_parts(self.head.classes_, self.head.meta.get("label_names", self.names), None)
+        self.parts = label_parts(self.head.classes_, self.head.meta.label_names or self.names, None)
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now
         self._engine_lock = threading.Lock()  # requests run in worker threads; an interpreter is not shared

@@ -11,7 +11,8 @@ import pkgutil
 from pathlib import Path
 
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.heads.base import Head, IncrementalHead, read_head_record
+from coinfeat.core.heads.base import Head, IncrementalHead
+from coinfeat.core.heads.record import ExtractorRecord, HeadMeta, read_head_record
 
 _REGISTRY: dict[str, type[Head]] = {}
 _DISCOVERED = False
@@ -28,7 +29,7 @@ def head_types() -> dict[str, type[Head]]:
     global _DISCOVERED
     if not _DISCOVERED:
         for module in pkgutil.iter_modules(__path__):
-            if module.name != "base":
+            if module.name not in ("base", "record"):
                 importlib.import_module(f"{__name__}.{module.name}")
         _DISCOVERED = True
     return dict(sorted(_REGISTRY.items()))
@@ -50,4 +51,13 @@ def load_head(directory: str | Path) -> Head:
     return types[record["type"]].load(directory)
 
 
-__all__ = ["Head", "IncrementalHead", "head_types", "load_head", "make_head", "register"]
+__all__ = [
+    "ExtractorRecord",
+    "Head",
+    "HeadMeta",
+    "IncrementalHead",
+    "head_types",
+    "load_head",
+    "make_head",
+    "register",
+]

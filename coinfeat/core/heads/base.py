@@ -22,11 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.heads.record import FORMAT_VERSION, HEAD_FILE, HeadMeta, read_head_record
 from coinfeat.core.store.atomic import atomic_write
-
-HEAD_FILE = "head.json"
-RECORD_KEYS = ("type", "params", "classes", "n_features_in", "fit_seconds")
-"""Keys of head.json that the head itself writes; metadata can never overwrite them."""
 
 
 class Head(ABC):
@@ -40,7 +37,7 @@ class Head(ABC):
         self._check_param_names(params)
         for key, value in {**self.defaults, **params}.items():
             setattr(self, key, value)
-        self.meta: dict[str, Any] = {}
+        self.meta = HeadMeta()
 
     # ------------------------------------------------------------------ public API
 
@@ -110,7 +107,8 @@ class Head(ABC):
         directory.mkdir(parents=True, exist_ok=True)
         self._save(directory)
         record = {
-            **self.meta,
+            **self.meta.to_dict(),
+            "format_version": FORMAT_VERSION,
             "type": self.name,
             "params": self.get_params(),
             "classes": self.classes_.tolist(),
@@ -127,7 +125,7 @@ class Head(ABC):
         head.classes_ = np.asarray(record["classes"], dtype=str)
         head.n_features_in_ = int(record["n_features_in"])
         head.fit_seconds_ = record.get("fit_seconds")
-        head.meta = {k: v for k, v in record.items() if k not in RECORD_KEYS}
+        head.meta = HeadMeta.from_dict(record)
         try:
             head._load(Path(directory))
         except (OSError, ValueError, KeyError, EOFError) as exc:
@@ -227,23 +225,6 @@ def check_matrix(X: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(X).all():
         raise CoinfeatError(f"{name} contains NaN or infinite values")
     return X
-
-
-def read_head_record(directory: str | Path) -> dict[str, Any]:
-    """The ``head.json`` of a saved head, with clear errors for missing or damaged ones."""
-    path = Path(directory) / HEAD_FILE
-    if not Path(directory).is_dir():
-        raise CoinfeatError(f"head not found: {directory} (fit one with `coinfeat fit-head`)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CoinfeatError(f"{directory} is not a saved head ({HEAD_FILE} missing)") from None
-    except (OSError, ValueError) as exc:
-        raise CoinfeatError(f"head at {directory} is damaged ({HEAD_FILE}: {exc}); fit it again") from None
-    for key in ("type", "params", "classes", "n_features_in"):
-        if key not in record:
-            raise CoinfeatError(f"head at {directory} is damaged ({HEAD_FILE} lacks {key!r}); fit it again")
-    return record
 
 
 def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -66,7 +66,7 @@ class DenseHead(Head):
         self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
         self.epochs_ = len(history.history["loss"])
         self.best_epoch_ = int(np.argmin(history.history["val_loss"])) + 1
-        self.meta["training"] = {"epochs_run": self.epochs_, "best_epoch": self.best_epoch_}
+        self.meta.training = {"epochs_run": self.epochs_, "best_epoch": self.best_epoch_}
 
     def _build(self, keras, dim: int):
         hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
