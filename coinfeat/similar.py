@@ -37,7 +37,7 @@ from coinfeat.core.index import (
 from coinfeat.core.metrics import label_parts, part_answers
 from coinfeat.core.options import resolve
 from coinfeat.core.runtime import log
-from coinfeat.core.store import OK, Store, atomic_write, open_store
+from coinfeat.core.store import Store, atomic_write, open_store, usable
 
 CALIBRATION_FILE = "unknown-threshold.json"
 SPLITS = ("train", "all")
@@ -235,7 +235,7 @@ def _query_vectors(queries: list[str], collection: Collection, tta: str):
 
 
 def _stored_rows(store: Store) -> dict[str, int]:
-    ok = (store.items["status"] == OK) & (store.items["view"] == 0)
+    ok = usable(store.items)
     return {path: int(row) for row, path in zip(np.flatnonzero(ok.to_numpy()), store.items["path"][ok])}
 
 

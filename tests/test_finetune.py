@@ -188,8 +188,8 @@ def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
 
 
 def test_test_photos_with_copies_in_train_are_flagged():
-    from coinfeat.core.store import Store
-    from coinfeat.finetune import _leak_notes
+    from coinfeat.core.store import Manifest, Store
+    from coinfeat.finetune.run import _leak_notes
 
     items = pd.DataFrame(
         {
@@ -199,7 +199,7 @@ def test_test_photos_with_copies_in_train_are_flagged():
             "view": 0,
         }
     )
-    [note] = _leak_notes(Store(None, {}, items, np.zeros((4, 2))))
+    [note] = _leak_notes(Store(None, Manifest(fingerprint="f"), items, np.zeros((4, 2))))
     assert note.startswith("leakage: 1 test photo(s)") and "inflated" in note
 
 

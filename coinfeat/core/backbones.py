@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
+from coinfeat.core.finetune_record import FinetuneRecord
 from coinfeat.core.images import DECODER_VERSION, DEFAULT_IMAGE_SIZE
 from coinfeat.core.runtime import import_keras, keras_cache_dir
 
@@ -127,30 +128,19 @@ def _resolve(backbone: str, weights: str, image_size: int) -> BackboneSpec:
     if path.suffix == ".keras":
         if not path.is_file():
             raise CoinfeatError(f"backbone model file not found: {path}")
-        tuned = finetune_record(path)
+        tuned = FinetuneRecord.beside(path)
         return BackboneSpec(
             name=path.name,
             weights="file",
             weights_id=f"sha256:{file_hash(path)[:16]}",
-            pretrained=bool(tuned.get("pretrained", True)),
+            pretrained=bool(tuned.pretrained) if tuned else True,
             image_size=image_size,
             model_file=str(path.resolve()),
-            finetuned=tuned.get("summary"),
+            finetuned=tuned.summary if tuned else None,
         )
     raise CoinfeatError(
         f"unknown backbone {backbone!r}: use {', '.join(APPLICATIONS)} or a .keras model file"
     )
-
-
-FINETUNE_RECORD = "finetune.json"
-
-
-def finetune_record(model_file: Path) -> dict[str, Any]:
-    """What ``coinfeat fine-tune`` wrote beside a backbone it tuned (empty for any other file)."""
-    try:
-        return json.loads((model_file.parent / FINETUNE_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _resolve_application(key: str, weights: str, image_size: int) -> BackboneSpec:

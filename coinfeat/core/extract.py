@@ -29,6 +29,7 @@ from coinfeat.core.datasets import Dataset, discover, group_of
 from coinfeat.core.engines import ENGINES, Network, int8_record, open_engine
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES
+from coinfeat.core.leakage import content_warnings
 from coinfeat.core.pipeline import (
     Distributor,
     Filled,
@@ -286,7 +287,7 @@ def plan(dataset: Dataset, store: Store | None, cfg: ExtractConfig) -> tuple[pd.
     sticky = _sticky_splits(store, items)
     result = resolve_splits(items, cfg.split, cfg.seed, sticky)
     items["split"] = result.splits
-    notes = dataset.notes + result.notes + _content_warnings(items)
+    notes = dataset.notes + result.notes + content_warnings(items)
     return with_views(items[ITEM_COLUMNS], cfg.augment), notes
 
 
@@ -330,23 +331,6 @@ def _sticky_splits(store: Store | None, items: pd.DataFrame) -> dict[str, str]:
     old = store.items[["group", "split"]].dropna().drop_duplicates("group")
     present = set(items["group"])
     return {g: s for g, s in old.itertuples(index=False) if g in present}
-
-
-def _content_warnings(items: pd.DataFrame) -> list[str]:
-    """Same photo under two labels (label conflict) or in two splits (train/test leakage)."""
-    hashed = items.dropna(subset=["sha256"])
-    dup = hashed[hashed.duplicated("sha256", keep=False)]
-    notes = []
-    for column, problem in (
-        ("label", "label conflict: {n} identical photo(s) carry different labels"),
-        ("split", "leakage: {n} identical photo(s) appear in more than one split"),
-    ):
-        counts = dup.groupby("sha256")[column].nunique()
-        clashes = counts[counts > 1]
-        if len(clashes):
-            example = dup[dup["sha256"] == clashes.index[0]]["path"].tolist()[:2]
-            notes.append(f"{problem.format(n=len(clashes))}, e.g. {' vs '.join(example)}")
-    return notes
 
 
 def _versions() -> dict[str, str]:

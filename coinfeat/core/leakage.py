@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.core.index import VectorIndex
-from coinfeat.core.store.keys import OK
+from coinfeat.core.store.keys import usable
 
 TWIN_THRESHOLD = 0.97
 """Cosine at or above which two photos count as near-identical (also the duplicate finder's)."""
@@ -84,7 +84,7 @@ def twin_counts(twins: pd.DataFrame) -> dict[str, int]:
 def conflicting_hashes(items: pd.DataFrame) -> set[str]:
     """Content hashes that appear under more than one label among a store's usable photos (the
     same photo filed twice)."""
-    photos = items[items["status"].eq(OK) & items["sha256"].notna()]
+    photos = items[usable(items, include_views=True) & items["sha256"].notna()]
     labels_per_hash = photos.groupby("sha256")["label"].nunique()
     return set(labels_per_hash.index[labels_per_hash > 1])
 
@@ -95,3 +95,29 @@ def without_conflicts(
     """``X`` and ``items`` less the rows whose photo carries another label elsewhere; and how many."""
     keep = ~items["sha256"].isin(conflicts).to_numpy()
     return X[keep], items[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def content_warnings(items: pd.DataFrame) -> list[str]:
+    """Same photo under two labels (label conflict) or in two splits (train/test leakage)."""
+    hashed = items.dropna(subset=["sha256"])
+    dup = hashed[hashed.duplicated("sha256", keep=False)]
+    notes = []
+    for column, problem in (
+        ("label", "label conflict: {n} identical photo(s) carry different labels"),
+        ("split", "leakage: {n} identical photo(s) appear in more than one split"),
+    ):
+        counts = dup.groupby("sha256")[column].nunique()
+        clashes = counts[counts > 1]
+        if len(clashes):
+            example = dup[dup["sha256"] == clashes.index[0]]["path"].tolist()[:2]
+            notes.append(f"{problem.format(n=len(clashes))}, e.g. {' vs '.join(example)}")
+    return notes
+
+
+def identical_copies(
+    items: pd.DataFrame, evaluated: str = "test", against: tuple[str, ...] = ("train", "val")
+) -> int:
+    """How many usable photos of split ``evaluated`` have an identical copy (sha256) in ``against``."""
+    photos = items[usable(items)]
+    seen = set(photos.loc[photos["split"].isin(against), "sha256"])
+    return int(photos.loc[photos["split"].eq(evaluated), "sha256"].isin(seen).sum())

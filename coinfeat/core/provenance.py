@@ -17,7 +17,7 @@ from coinfeat import __version__
 from coinfeat.core.crop import measure_crops
 from coinfeat.core.errors import FingerprintMismatch
 from coinfeat.core.heads import ExtractorRecord, Head, HeadMeta
-from coinfeat.core.store import OK, Store, describe_extractor
+from coinfeat.core.store import Store, describe_extractor, usable
 
 
 def absolute_paths(store: Store, relative) -> np.ndarray:
@@ -53,7 +53,7 @@ def crop_record(store: Store, per_class: int = 12, most: int = 400) -> dict[str,
     """How the store's train photos frame their coins, from a sample (headers and a circle fit):
     ``photo_side_px``, the median short side, and ``ratio``, per class the median crop side
     over coin diameter. ``count`` cuts its crops from whole photos the same way."""
-    items = store.items[store.items["status"].eq(OK) & store.items["view"].eq(0)]
+    items = store.items[usable(store.items)]
     items = items[items["split"].eq("train")] if items["split"].eq("train").any() else items
     take = max(2, min(per_class, most // max(1, items["label"].nunique())))
     sample = items.groupby("label").head(take)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.images import load_image
-from coinfeat.core.store import OK
+from coinfeat.core.store import usable
 
 DEFAULT_CALIBRATION = 200
 HELD_OUT = 32
@@ -31,7 +31,7 @@ def calibration_sample(items: pd.DataFrame, size: int = DEFAULT_CALIBRATION, see
     identified by the hash of their content hashes."""
     if size < 1:
         raise CoinfeatError("--calibration must be at least 1")
-    train = items[items["status"].eq(OK) & items["view"].eq(0) & items["split"].eq("train")]
+    train = items[usable(items, "train")]
     train = train.drop_duplicates("sha256").sort_values("sha256")
     if len(train) < 2:
         raise CoinfeatError("int8 needs train photos to calibrate on; this dataset has fewer than 2")

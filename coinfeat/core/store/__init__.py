@@ -21,6 +21,7 @@ from coinfeat.core.store.keys import (
     SKIPPED,
     item_keys,
     manifest_counts,
+    usable,
     vector_key,
 )
 from coinfeat.core.store.manifest import DatasetInfo, Manifest
@@ -172,6 +173,7 @@ __all__ = [
     "recover_all",
     "shard_of",
     "store_lock",
+    "usable",
     "vector_key",
     "wipe_all",
 ]

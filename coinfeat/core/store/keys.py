@@ -24,10 +24,21 @@ def item_keys(items: pd.DataFrame) -> list[str | None]:
     ]
 
 
+def usable(items: pd.DataFrame, split: str | None = None, include_views: bool = False) -> pd.Series:
+    """The one definition of a usable photo: embedded (status ok), a clean photo rather than an
+    augmented view unless ``include_views``, optionally of one split. A boolean mask over ``items``."""
+    mask = items["status"].eq(OK)
+    if not include_views:
+        mask &= items["view"].eq(0)
+    if split is not None:
+        mask &= items["split"].eq(split)
+    return mask
+
+
 def manifest_counts(items: pd.DataFrame) -> dict:
     """The ``counts`` block of a manifest: usable photos per split and class, skips, views."""
     ok = items["status"].eq(OK)
-    photos = items[ok & items["view"].eq(0)]
+    photos = items[usable(items)]
     return {
         "items": len(items),
         "ok": len(photos),

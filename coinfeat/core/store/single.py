@@ -32,7 +32,7 @@ from filelock import FileLock, Timeout
 
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch, StoreBusy
 from coinfeat.core.store.atomic import atomic_write, fsync_path, write_synced
-from coinfeat.core.store.keys import ITEM_COLUMNS, OK, SKIPPED, item_keys
+from coinfeat.core.store.keys import ITEM_COLUMNS, OK, SKIPPED, item_keys, usable
 from coinfeat.core.store.manifest import FORMAT_VERSION, Manifest, manifest_json, read_manifest_file
 
 EMBEDDINGS, ITEMS, MANIFEST = "embeddings.npy", "items.parquet", "manifest.json"
@@ -59,12 +59,7 @@ class Store:
 
     def rows(self, split: str | None = None, include_views: bool = False) -> np.ndarray:
         """Positions of the usable vectors (status ok), optionally of one split, in store order."""
-        mask = self.items["status"].eq(OK).to_numpy(dtype=bool, copy=True)
-        if split is not None:
-            mask &= self.items["split"].eq(split).to_numpy()
-        if not include_views:
-            mask &= self.items["view"].eq(0).to_numpy()
-        return np.flatnonzero(mask)
+        return np.flatnonzero(usable(self.items, split, include_views).to_numpy(dtype=bool))
 
     def select(
         self, split: str | None = None, include_views: bool = False

@@ -1,0 +1,169 @@
+"""The activation cache: the frozen lower part run once over train and val photos and their
+augmented views, stored (float16) as an ordinary store in ``activations/<cut>/`` through the
+same pipeline as the features."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coinfeat.core.augment import FINETUNE_VIEWS
+from coinfeat.core.backbones import (
+    BackboneSpec,
+)
+from coinfeat.core.engines import Network, open_engine
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extract import (
+    make_writable_dir,
+    with_views,
+    write_errors_explained,
+)
+from coinfeat.core.images import DEFAULT_MAX_PIXELS
+from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, fill_store
+from coinfeat.core.quantize import calibration_loader
+from coinfeat.core.runtime import default_threads, log
+from coinfeat.core.store import (
+    AUGMENT_VERSION,
+    ITEM_COLUMNS,
+    PARTS,
+    Manifest,
+    Store,
+    manifest_counts,
+    open_layout,
+    open_store,
+    read_manifest,
+    store_lock,
+    usable,
+)
+from coinfeat.finetune.records import FinetuneConfig
+
+ACTIVATIONS = "activations"
+
+
+VIEWS_VERSION = 1
+
+"""Version of the fine-tuning views (coinfeat.core.augment.FINETUNE_VIEWS); part of the cache fingerprint."""
+
+
+def activation_fingerprint(base_fingerprint: str, cut: str) -> str:
+    text = json.dumps({"base": base_fingerprint, "cut": cut, "views": VIEWS_VERSION, "dtype": "float16"})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class HalfPrecision:
+    """A mapper that stores an engine's activations as float16 (half the disk, same training)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.name = engine, engine.name
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return self.engine.embed(images).astype(np.float16)
+
+
+def cache_items(store: Store, views: int) -> pd.DataFrame:
+    """Every usable train and val photo, plus ``views`` augmented views of each train photo."""
+    items = store.items
+    photos = items[usable(items) & items["split"].isin(["train", "val"])]
+    return with_views(photos[ITEM_COLUMNS].reset_index(drop=True), views)
+
+
+def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: FinetuneConfig):
+    """Fill ``<store>/activations/<cut>/`` with the lower part's output for :func:`cache_items`
+    (computing only rows not cached yet) and return it opened, with what the run did."""
+    folder = store.path / ACTIVATIONS / cut
+    make_writable_dir(folder)
+    fp = activation_fingerprint(store.fingerprint, cut)
+    items = cache_items(store, max(cfg.views, _cached_views(folder, fp)))  # fewer views drop nothing
+    row_shape = tuple(int(n) for n in lower.output.shape[1:])
+    _check_space(folder, len(items) * int(np.prod(row_shape)) * 2)
+    threads = cfg.threads or default_threads()
+    resize, size, batch = store.manifest.resize, spec.image_size, cfg.batch_size
+    int8 = store.manifest.int8  # an int8 store runs its lower part in int8 too
+    network = Network(
+        f"{spec.name} up to {cut}",
+        hashlib.sha256(f"{spec.model_id}:{cut}".encode()).hexdigest()[:16],
+        size,
+        lambda: lower,
+        spec.precision,
+        calibration_loader(int8["root"], int8, size, resize) if int8 else None,
+    )
+
+    def manifest_for(final: pd.DataFrame, engine: str | None, previous: Manifest | None) -> Manifest:
+        return Manifest(
+            fingerprint=fp,
+            pretrained=spec.pretrained,
+            backbone=spec.describe(),
+            resize=resize,
+            engine=engine or (previous.engine if previous else None),
+            dataset=store.manifest.dataset,
+            augment={
+                "views_per_train_photo": int(final["view"].max()) if len(final) else 0,
+                "policy": asdict(FINETUNE_VIEWS),
+                "version": AUGMENT_VERSION,
+                "views_version": VIEWS_VERSION,
+            },
+            counts=manifest_counts(final),
+            extra={"kind": "activations", "base_fingerprint": store.fingerprint, "cut": cut},
+        )
+
+    with store_lock(folder), write_errors_explained(folder):
+        stale = _stale(folder, fp)
+        if stale:
+            log.warning("discarding the activation cache in %s: %s", folder, stale)
+        layout = open_layout(folder, fp, description=f"{spec.label}, cut {cut}", force=bool(stale))
+        runner = Runner(
+            make_reader=lambda mine: ImageReader(
+                mine, batch, threads, size, resize, DEFAULT_MAX_PIXELS, augmenter=FINETUNE_VIEWS
+            ),
+            open_mapper=lambda probe: HalfPrecision(open_engine(network, cfg.engine, threads, probe)),
+            make_writer=lambda index: layout.writer(fp, index),
+            progress=cfg.progress,
+            desc="caching activations",
+        )
+        root = Path(store.manifest.dataset.root)
+        filled = fill_store(
+            layout,
+            items,
+            fingerprint=fp,
+            root=root,
+            runner=runner,
+            distributor=SequentialDistributor(),
+            manifest_for=manifest_for,
+        )
+    return open_store(folder), filled
+
+
+def _cached_views(folder: Path, fp: str) -> int:
+    manifest = read_manifest(folder)
+    if not manifest or manifest.fingerprint != fp:
+        return 0
+    return int(manifest.augment.get("views_per_train_photo", 0))
+
+
+def _stale(folder: Path, fp: str) -> str | None:
+    """Why a cache left in ``folder`` cannot be reused (the store was rebuilt with another
+    extractor, or the views changed version), or None. It is rebuilt, never mixed."""
+    manifest = read_manifest(folder)
+    theirs = manifest.fingerprint if manifest else None
+    foreign = [p for p in (folder / PARTS).glob("*.parquet") if not p.name.startswith(f"{fp}-")]
+    if theirs not in (None, fp) or foreign:
+        return f"it was made by another extractor or views version ({theirs or 'an unfinished run'})"
+    return None
+
+
+def _check_space(folder: Path, needed: int) -> None:
+    """Refuse before starting when the disk cannot hold the cache (parts, then the committed copy)."""
+    free = shutil.disk_usage(folder).free
+    if free < 2 * needed:
+        raise CoinfeatError(
+            f"the activation cache needs about {2 * needed / 1e9:.1f} GB free in {folder} while it is "
+            f"built ({needed / 1e9:.1f} GB once committed), but only {free / 1e9:.1f} GB is free: free "
+            "space, or use fewer --views or a higher --cut"
+        )

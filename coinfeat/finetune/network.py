@@ -1,0 +1,90 @@
+"""Where the network is cut, and the trainable model above the cut (or the whole network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coinfeat.core.backbones import (
+    BackboneSpec,
+    image_input,
+    preprocess,
+)
+from coinfeat.core.errors import CoinfeatError
+
+DEFAULT_CUTS = {
+    "efficientnetb0": "block5c_add",
+    "mobilenetv2": "block_12_add",
+    "resnet50": "conv4_block6_out",
+}
+
+"""Where the trained part starts: about the last quarter of the compute (EfficientNetB0: block6a
+to the top, at 7x7; measured on euro-coins with Lite0, BENCHMARKS.md). A ``.keras`` file with B0's
+layer names (Lite0) is cut like B0."""
+
+B0_CUT = DEFAULT_CUTS["efficientnetb0"]
+
+
+def resolve_cut(spec: BackboneSpec, base: Any, cut: str | None) -> str:
+    """The layer where the trained part starts: ``cut``, or the backbone's documented default."""
+    names = [layer.name for layer in base.layers]
+    if cut is None:
+        cut = DEFAULT_CUTS.get(spec.name) or (B0_CUT if B0_CUT in names else None)
+        if cut is None:
+            raise CoinfeatError(
+                f"no default cut for {spec.name}; pass --cut LAYER, e.g. one of: {_candidates(base)}"
+            )
+    if cut not in names:
+        raise CoinfeatError(f"{spec.name} has no layer {cut!r}; block outputs to cut at: {_candidates(base)}")
+    return cut
+
+
+def _candidates(base: Any) -> str:
+    adds = [layer.name for layer in base.layers if type(layer).__name__ == "Add"]
+    return ", ".join(adds[-8:]) or ", ".join(layer.name for layer in base.layers[-8:])
+
+
+def split_network(keras, spec: BackboneSpec, base: Any, cut: str):
+    """(lower, upper): ``lower`` maps 0..255 images to the cut's activations (frozen); ``upper``
+    maps those activations to the backbone's output, trainable except its batch norms, which
+    stay in inference mode (small batches would re-estimate their statistics badly). Both share
+    their layers with ``base``, so training ``upper`` tunes ``base``."""
+    tensor = base.get_layer(cut).output
+    if tensor is base.output:
+        raise CoinfeatError(f"cutting {spec.name} at {cut!r} leaves nothing to train; cut lower")
+    try:
+        upper = keras.Model(tensor, base.output, name="upper")
+    except ValueError:
+        raise CoinfeatError(
+            f"cannot cut {spec.name} at {cut!r}: another connection bypasses it (inside a residual "
+            f"block); cut at a block output, e.g. {_candidates(base)}"
+        ) from None
+    lower_part = keras.Model(base.input, tensor, name="lower")
+    lower_part.trainable = False
+    for layer in upper.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    if not upper.trainable_weights:
+        raise CoinfeatError(f"cutting {spec.name} at {cut!r} leaves nothing to train; cut lower")
+    images = image_input(spec)
+    return keras.Model(images, lower_part(preprocess(spec, images)), name="lower_0_255"), upper
+
+
+def full_network(keras, spec: BackboneSpec, base: Any):
+    """The whole backbone trainable (``--full``), batch norms in inference mode, 0..255 images in."""
+    base.trainable = True
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    images = image_input(spec)
+    return keras.Model(images, base(preprocess(spec, images)), name="full")
+
+
+def classifier(keras, body: Any, n_classes: int, dropout: float):
+    """``body`` -> global average pooling -> dropout -> softmax: what is trained."""
+    inputs = keras.Input(body.input.shape[1:])
+    x = body(inputs)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="coin_softmax")(x)
+    return keras.Model(inputs, outputs, name="finetune")

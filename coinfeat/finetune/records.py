@@ -1,0 +1,112 @@
+"""What a fine-tune is asked (:class:`FinetuneConfig`), what it records in ``finetune.json``
+(:class:`FinetuneRecord`, read and written only here) and what it returns (:class:`FinetuneResult`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coinfeat import __version__
+from coinfeat.core.augment import FINETUNE_VIEWS
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.finetune_record import FinetuneRecord
+
+DEFAULT_FINETUNED_DIR = Path("artifacts") / "finetuned"
+
+
+SEED = 0
+
+
+@dataclass
+class FinetuneConfig:
+    """Every option of ``fine-tune``; the defaults are the CLI's."""
+
+    cut: str | None = None
+    views: int = 6
+    epochs: int = 10
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    patience: int = 3
+    dropout: float = 0.2
+    full: bool = False
+    embed: bool = True
+    embed_out: str | None = None
+    engine: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise CoinfeatError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.views < 0:
+            raise CoinfeatError("--views must be 0 or more")
+        if not 0 < self.learning_rate < 1:
+            raise CoinfeatError("--learning-rate must be between 0 and 1, e.g. 1e-4")
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tune produced, with the figures a person wants to see."""
+
+    out: str
+    backbone: str
+    head_dir: str
+    store: str | None
+    cut: str | None
+    """None for ``full``: the whole network was trained."""
+    mode: str
+    views: int
+    epochs_run: int
+    best_epoch: int
+    val_loss: float
+    val_accuracy: float
+    val_balanced_accuracy: float
+    train_photos: int
+    val_photos: int
+    cache_rows: int
+    cache_reused: int
+    pretrained: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _photo_set(items: pd.DataFrame) -> dict[str, Any]:
+    digest = hashlib.sha256("\n".join(sorted(items["sha256"].astype(str))).encode()).hexdigest()
+    return {"photos": len(items), "sha256_of_sorted_sha256": digest}
+
+
+def make_record(store, spec, cut, cfg, train, val, history, figures) -> FinetuneRecord:
+    """``finetune.json`` of a finished training (seconds are filled in as stages end)."""
+    best = int(np.argmin(history["val_loss"])) + 1
+    mode = "end to end" if cfg.full else f"above {cut}"
+    trained = "" if spec.pretrained else " from NOT PRETRAINED weights"
+    return FinetuneRecord(
+        summary=f"fine-tuned{trained} {mode} on train ({len(train)} photos)",
+        pretrained=spec.pretrained,
+        base={"fingerprint": store.fingerprint, "backbone": spec.describe(), "store": str(store.path)},
+        cut=None if cfg.full else cut,
+        mode="full" if cfg.full else "cached",
+        views=0 if cfg.full else cfg.views,
+        augmentation=asdict(FINETUNE_VIEWS),
+        epochs_run=len(history["loss"]),
+        best_epoch=best,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        patience=cfg.patience,
+        dropout=cfg.dropout,
+        seed=SEED,
+        val=figures,
+        photos={"train": _photo_set(train), "val": _photo_set(val), "test": "never used"},
+        coinfeat_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )

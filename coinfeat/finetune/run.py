@@ -1,0 +1,249 @@
+"""``finetune``: the whole command, from a feature store to a tuned backbone, its head and a new store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coinfeat import __version__
+from coinfeat.core.backbones import (
+    BackboneSpec,
+    assemble,
+    base_network,
+    fingerprint,
+    resolve_backbone,
+)
+from coinfeat.core.embedder import Embedder
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extract import (
+    ExtractConfig,
+    default_store_dir,
+    extract_features,
+    make_writable_dir,
+)
+from coinfeat.core.heads import ExtractorRecord, HeadMeta, head_types
+from coinfeat.core.leakage import identical_copies
+from coinfeat.core.provenance import crop_record
+from coinfeat.core.runtime import import_keras, log
+from coinfeat.core.store import (
+    Manifest,
+    Store,
+    atomic_write,
+    open_store,
+)
+from coinfeat.finetune.cache import build_cache
+from coinfeat.finetune.network import classifier, full_network, resolve_cut, split_network
+from coinfeat.finetune.records import (
+    DEFAULT_FINETUNED_DIR,
+    SEED,
+    FinetuneConfig,
+    FinetuneResult,
+    make_record,
+)
+from coinfeat.finetune.training import (
+    cached_batches,
+    photo_batches,
+    save_history,
+    train_model,
+    validation_figures,
+)
+
+
+def default_finetune_dir(store: Store) -> Path:
+    return DEFAULT_FINETUNED_DIR / store.manifest.dataset.name
+
+
+def finetune(
+    features: str | Path, out: str | Path | None = None, config: FinetuneConfig | None = None, **options: Any
+) -> FinetuneResult:
+    """Fine-tune the store's own backbone on its train split (val drives early stopping) and write
+    ``backbone.keras``, ``finetune.json``, ``head/``, ``history.json``, ``curves.png`` into ``out``,
+    then (unless ``embed`` is off) embed the dataset again with the tuned backbone."""
+    cfg = config or FinetuneConfig(**options)
+    cfg.validate()
+    started = time.perf_counter()
+    store = open_store(features)
+    train, val = _photo_sets(store)
+    notes = _leak_notes(store)
+    spec = Embedder(ExtractorRecord.of_manifest(store.manifest)).spec
+    out = Path(out) if out else default_finetune_dir(store)
+    make_writable_dir(out)
+    keras = import_keras()
+    keras.utils.set_random_seed(SEED)
+    base = base_network(spec)
+    classes = np.unique(train["label"].to_numpy(dtype=str))
+    seconds: dict[str, float] = {}
+    cut, cache_rows, cache_reused = None, 0, 0
+    if cfg.full:
+        model = classifier(keras, full_network(keras, spec, base), len(classes), cfg.dropout)
+        data = photo_batches(store, spec, train, val, classes, cfg)
+    else:
+        cut = resolve_cut(spec, base, cfg.cut)
+        lower, upper = split_network(keras, spec, base, cut)
+        t0 = time.perf_counter()
+        cache, filled = build_cache(store, spec, lower=lower, cut=cut, cfg=cfg)
+        seconds["cache"] = round(time.perf_counter() - t0, 2)
+        cache_rows, cache_reused = len(filled.final), len(filled.final) - filled.stats.embedded
+        model = classifier(keras, upper, len(classes), cfg.dropout)
+        data = cached_batches(cache, classes, cfg)
+    t0 = time.perf_counter()
+    history = train_model(keras, model, *data, cfg)
+    seconds["training"] = round(time.perf_counter() - t0, 2)
+    seconds["per_epoch"] = round(seconds["training"] / max(1, len(history["loss"])), 2)
+    val_metrics = validation_figures(model, data[1], history)
+    record = make_record(store, spec, cut, cfg, train, val, history, val_metrics)
+    record.seconds = seconds
+    record.write(out)
+    assemble(spec, base).save(out / "backbone.keras")
+    tuned = resolve_backbone(str(out / "backbone.keras"), image_size=spec.image_size)
+    save_history(history, out, record.summary)
+    head_dir = _save_head(model, classes, store, tuned, record, history, out / "head")
+    new_store = None
+    if cfg.embed:
+        t0 = time.perf_counter()
+        new_store = _embed_dataset(store, tuned, out, cfg)
+        seconds["embed"] = round(time.perf_counter() - t0, 2)
+        notes += _split_notes(store, new_store)
+        _follow_store(head_dir, new_store)
+    seconds["total"] = round(time.perf_counter() - started, 2)
+    record.seconds = seconds
+    record.write(out)
+    return FinetuneResult(
+        out=str(out),
+        backbone=str(out / "backbone.keras"),
+        head_dir=str(head_dir),
+        store=str(new_store) if new_store else None,
+        cut=cut,
+        mode="full" if cfg.full else "cached",
+        views=0 if cfg.full else cfg.views,
+        epochs_run=len(history["loss"]),
+        best_epoch=record.best_epoch,
+        val_loss=val_metrics["loss"],
+        val_accuracy=val_metrics["accuracy"],
+        val_balanced_accuracy=val_metrics["balanced_accuracy"],
+        train_photos=len(train),
+        val_photos=len(val),
+        cache_rows=cache_rows,
+        cache_reused=cache_reused,
+        pretrained=spec.pretrained,
+        seconds=seconds,
+        notes=notes,
+    )
+
+
+def _photo_sets(store: Store) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The usable train and val photos; fine-tuning needs both and at least two classes."""
+    train = store.items.iloc[store.rows("train")]
+    val = store.items.iloc[store.rows("val")]
+    if train["label"].nunique() < 2:
+        raise CoinfeatError(
+            f"store {store.path} has {train['label'].nunique()} class(es) in train; "
+            "fine-tuning needs at least 2"
+        )
+    if len(val) == 0:
+        raise CoinfeatError(
+            f"store {store.path} has no val photos to stop training on; re-extract with a val share "
+            "(--split 70/15/15, or a val/ folder)"
+        )
+    return train, val
+
+
+def _leak_notes(store: Store) -> list[str]:
+    """A warning when test photos have identical copies (sha256) among the photos trained on."""
+    twins = identical_copies(store.items, "test", ("train", "val"))
+    if not twins:
+        return []
+    message = (
+        f"leakage: {twins} test photo(s) have an identical copy in train/val; test accuracy of the "
+        "fine-tuned network will be inflated"
+    )
+    log.warning(message)
+    return [message]
+
+
+def _save_head(
+    model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, history, folder: Path
+) -> Path:
+    """The trained softmax layer as an ordinary dense head whose extractor is the tuned backbone."""
+    dense = model.get_layer("coin_softmax")
+    head = head_types()["dense"].from_keras(
+        dense, classes, learning_rate=record.learning_rate, batch_size=record.batch_size
+    )
+    head.fit_seconds_ = record.seconds.get("training")
+    head.history_ = history
+    manifest = Manifest(
+        fingerprint=fingerprint(tuned, store.manifest.resize),
+        backbone=tuned.describe(),
+        resize=store.manifest.resize,
+        pretrained=tuned.pretrained,
+    )
+    head.meta = HeadMeta(
+        features=ExtractorRecord.of_manifest(manifest, dataset=store.manifest.dataset.name),
+        label_names=store.manifest.label_names,
+        crops=crop_record(store),
+        finetune={
+            k: getattr(record, k) for k in ("summary", "cut", "views", "epochs_run", "best_epoch", "val")
+        },
+        training={"epochs_run": record.epochs_run, "best_epoch": record.best_epoch},
+        val_accuracy=record.val["accuracy"],
+        coinfeat_version=__version__,
+        created=record.created,
+    )
+    return head.save(folder)
+
+
+def _follow_store(head_dir: Path, store_dir: Path) -> None:
+    """Point the head at the extractor of the store it was embedded into (for an int8 base store,
+    the tuned backbone is run in int8 there, calibrated on that store's train photos)."""
+    from coinfeat.core.heads import load_head
+
+    head, store = load_head(head_dir), open_store(store_dir)
+    head.meta.features = ExtractorRecord.of_manifest(
+        store.manifest, store=str(store.path.resolve()), dataset=store.manifest.dataset.name
+    )
+    head.save(head_dir)
+
+
+def _embed_dataset(store: Store, tuned: BackboneSpec, out: Path, cfg: FinetuneConfig) -> Path:
+    """A new store of the same dataset, same splits, embedded with the tuned backbone."""
+    dataset = store.manifest.dataset
+    names = out / "label_names.json"
+    atomic_write(names, json.dumps(dataset.label_names))
+    split = store.manifest.split
+    config = ExtractConfig(
+        backbone=str(out / "backbone.keras"),
+        image_size=tuned.image_size,
+        resize=store.manifest.resize,
+        engine=cfg.engine,
+        threads=cfg.threads,
+        group_regex=store.manifest.group_regex,
+        label_names=str(names) if dataset.label_names else None,
+        split=tuple(split.get("fractions", (0.7, 0.15, 0.15))),
+        seed=split.get("seed", 0),
+        progress=cfg.progress,
+        precision=store.manifest.precision,
+    )
+    target = Path(cfg.embed_out) if cfg.embed_out else default_store_dir(f"{dataset.name}-finetuned")
+    summary = extract_features(dataset.source or dataset.root, target, config)
+    return Path(summary.store)
+
+
+def _split_notes(base: Store, new_store: Path) -> list[str]:
+    """Fine-tuning is honest only if the new store keeps the base store's splits."""
+    old = base.items.loc[base.items["view"].eq(0)].set_index("path")["split"]
+    new = open_store(new_store).items.loc[lambda t: t["view"].eq(0)].set_index("path")["split"]
+    both = old.index.intersection(new.index)
+    moved = int((old[both] != new[both]).sum())
+    if not moved:
+        return []
+    message = (
+        f"{moved} photo(s) are in another split in {new_store} than in {base.path}: "
+        "its test figures are not honest"
+    )
+    log.warning(message)
+    return [message]

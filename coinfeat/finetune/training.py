@@ -1,0 +1,144 @@
+"""Training the part above the cut: batches from the cache (or from photos for ``full``), class
+weights, early stopping, validation figures, the learning curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coinfeat.core.augment import FINETUNE_VIEWS
+from coinfeat.core.backbones import (
+    BackboneSpec,
+)
+from coinfeat.core.curves import plot_history
+from coinfeat.core.pipeline import ImageReader, WorkItem
+from coinfeat.core.progress import keras_verbosity
+from coinfeat.core.runtime import default_threads, import_keras
+from coinfeat.core.store import (
+    Store,
+    atomic_write,
+)
+from coinfeat.finetune.records import SEED, FinetuneConfig
+
+
+def _balanced_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    per_class = len(codes) / (n_classes * np.maximum(counts, 1))
+    return per_class[codes].astype(np.float32)
+
+
+def _batches_class(keras):
+    class Batches(keras.utils.PyDataset):
+        """Batches read on demand (memory-mapped cache rows, or photos decoded per batch), so
+        memory does not grow with the number of photos; train batches are reshuffled per epoch."""
+
+        def __init__(self, read, n: int, codes, weights, batch_size: int, shuffle: bool) -> None:
+            super().__init__()
+            self.read, self.n, self.codes, self.weights = read, n, codes, weights
+            self.batch_size, self.shuffle = batch_size, shuffle
+            self.epoch = 0
+            self.rng = np.random.default_rng(SEED)
+            self.order = self.rng.permutation(n) if shuffle else np.arange(n)
+
+        def __len__(self) -> int:
+            return -(-self.n // self.batch_size)
+
+        def __getitem__(self, index: int):
+            picked = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+            x = self.read(picked, self.epoch)
+            if self.weights is None:
+                return x, self.codes[picked]
+            return x, self.codes[picked], self.weights[picked]
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            if self.shuffle:
+                self.order = self.rng.permutation(self.n)
+
+    return Batches
+
+
+def cached_batches(cache: Store, classes: np.ndarray, cfg: FinetuneConfig):
+    """(train, val) batches of cached activations: train photos and their views, val photos."""
+    keras = import_keras()
+    Batches = _batches_class(keras)
+    out = []
+    for split, views in (("train", True), ("val", False)):
+        rows = cache.rows(split, include_views=views)
+        rows = rows[cache.items["view"].to_numpy()[rows] <= cfg.views]
+        codes = np.searchsorted(classes, cache.items["label"].to_numpy(dtype=str)[rows])
+        known = np.isin(cache.items["label"].to_numpy(dtype=str)[rows], classes)
+        rows, codes = rows[known], codes[known]
+        weights = _balanced_weights(codes, len(classes)) if split == "train" else None
+        array = cache.embeddings
+
+        def read(picked, epoch, rows=rows, array=array):
+            return np.asarray(array[rows[picked]], dtype=np.float32)
+
+        out.append(Batches(read, len(rows), codes, weights, cfg.batch_size, shuffle=split == "train"))
+    return out[0], out[1]
+
+
+def photo_batches(store: Store, spec: BackboneSpec, train, val, classes, cfg: FinetuneConfig):
+    """(train, val) batches of decoded photos for ``--full``: train photos get a fresh seeded
+    augmentation every epoch, like a classic fine-tune."""
+    keras = import_keras()
+    Batches = _batches_class(keras)
+    root = Path(store.manifest.dataset.root)
+    reader = ImageReader([], 1, 1, spec.image_size, store.manifest.resize, augmenter=FINETUNE_VIEWS)
+    threads = cfg.threads or default_threads()
+    out = []
+    for items, augmented in ((train, True), (val, False)):
+        paths = [root / p for p in items["path"]]
+        shas = items["sha256"].tolist()
+        codes = np.searchsorted(classes, items["label"].to_numpy(dtype=str))
+
+        def read(picked, epoch, paths=paths, shas=shas, augmented=augmented):
+            from concurrent.futures import ThreadPoolExecutor
+
+            work = [
+                WorkItem(f"{shas[i]}#full{epoch}" if augmented else shas[i], paths[i], int(augmented))
+                for i in picked
+            ]
+            with ThreadPoolExecutor(threads) as pool:
+                return np.stack(list(pool.map(reader.load, work))).astype(np.float32)
+
+        weights = _balanced_weights(codes, len(classes)) if augmented else None
+        out.append(Batches(read, len(items), codes, weights, cfg.batch_size, shuffle=augmented))
+    return out[0], out[1]
+
+
+def train_model(keras, model: Any, train: Any, val: Any, cfg: FinetuneConfig) -> dict[str, list[float]]:
+    """Adam with balanced class weights; early stopping on val loss restores the best epoch."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    fitted = model.fit(
+        train, validation_data=val, epochs=cfg.epochs, callbacks=[stop], verbose=keras_verbosity(cfg.progress)
+    )
+    return {k: [float(v) for v in values] for k, values in fitted.history.items()}
+
+
+def validation_figures(model: Any, val: Any, history: dict[str, list[float]]) -> dict[str, float]:
+    from sklearn.metrics import balanced_accuracy_score
+
+    best = int(np.argmin(history["val_loss"]))
+    predicted = np.argmax(model.predict(val, verbose=0), axis=1)
+    truth = np.concatenate([val[i][1] for i in range(len(val))])
+    return {
+        "loss": round(history["val_loss"][best], 4),
+        "accuracy": round(float(np.mean(predicted == truth)), 4),
+        "balanced_accuracy": round(float(balanced_accuracy_score(truth, predicted)), 4),
+    }
+
+
+def save_history(history: dict[str, list[float]], out: Path, title: str = "") -> Path:
+    """``history.json`` and ``curves.png``: loss and accuracy per epoch, train and val."""
+    atomic_write(out / "history.json", json.dumps(history, indent=2))
+    return plot_history(history, out / "curves.png", title)
