@@ -14,7 +14,8 @@ from PIL import Image
 
 from coinfeat import extract_features
 from coinfeat.compare import CompareConfig, compare_heads
-from coinfeat.compare.report import cluster_order, write_report
+from coinfeat.compare.plots import cluster_order
+from coinfeat.compare.report import write_report
 from coinfeat.core.errors import CoinfeatError
 
 COLOURS = {
@@ -145,7 +146,7 @@ def test_confusion_png_stays_readable_for_300_classes(tmp_path):
 
     import pandas as pd
 
-    from coinfeat.compare.report import plot_confusion
+    from coinfeat.compare.plots import plot_confusion
 
     rng = np.random.default_rng(0)
     classes = np.array([f"coin{i:03d}" for i in range(300)])

@@ -87,7 +87,7 @@ def test_calibrate_unknown_streams_the_train_split(tmp_path, monkeypatch):
     items = pd.DataFrame({"label": labels, "split": split, "status": "ok", "view": 0, "path": "p"})
     vectors = ChunkOnlyVectors(X)
     fake = Store(tmp_path, Manifest(fingerprint="f"), items, vectors)
-    monkeypatch.setattr("coinfeat.similar.open_store", lambda features: fake)
+    monkeypatch.setattr("coinfeat.similar.unknown.open_store", lambda features: fake)
     record = calibrate_unknown(tmp_path, target_false_match=0.05, chunk=50)
     assert vectors.largest <= 50
     assert record["val_queries"] == 120 and record["known_accepted_correct_rate_val"] == 1.0

@@ -21,11 +21,11 @@ def test_importing_the_store_loads_no_image_or_network_code():
 
 
 def test_declared_pillow_has_the_font_api_the_sheets_use():
-    # similar.contact_sheet calls ImageFont.load_default(size=...), new in Pillow 10.1
+    # similar.sheets.contact_sheet calls ImageFont.load_default(size=...), new in Pillow 10.1
     [lower] = re.findall(r'"pillow>=([0-9.]+)"', (REPO / "pyproject.toml").read_text())
     lower = tuple(int(p) for p in lower.split("."))
     assert lower >= (10, 1)
-    assert "load_default(size=" in (REPO / "coinfeat" / "similar.py").read_text()
+    assert "load_default(size=" in (REPO / "coinfeat" / "similar" / "sheets.py").read_text()
 
 
 def test_files_are_replaced_only_through_the_atomic_helper():

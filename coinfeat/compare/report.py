@@ -17,20 +17,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from scipy.cluster.hierarchy import leaves_list, linkage
 
-from coinfeat.compare.evaluate import Comparison, HeadResult
+from coinfeat.compare.evaluate import Comparison
+from coinfeat.compare.plots import plot_confusion, plot_topk, subset_words
+from coinfeat.compare.tables import (
+    confused_pairs,
+    metrics_document,
+    per_class_table,
+    predictions_table,
+    safe_name,
+)
 from coinfeat.core.curves import plot_history
-from coinfeat.core.datasets import display_label
-from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import decode, read_bytes
-from coinfeat.core.leakage import SUBSETS, TWIN_COLUMNS, twin_counts
-from coinfeat.core.metrics import confusion, most_confused_pairs, predicted_labels
+from coinfeat.core.leakage import SUBSETS, twin_counts
 from coinfeat.core.store import describe_extractor
-
-THUMB = 72
-LABELLED_TICKS_MAX = 60
 
 
 def write_report(comparison: Comparison, out: str | Path) -> Path:
@@ -56,184 +55,6 @@ def write_report(comparison: Comparison, out: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------- data
-
-
-def metrics_document(c: Comparison) -> dict[str, Any]:
-    m = c.store.manifest
-    return {
-        "dataset": m.dataset.name,
-        "store": str(c.store.path),
-        "fingerprint": c.store.fingerprint,
-        "extractor": describe_extractor(m),
-        "pretrained": c.store.pretrained,
-        "evaluated_on": c.eval_split,
-        "headline": c.headline,
-        "twins": {
-            "threshold": c.config.twin_threshold,
-            "against": "train and val photos (val photos: against train)",
-            "counts": {split: twin_counts(frame) for split, frame in c.twins.items()},
-        },
-        "split_sizes": {name: int((items["view"] == 0).sum()) for name, items in c.splits.items()},
-        "train_vectors": len(c.splits["train"]),
-        "top_k": c.config.top_k,
-        "recommended_head": c.best.name,
-        "heads": {
-            r.name: {
-                "params": r.head.params,
-                "fit_seconds": r.fit_seconds,
-                "predict_ms_per_image": r.predict_ms_per_image,
-                "size_bytes": r.size_bytes,
-                **r.metrics,
-                "label_parts": r.parts,
-                "subsets": r.subsets,
-                "cv": r.cv,
-            }
-            for r in c.results
-        },
-        "versus": metrics_document(c.versus) if c.versus is not None else None,
-        "notes": c.notes,
-    }
-
-
-def per_class_table(c: Comparison) -> pd.DataFrame:
-    frames = [r.per_class.assign(head=r.name) for r in c.results]
-    table = pd.concat(frames, ignore_index=True)
-    table["name"] = [display_label(label, c.names, with_id=False) for label in table["class"]]
-    return table[["head", "class", "name", "precision", "recall", "f1", "support"]]
-
-
-def predictions_table(c: Comparison) -> pd.DataFrame:
-    """One row per evaluated photo; per head the top-k labels and probabilities."""
-    k = max(c.config.top_k)
-    frames = []
-    for split in ("val", "test"):
-        items = c.splits.get(split)
-        if items is None or len(items) == 0:
-            continue
-        frame = (
-            items[["path", "label", "split"]].rename(columns={"label": "true_label"}).reset_index(drop=True)
-        )
-        frame["true_name"] = [display_label(label, c.names, with_id=False) for label in frame["true_label"]]
-        frame[TWIN_COLUMNS] = c.twins[split][TWIN_COLUMNS].to_numpy()
-        for r in c.results:
-            proba = r.proba[split]
-            order = np.argsort(-proba, axis=1)[:, :k]
-            for rank in range(order.shape[1]):
-                frame[f"{r.name}_top{rank + 1}_label"] = r.head.classes_[order[:, rank]]
-                frame[f"{r.name}_top{rank + 1}_prob"] = proba[np.arange(len(proba)), order[:, rank]]
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def confused_pairs(c: Comparison, out: Path, top: int = 10) -> pd.DataFrame:
-    """The best head's most confused pairs, with a thumbnail of one photo of each class."""
-    items = c.splits[c.eval_split]
-    y_pred = predicted_labels(c.best.proba[c.eval_split], c.best.head.classes_)
-    pairs = most_confused_pairs(items["label"].to_numpy(), y_pred, top)
-    root = Path(c.store.manifest.dataset.root)
-    pairs["true_name"] = [display_label(label, c.names) for label in pairs["true"]]
-    pairs["predicted_name"] = [display_label(label, c.names) for label in pairs["predicted"]]
-    examples = items.drop_duplicates("label").set_index("label")["path"]
-    for label in set(pairs["true"]) | set(pairs["predicted"]):
-        if label in examples.index:
-            _thumbnail(root / examples[label], out / "thumbs" / f"{_safe(label)}.png")
-    return pairs
-
-
-def _thumbnail(source: Path, target: Path) -> None:
-    try:
-        img = decode(read_bytes(source), draft_size=THUMB)
-    except DecodeError:
-        return
-    img.thumbnail((THUMB, THUMB))
-    img.save(target)
-
-
-def _safe(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def cluster_order(matrix: np.ndarray) -> np.ndarray:
-    """Class order that puts classes confused with each other next to each other."""
-    if len(matrix) < 3:
-        return np.arange(len(matrix))
-    symmetric = matrix + matrix.T
-    np.fill_diagonal(symmetric, 0)
-    distance = 1.0 - symmetric / max(symmetric.max(), 1e-9)
-    condensed = distance[np.triu_indices(len(matrix), 1)]
-    return leaves_list(linkage(condensed, method="average"))
-
-
-def plot_confusion(c: Comparison, r: HeadResult, path: Path) -> Path:
-    """Row-normalised confusion matrix, clustered; ``confusion_top`` keeps the most confused classes."""
-    items = c.splits[c.eval_split]
-    y_true = items["label"].to_numpy()
-    y_pred = predicted_labels(r.proba[c.eval_split], r.head.classes_)
-    labels = sorted(set(y_true) | set(y_pred))
-    counts = confusion(y_true, y_pred, labels)
-    rows = counts.sum(axis=1, keepdims=True)
-    normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-    keep = np.arange(len(labels))
-    top = c.config.confusion_top
-    if top and len(labels) > top:
-        errors = normalised.sum(axis=1) - np.diag(normalised) + normalised.sum(axis=0) - np.diag(normalised)
-        keep = np.sort(np.argsort(-errors)[:top])
-    order = keep[cluster_order(normalised[np.ix_(keep, keep)])]
-    shown = normalised[np.ix_(order, order)]
-    n = len(order)
-    side = min(max(5.0, 0.28 * n + 2), 40.0)
-    fig = Figure(figsize=(side, side * 0.9))
-    ax = fig.subplots()
-    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    if n <= LABELLED_TICKS_MAX:
-        names = [_short(display_label(labels[i], c.names)) for i in order]
-        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), names, fontsize=8)
-    if n <= 15:
-        for i in range(n):
-            for j in range(n):
-                if shown[i, j] >= 0.01:
-                    ax.text(
-                        j,
-                        i,
-                        f"{shown[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if shown[i, j] > 0.5 else "black",
-                    )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    subset = f", {n} most confused of {len(labels)} classes" if n < len(labels) else ""
-    ax.set_title(f"{r.name}: confusion on {c.eval_split} (row-normalised{subset})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def plot_topk(c: Comparison, path: Path) -> Path:
-    ks = sorted(c.config.top_k)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for r in c.results:
-        ax.plot(ks, [r.subsets[c.headline][f"top{k}"] for k in ks], marker="o", label=r.name)
-    ax.set_xlabel("k")
-    ax.set_ylabel(f"top-k accuracy ({c.eval_split}, {_subset_words(c.headline)})")
-    ax.set_xticks(ks)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
 
 
 # --------------------------------------------------------------------------- rendering
@@ -280,15 +101,10 @@ def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
     m = best.subsets[c.headline]
     lines.append(
         f"**Use `{best.name}`**: balanced accuracy {m['balanced_accuracy']:.3f}, top-1 "
-        f"{m['top1']:.3f} on {_subset_words(c.headline)}; it is {_percent(m['confidence_when_right'])} "
+        f"{m['top1']:.3f} on {subset_words(c.headline)}; it is {_percent(m['confidence_when_right'])} "
         f"sure on average when right and {_percent(m['confidence_when_wrong'])} when wrong."
     )
     return lines
-
-
-def _subset_words(subset: str) -> str:
-    words = {"all": "all photos", "clean": "clean photos (no twin in training)", "twins": "twin photos"}
-    return words[subset]
 
 
 def _percent(value: float) -> str:
@@ -355,7 +171,7 @@ def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
         tables.append((f"All, clean and twin {c.eval_split} photos", leakage_frame(c)))
     parts = {r.name: r.subsets[c.headline]["label_parts"] for r in c.results if r.parts}
     if parts:
-        title = f"Accuracy per label part ({_subset_words(c.headline)})"
+        title = f"Accuracy per label part ({subset_words(c.headline)})"
         tables.append((title, pd.DataFrame(parts).T.reset_index(names="head")))
     cv = [
         {"head": r.name, **{k: f"{v['mean']:.3f} ± {v['std']:.3f}" for k, v in r.cv.items()}}
@@ -415,9 +231,10 @@ def render_markdown(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame)
         parts.append("No confusions.")
     else:
         rows = pairs.assign(
-            true=[f"![](thumbs/{_safe(t)}.png) {n}" for t, n in zip(pairs["true"], pairs["true_name"])],
+            true=[f"![](thumbs/{safe_name(t)}.png) {n}" for t, n in zip(pairs["true"], pairs["true_name"])],
             predicted=[
-                f"![](thumbs/{_safe(p)}.png) {n}" for p, n in zip(pairs["predicted"], pairs["predicted_name"])
+                f"![](thumbs/{safe_name(p)}.png) {n}"
+                for p, n in zip(pairs["predicted"], pairs["predicted_name"])
             ],
         )
         parts.append(markdown_table(rows[["true", "predicted", "count", "share_of_true_class"]]))
@@ -466,7 +283,7 @@ def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out
     else:
 
         def cell(label: str, name: str) -> str:
-            src = _inline_png(out / "thumbs" / f"{_safe(label)}.png")
+            src = _inline_png(out / "thumbs" / f"{safe_name(label)}.png")
             image = f'<img class="thumb" alt="" src="{src}">' if src else ""
             return f"{image} {html.escape(name)}"
 

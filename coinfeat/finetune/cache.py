@@ -22,11 +22,11 @@ from coinfeat.core.engines import Network, open_engine
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import (
     make_writable_dir,
-    with_views,
     write_errors_explained,
 )
 from coinfeat.core.images import DEFAULT_MAX_PIXELS
 from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, fill_store
+from coinfeat.core.planning import with_views
 from coinfeat.core.quantize import calibration_loader
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (

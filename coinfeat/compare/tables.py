@@ -1,0 +1,115 @@
+"""The report's data files: metrics.json's document, per_class.csv, predictions.parquet, and the most
+confused pairs with thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coinfeat.compare.evaluate import Comparison
+from coinfeat.core.datasets import display_label
+from coinfeat.core.errors import DecodeError
+from coinfeat.core.images import decode, read_bytes
+from coinfeat.core.leakage import TWIN_COLUMNS, twin_counts
+from coinfeat.core.metrics import most_confused_pairs, predicted_labels
+from coinfeat.core.store import describe_extractor
+
+THUMB = 72
+
+
+def metrics_document(c: Comparison) -> dict[str, Any]:
+    m = c.store.manifest
+    return {
+        "dataset": m.dataset.name,
+        "store": str(c.store.path),
+        "fingerprint": c.store.fingerprint,
+        "extractor": describe_extractor(m),
+        "pretrained": c.store.pretrained,
+        "evaluated_on": c.eval_split,
+        "headline": c.headline,
+        "twins": {
+            "threshold": c.config.twin_threshold,
+            "against": "train and val photos (val photos: against train)",
+            "counts": {split: twin_counts(frame) for split, frame in c.twins.items()},
+        },
+        "split_sizes": {name: int((items["view"] == 0).sum()) for name, items in c.splits.items()},
+        "train_vectors": len(c.splits["train"]),
+        "top_k": c.config.top_k,
+        "recommended_head": c.best.name,
+        "heads": {
+            r.name: {
+                "params": r.head.params,
+                "fit_seconds": r.fit_seconds,
+                "predict_ms_per_image": r.predict_ms_per_image,
+                "size_bytes": r.size_bytes,
+                **r.metrics,
+                "label_parts": r.parts,
+                "subsets": r.subsets,
+                "cv": r.cv,
+            }
+            for r in c.results
+        },
+        "versus": metrics_document(c.versus) if c.versus is not None else None,
+        "notes": c.notes,
+    }
+
+
+def per_class_table(c: Comparison) -> pd.DataFrame:
+    frames = [r.per_class.assign(head=r.name) for r in c.results]
+    table = pd.concat(frames, ignore_index=True)
+    table["name"] = [display_label(label, c.names, with_id=False) for label in table["class"]]
+    return table[["head", "class", "name", "precision", "recall", "f1", "support"]]
+
+
+def predictions_table(c: Comparison) -> pd.DataFrame:
+    """One row per evaluated photo; per head the top-k labels and probabilities."""
+    k = max(c.config.top_k)
+    frames = []
+    for split in ("val", "test"):
+        items = c.splits.get(split)
+        if items is None or len(items) == 0:
+            continue
+        frame = (
+            items[["path", "label", "split"]].rename(columns={"label": "true_label"}).reset_index(drop=True)
+        )
+        frame["true_name"] = [display_label(label, c.names, with_id=False) for label in frame["true_label"]]
+        frame[TWIN_COLUMNS] = c.twins[split][TWIN_COLUMNS].to_numpy()
+        for r in c.results:
+            proba = r.proba[split]
+            order = np.argsort(-proba, axis=1)[:, :k]
+            for rank in range(order.shape[1]):
+                frame[f"{r.name}_top{rank + 1}_label"] = r.head.classes_[order[:, rank]]
+                frame[f"{r.name}_top{rank + 1}_prob"] = proba[np.arange(len(proba)), order[:, rank]]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def confused_pairs(c: Comparison, out: Path, top: int = 10) -> pd.DataFrame:
+    """The best head's most confused pairs, with a thumbnail of one photo of each class."""
+    items = c.splits[c.eval_split]
+    y_pred = predicted_labels(c.best.proba[c.eval_split], c.best.head.classes_)
+    pairs = most_confused_pairs(items["label"].to_numpy(), y_pred, top)
+    root = Path(c.store.manifest.dataset.root)
+    pairs["true_name"] = [display_label(label, c.names) for label in pairs["true"]]
+    pairs["predicted_name"] = [display_label(label, c.names) for label in pairs["predicted"]]
+    examples = items.drop_duplicates("label").set_index("label")["path"]
+    for label in set(pairs["true"]) | set(pairs["predicted"]):
+        if label in examples.index:
+            _thumbnail(root / examples[label], out / "thumbs" / f"{safe_name(label)}.png")
+    return pairs
+
+
+def _thumbnail(source: Path, target: Path) -> None:
+    try:
+        img = decode(read_bytes(source), draft_size=THUMB)
+    except DecodeError:
+        return
+    img.thumbnail((THUMB, THUMB))
+    img.save(target)
+
+
+def safe_name(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
