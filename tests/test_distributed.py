@@ -96,3 +96,18 @@ def test_ray_limit_embeds_clean_photos_before_augmented_views(photos, tmp_path):
     store = open_store(tmp_path / "s")
     assert summary.embedded == 100 and summary.pending > 0
     assert (store.items["view"] == 0).all(), "every clean photo comes before any augmented view"
+
+
+def test_a_coinfeat_error_inside_a_ray_actor_comes_out_as_itself():
+    from coinfeat.core.distributed import RunnerActor, _raise_fatal
+    from coinfeat.core.errors import WeightsUnavailable
+
+    class Failing:
+        def make_reader(self, work):
+            raise WeightsUnavailable("could not download the ImageNet weights for efficientnetb0")
+
+    batch = {"key": np.array(["a", "b"]), "path": np.array(["a.jpg", "b.jpg"]), "view": np.array([0, 0])}
+    answer = RunnerActor(Failing())(batch)
+    with pytest.raises(WeightsUnavailable, match="could not download"):
+        _raise_fatal(answer)
+    _raise_fatal({"fatal": np.array(["", ""])})  # an ordinary batch raises nothing

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coinfeat.core import errors
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.pipeline import Batch, Runner, RunStats, WorkItem
 
@@ -35,6 +36,21 @@ class RunnerActor:
         self.runner = runner
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self._embed(batch)
+        except CoinfeatError as exc:  # sent back as data: Ray keeps only the text of a user error
+            n = len(batch["key"])
+            return {
+                "key": batch["key"],
+                "vector": np.zeros((n, 1), np.float32),
+                "error": np.full(n, ""),
+                "read_s": np.zeros(n),
+                "infer_s": np.zeros(n),
+                "engine": np.full(n, ""),
+                "fatal": np.full(n, f"{type(exc).__name__}:{exc}"),
+            }
+
+    def _embed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         columns = zip(batch["key"], batch["path"], batch["view"])
         work = [WorkItem(str(k), Path(str(p)), int(v)) for k, p, v in columns]
@@ -59,6 +75,7 @@ class RunnerActor:
             "read_s": np.full(len(work), (read - started) * share),
             "infer_s": np.full(len(work), (time.perf_counter() - read) * share),
             "engine": np.array([self.runner.engine or ""] * len(work)),
+            "fatal": np.full(len(work), ""),
         }
 
     def _sample_row(self, vectors: dict[str, np.ndarray], decoded: list[Batch]) -> np.ndarray:
@@ -104,6 +121,7 @@ class RayDistributor:
         writer = runner.make_writer(0)
         with runner.bar(len(work), f"{runner.desc} on Ray ({self.workers} workers)") as bar:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                _raise_fatal(batch)
                 received = time.perf_counter()
                 if not stats.batches:
                     stats.startup_seconds = received - started
@@ -119,6 +137,16 @@ class RayDistributor:
                 stats.engine = stats.engine or _engine_name(batch["engine"])
                 bar.update(len(batch["key"]))
         return stats
+
+
+def _raise_fatal(batch: dict[str, np.ndarray]) -> None:
+    """Re-raise, in the driver, a coinfeat error an actor met (weights that cannot be downloaded,
+    a damaged model file): Ray would deliver it as a string inside its own task error, and callers
+    handle it as they do without Ray (the demo falls back to random weights offline)."""
+    fatal = str(batch["fatal"][0]) if len(batch["fatal"]) else ""
+    if fatal:
+        name, _, message = fatal.partition(":")
+        raise getattr(errors, name, CoinfeatError)(message)
 
 
 def _reader_batch(runner: Runner, work: Sequence[WorkItem]) -> int:
