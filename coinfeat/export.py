@@ -108,7 +108,7 @@ def _calibration(record: ExtractorRecord, spec) -> np.ndarray:
                 "export fp32, or fit the head again"
             ) from None
         sample = {**calibration_sample(store.items), "root": store.manifest.dataset.root}
-    return calibration_loader(sample["root"], sample, spec.image_size, record.resize)()[0]
+    return calibration_loader(sample["root"], sample, spec.image_size, record.resize, record.crop)()[0]
 
 
 def _labels(head: Head, record: ExtractorRecord, spec, fmt: str, precision: str) -> dict[str, Any]:
@@ -123,6 +123,11 @@ def _labels(head: Head, record: ExtractorRecord, spec, fmt: str, precision: str)
             "resize": record.resize,
             "resize_note": "pad: pad the photo to a square with its border colour, then resize; crop: "
             "centre square; stretch: resize as is",
+            "crop": record.crop,
+            "crop_note": "applied before resize. coin: find the coin the photo is centred on and crop "
+            "to its rim plus 4% (coinfeat.core.crop.frame(img, 'coin'), or coinfeat.core.images."
+            "load_image(path, size, resize, crop=...) for the whole preprocessing); coin-masked: the "
+            "same with the outside painted grey; none: the photo as it is",
         },
         "output": "probabilities, one column per class in 'classes' order",
         "head": head.name,

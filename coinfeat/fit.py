@@ -146,6 +146,7 @@ def add_to_knn(
         weights=spec.weights,
         image_size=spec.image_size,
         resize=record.resize,
+        crop=record.crop,
         split=(1.0, 0.0, 0.0),
         progress=progress,
     )

@@ -77,6 +77,7 @@ def small_config(**overrides):
         "batch_size": 4,
         "progress": False,
         "group_regex": EURO_GROUPS,
+        "crop": "none",
     }
     options.update(overrides)
     return ExtractConfig(**options)

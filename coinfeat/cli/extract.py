@@ -13,7 +13,9 @@ from coinfeat.cli.output import (
 
 
 def add_parser(commands) -> None:
+    from coinfeat.core.annotations import ANNOTATION_FORMATS
     from coinfeat.core.backbones import PRECISIONS
+    from coinfeat.core.crop import CROPS
     from coinfeat.core.engines import ENGINES
     from coinfeat.core.extract import RUNNERS
     from coinfeat.core.images import DEFAULT_IMAGE_SIZE, RESIZE_POLICIES
@@ -27,7 +29,7 @@ def add_parser(commands) -> None:
         "or changed files; an interrupted run resumes where it stopped.",
         epilog="DATA layouts: DATA/<class>/*.jpg; DATA/{train,val,test}/<class>/*.jpg; or a CSV "
         "with columns path,label[,split] (paths relative to the CSV). A cat_to_name.json "
-        "in DATA supplies display names.",
+        "in DATA supplies display names. With --annotations: whole photos with marked coins.",
     )
     p.add_argument("--data", required=True, help="dataset folder or CSV manifest")
     p.add_argument("--out", help="store directory (default: artifacts/features/<dataset name>)")
@@ -51,6 +53,15 @@ def add_parser(commands) -> None:
         choices=RESIZE_POLICIES,
         default="pad",
         help="pad to square with the border colour (default: coins are round), centre-crop, or stretch",
+    )
+    p.add_argument(
+        "--crop",
+        choices=CROPS,
+        default="coin",
+        help="coin (default): find the coin each photo is centred on and crop to its rim, so heads "
+        "learn the coin rather than the table or how much of the frame it fills (photos under 96 px or "
+        "with no coin found are kept whole); coin-masked: also paint the rest grey; none: the photo "
+        "as it is (a fixed rig where every photo is taken at one distance). Part of the fingerprint",
     )
     p.add_argument(
         "--engine",
@@ -105,6 +116,18 @@ def add_parser(commands) -> None:
         metavar="N",
         help="also cache N augmented views (rotation, flip, zoom, light) of each train photo",
     )
+    p.add_argument(
+        "--annotations",
+        choices=ANNOTATION_FORMATS,
+        nargs="?",
+        const="auto",
+        help="DATA holds whole photos with coins marked (YOLO boxes + classes.txt, LabelMe or COCO "
+        "JSON; 'auto' or no value: recognised): each marked coin is cut out as a single-coin photo "
+        "(a square 1.3x its box) under --cut-dir and embedded, e.g. as a --test-features store",
+    )
+    p.add_argument(
+        "--cut-dir", help="with --annotations: where the cut coins go (default artifacts/crops/<DATA name>)"
+    )
     common_options(p)
     p.set_defaults(handler=run)
 
@@ -122,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         image_size=args.image_size,
         resize=args.resize,
+        crop=args.crop,
         engine=engine,
         precision=args.precision,
         calibration=args.calibration,
@@ -138,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         split=parse_fractions(args.split),
         seed=args.seed,
         augment=args.augment,
+        annotations=args.annotations,
+        cut_dir=args.cut_dir,
         progress=wants_progress(args),
     )
     summary = extract_features(args.data, args.out, config)

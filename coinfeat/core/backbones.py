@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from coinfeat.core.crop import CROP_VERSION
 from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
 from coinfeat.core.finetune_record import FinetuneRecord
 from coinfeat.core.images import DECODER_VERSION, DEFAULT_IMAGE_SIZE
@@ -97,9 +98,14 @@ def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def fingerprint(spec: BackboneSpec, resize: str) -> str:
-    """The extractor fingerprint: two stores may share vectors only if these are equal."""
-    return _digest({"model": spec.model_id, "resize": resize, "decoder": DECODER_VERSION, "pooling": "avg"})
+def fingerprint(spec: BackboneSpec, resize: str, crop: str = "none") -> str:
+    """The extractor fingerprint: two stores may share vectors only if these are equal (stores made
+    before the coin crop have ``crop="none"`` and keep their fingerprint)."""
+    parts: dict[str, Any] = {"model": spec.model_id, "resize": resize, "decoder": DECODER_VERSION}
+    parts["pooling"] = "avg"
+    if crop != "none":
+        parts["crop"] = f"{crop}-v{CROP_VERSION}"
+    return _digest(parts)
 
 
 def resolve_backbone(

@@ -1,4 +1,11 @@
-"""The coin crop: how training photos frame their coins, and a square crop around a found coin.
+"""The coin crop: every photo of a coin becomes the same canonical input, and a square around a
+found coin.
+
+:func:`coin_centred` is the one place a photo is framed for recognition (``--crop coin``): the coin
+the photo is centred on is found and cropped to its rim plus ``COIN_MARGIN`` (the corners keep a
+little of the surface, a colour reference), so a head learns the coin, not the paper, the
+neighbours or how much of the frame the coin fills (a false size cue on any other camera). Photos
+too small to search or with no coin found are kept whole (the reason is returned).
 
 ``fit-head`` and ``fine-tune`` measure the :class:`CropConvention` of a head's training photos
 (:func:`measure_crops`, recorded in head.json as ``crops``); ``count`` cuts crops from whole photos
@@ -13,11 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from coinfeat.core.detect import Circle, central_coin
 from coinfeat.core.errors import DecodeError
 from coinfeat.core.images import decode, read_bytes
+
+CROPS = ("coin", "coin-masked", "none")
+"""``coin``: :func:`coin_centred`; ``coin-masked``: the same with the outside of the coin painted
+``FILL`` (measured worse: it also hides the surface that tells a yellow light from a copper coin);
+``none``: the photo as it is (a fixed rig; stores made before the coin crop)."""
+COIN_MARGIN = 0.04
+"""Margin of the coin crop beyond the rim, as a share of the diameter on each side."""
+FILL = (128, 128, 128)
+"""What the coin crop paints outside the coin's circle."""
+MIN_SEARCH_SIDE = 96
+"""Photos whose short side is smaller are kept whole: too few pixels to find a rim reliably."""
+SEARCH_SIDE = 256
+"""Short side of the copy the coin is searched in."""
+CROP_VERSION = 1
+"""Bump when :func:`coin_centred` changes the pixels it makes; part of the extractor fingerprint."""
 
 MARGIN = 0.1
 """Crop margin on each side, as a share of the diameter, when the head's crops were not measured."""
@@ -76,19 +98,59 @@ def measure_crops(paths: list[Path], labels: list[str]) -> dict[str, Any]:
     }
 
 
+def coin_centred(img: Image.Image, masked: bool = False) -> tuple[Image.Image, str]:
+    """The canonical coin input for a photo and what happened: ``cropped``, ``small`` (kept
+    whole, short side under ``MIN_SEARCH_SIDE``) or ``no coin`` (kept whole)."""
+    short = min(img.size)
+    if short < MIN_SEARCH_SIDE:
+        return img, "small"
+    scale = min(1.0, SEARCH_SIDE / short)
+    small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)))
+    coin = central_coin(np.asarray(small), min_share=0.12)
+    if coin is None:
+        return img, "no coin"
+    return coin_square(img, Circle(coin.x / scale, coin.y / scale, coin.radius / scale), masked), "cropped"
+
+
+def coin_square(img: Image.Image, coin: Circle, masked: bool = False) -> Image.Image:
+    """The coin crop of a coin already found (``count`` finds them in a pile)."""
+    square = square_around(img, coin.x, coin.y, coin.radius * (1 + 2 * COIN_MARGIN))
+    if masked:
+        mask = Image.new("L", square.size, 0)
+        ImageDraw.Draw(mask).ellipse((0, 0, square.width - 1, square.height - 1), fill=255)
+        square = Image.composite(square, Image.new("RGB", square.size, FILL), mask)
+    return square
+
+
+def frame(img: Image.Image, crop: str) -> Image.Image:
+    """A decoded photo framed for the model by the ``crop`` policy (see ``CROPS``)."""
+    if crop == "none":
+        return img
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(CROPS)}")
+    return coin_centred(img, masked=crop == "coin-masked")[0]
+
+
 def crop_coin(
     full: Image.Image, circle: Circle, margin: float = MARGIN, max_side: int | None = None
 ) -> Image.Image:
     """A square crop centred on the coin, its side ``diameter * (1 + 2 * margin)`` (at most
     ``max_side`` pixels, scaled down); what lies outside the photo is filled with its edge colour."""
-    half = circle.radius * (1 + 2 * margin)
-    box = tuple(round(v) for v in (circle.x - half, circle.y - half, circle.x + half, circle.y + half))
-    side = box[2] - box[0]
+    canvas = square_around(full, circle.x, circle.y, circle.radius * (1 + 2 * margin))
+    if max_side and canvas.width > max_side:
+        return canvas.resize((max_side, max_side), Image.Resampling.BICUBIC)
+    return canvas
+
+
+def square_around(full: Image.Image, cx: float, cy: float, half: float) -> Image.Image:
+    """The square of half-side ``half`` centred on (cx, cy); what lies outside the photo is
+    filled with the photo's edge colour."""
+    box = tuple(round(v) for v in (cx - half, cy - half, cx + half, cy + half))
+    side = max(1, box[2] - box[0])
     inside = (max(0, box[0]), max(0, box[1]), min(full.width, box[2]), min(full.height, box[3]))
     canvas = Image.new("RGB", (side, side), _edge_colour(full))
-    canvas.paste(full.crop(inside), (inside[0] - box[0], inside[1] - box[1]))
-    if max_side and side > max_side:
-        return canvas.resize((max_side, max_side), Image.Resampling.BICUBIC)
+    if inside[2] > inside[0] and inside[3] > inside[1]:
+        canvas.paste(full.crop(inside), (inside[0] - box[0], inside[1] - box[1]))
     return canvas
 
 

@@ -124,18 +124,21 @@ def _fit_circle(points: np.ndarray) -> np.ndarray:
     return np.array([cx, cy, np.sqrt(max(c + cx**2 + cy**2, 0.0))])
 
 
-def central_coin(image: np.ndarray) -> Circle | None:
-    """The coin a crop is centred on (RGB uint8 array): the circle nearest the middle whose radius
-    is 20% to 55% of the crop's short side; None when there is none."""
+def central_coin(image: np.ndarray, min_share: float = 0.2) -> Circle | None:
+    """The coin a crop is centred on (RGB uint8 array): of the circles whose radius is
+    ``min_share`` to 55% of the short side, the one nearest the middle, or the largest circle
+    around the same centre (a bimetallic coin's inner ring is not the coin); None when there is none."""
     import cv2
 
     grey = cv2.medianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 3)
     side = min(grey.shape)
-    found = _hough(grey, side * 0.2, side * 0.55)
+    found = _hough(grey, side * min_share, side * 0.55)
     if len(found) == 0:
         return None
     middle = np.array(grey.shape[::-1]) / 2
-    x, y, r = refine(grey, min(found, key=lambda c: np.hypot(*(c[:2] - middle))))
+    nearest = min(found, key=lambda c: np.hypot(*(c[:2] - middle)))
+    same = [c for c in found if np.hypot(*(c[:2] - nearest[:2])) < 0.3 * max(c[2], nearest[2])]
+    x, y, r = refine(grey, max(same, key=lambda c: c[2]))
     return Circle(float(x), float(y), float(r))
 
 

@@ -40,6 +40,7 @@ class Embedder:
     def __init__(self, record: ExtractorRecord, engine: str = "auto", threads: int | None = None) -> None:
         self.record = record
         self.resize = record.resize
+        self.crop = record.crop
         self.spec = self._rebuild(record)
         self.engine_kind, self.threads = engine, threads
         self._engine: Engine | None = None
@@ -59,7 +60,7 @@ class Embedder:
             )
         except CoinfeatError as exc:
             raise CoinfeatError(f"cannot rebuild the extractor these vectors came from: {exc}") from None
-        actual = fingerprint(spec, record.resize)
+        actual = fingerprint(spec, record.resize, record.crop)
         if actual != record.fingerprint:
             raise FingerprintMismatch(
                 f"the extractor rebuilt from {source} has fingerprint {actual}, but the vectors were made "
@@ -71,7 +72,7 @@ class Embedder:
         if self._engine is None:
             sample = self.record.int8
             calibration = (
-                calibration_loader(sample["root"], sample, self.spec.image_size, self.resize)
+                calibration_loader(sample["root"], sample, self.spec.image_size, self.resize, self.crop)
                 if sample
                 else None
             )
@@ -88,7 +89,7 @@ class Embedder:
         images, kept, errors = [], [], {}
         for path in paths:
             try:
-                images.append(load_image(path, self.spec.image_size, self.resize, max_pixels))
+                images.append(load_image(path, self.spec.image_size, self.resize, max_pixels, self.crop))
                 kept.append(str(path))
             except DecodeError as exc:
                 errors[str(path)] = str(exc)

@@ -22,7 +22,9 @@ from typing import Any
 import pandas as pd
 
 from coinfeat import __version__
+from coinfeat.core.annotations import ANNOTATION_FORMATS, cut_coins, read_annotations
 from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
+from coinfeat.core.crop import CROPS
 from coinfeat.core.datasets import Dataset, discover
 from coinfeat.core.engines import ENGINES, Network, int8_record, open_engine
 from coinfeat.core.errors import CoinfeatError
@@ -56,6 +58,7 @@ from coinfeat.core.store import (
 )
 
 DEFAULT_FEATURES_DIR = Path("artifacts") / "features"
+DEFAULT_CROPS_DIR = Path("artifacts") / "crops"
 RUNNERS = ("local", "ray")
 
 
@@ -67,6 +70,8 @@ class ExtractConfig:
     weights: str = "imagenet"
     image_size: int = DEFAULT_IMAGE_SIZE
     resize: str = "pad"
+    crop: str = "coin"
+    """How each photo is framed (:func:`coinfeat.core.crop.frame`): ``coin`` or ``none``."""
     engine: str = "auto"
     batch_size: int = 32
     threads: int | None = None
@@ -89,10 +94,17 @@ class ExtractConfig:
     shards: int | None = None
     """Shards of a new store; None: single for ``local``, 4 for ``ray``."""
     ray_address: str | None = None
+    annotations: str | None = None
+    """A format of :mod:`coinfeat.core.annotations` (or ``auto``): ``data`` holds whole photos with
+    marked coins, cut into single-coin photos under ``cut_dir`` before embedding."""
+    cut_dir: str | None = None
+    """Where marked coins are cut to (default ``artifacts/crops/<data folder name>``)."""
 
     def validate(self) -> None:
         if self.resize not in RESIZE_POLICIES:
             raise CoinfeatError(f"--resize {self.resize!r}: choose from {', '.join(RESIZE_POLICIES)}")
+        if self.crop not in CROPS:
+            raise CoinfeatError(f"--crop {self.crop!r}: choose from {', '.join(CROPS)}")
         if self.engine not in ENGINES:
             raise CoinfeatError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
         if self.runner not in RUNNERS:
@@ -106,6 +118,10 @@ class ExtractConfig:
             raise CoinfeatError("--limit must be 0 or more")
         if self.augment < 0:
             raise CoinfeatError("--augment must be 0 or more")
+        if self.annotations is not None and self.annotations not in ANNOTATION_FORMATS:
+            raise CoinfeatError(
+                f"--annotations {self.annotations!r}: choose from {', '.join(ANNOTATION_FORMATS)}"
+            )
 
 
 @dataclass
@@ -147,6 +163,9 @@ def extract_features(
     started = time.perf_counter()
     cfg.validate()
     distributor = make_distributor(cfg)
+    notes: list[str] = []
+    if cfg.annotations:
+        data, notes = cut_annotated(data, cfg.annotations, cfg.cut_dir)
     dataset = discover(data, cfg.label_names)
     spec = resolve_backbone(cfg.backbone, cfg.weights, image_size=cfg.image_size, precision=cfg.precision)
     out = Path(out) if out else default_store_dir(dataset.name)
@@ -155,10 +174,13 @@ def extract_features(
     with store_lock(out), write_errors_explained(out):
         recover_all(out, cfg.force)
         store = open_committed(out)
-        items, notes = plan(dataset, store, cfg)
+        items, planned = plan(dataset, store, cfg)
+        notes = [*notes, *planned]
         spec, int8 = _calibrated(spec, items, dataset, cfg)
-        fp = fingerprint(spec, cfg.resize)
-        layout = open_layout(out, fp, description=f"{spec.label}, resize {cfg.resize}", shards=shards)
+        fp = fingerprint(spec, cfg.resize, cfg.crop)
+        layout = open_layout(
+            out, fp, description=f"{spec.label}, resize {cfg.resize}, crop {cfg.crop}", shards=shards
+        )
         filled = fill_store(
             layout,
             items,
@@ -194,6 +216,17 @@ def extract_features(
     )
 
 
+def cut_annotated(data: str | Path, fmt: str, cut_dir: str | Path | None) -> tuple[Path, list[str]]:
+    """Cut the coins marked on the photos of ``data`` into a class-folder dataset (see
+    :mod:`coinfeat.core.annotations`); returns its folder and a note per photo left out."""
+    photos = read_annotations(data, fmt)
+    out = Path(cut_dir) if cut_dir else DEFAULT_CROPS_DIR / Path(data).expanduser().resolve().name
+    folder, problems = cut_coins(photos, out)
+    coins = sum(len(p.marks) for p in photos)
+    notes = [f"cut {coins} marked coins from {len(photos)} annotated photos into {folder}", *problems]
+    return folder, notes
+
+
 def make_distributor(cfg: ExtractConfig) -> Distributor:
     """Where the work runs: this process (``local``) or Ray actors (``ray``)."""
     if cfg.runner == "local":
@@ -217,7 +250,9 @@ def _runner(
 ) -> Runner:
     """Decode and resize photos, embed them with the backbone, write parts of the store."""
     engine = cfg.engine
-    calibration = calibration_loader(int8["root"], int8, spec.image_size, cfg.resize) if int8 else None
+    calibration = (
+        calibration_loader(int8["root"], int8, spec.image_size, cfg.resize, cfg.crop) if int8 else None
+    )
 
     def open_mapper(probe):
         log.info("loading backbone %s (engine %s)", spec.label, engine)
@@ -225,7 +260,7 @@ def _runner(
 
     size, resize, max_pixels, batch = spec.image_size, cfg.resize, cfg.max_pixels, cfg.batch_size
     return Runner(
-        make_reader=lambda mine: ImageReader(mine, batch, threads, size, resize, max_pixels),
+        make_reader=lambda mine: ImageReader(mine, batch, threads, size, resize, max_pixels, crop=cfg.crop),
         open_mapper=open_mapper,
         make_writer=lambda index: layout.writer(fp, index),
         progress=cfg.progress,
@@ -295,6 +330,7 @@ def build_manifest(
         backbone=spec.describe(),
         image_size=spec.image_size,
         resize=cfg.resize,
+        crop=cfg.crop,
         engine=engine or (previous.engine if previous else None),
         versions=_versions(),
         dataset=DatasetInfo(

@@ -137,7 +137,17 @@ def load_image(
     size: int = DEFAULT_IMAGE_SIZE,
     policy: str = "pad",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    crop: str = "none",
 ) -> np.ndarray:
-    """Read, decode and resize one image for the model; raises :class:`DecodeError`."""
+    """Read, decode, frame (:func:`coinfeat.core.crop.frame`) and resize one image for the model;
+    raises :class:`DecodeError`."""
+    from coinfeat.core.crop import frame
+
     data = source if isinstance(source, bytes) else read_bytes(source)
-    return to_model_input(fit_square(decode(data, draft_size=size, max_pixels=max_pixels), size, policy))
+    img = decode(data, draft_size=draft_side(size, crop), max_pixels=max_pixels)
+    return to_model_input(fit_square(frame(img, crop), size, policy))
+
+
+def draft_side(size: int, crop: str) -> int:
+    """How small a JPEG may be decoded: a coin crop keeps only part of the photo, so decode larger."""
+    return size if crop == "none" else 4 * size

@@ -25,8 +25,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from coinfeat.core.augment import augment
+from coinfeat.core.crop import frame
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes
+from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, draft_side, fit_square, read_bytes
 from coinfeat.core.progress import progress_bar
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (
@@ -83,6 +84,7 @@ class ImageReader:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         prefetch_batches: int = 2,
         augmenter: Augmenter = augment,
+        crop: str = "none",
     ) -> None:
         self.work = work
         self.batch_size = batch_size
@@ -92,10 +94,12 @@ class ImageReader:
         self.max_pixels = max_pixels
         self.window = batch_size * (prefetch_batches + 1)
         self.augmenter = augmenter
+        self.crop = crop
 
     def load(self, item: WorkItem) -> np.ndarray:
-        img = decode(read_bytes(item.path), draft_size=self.image_size, max_pixels=self.max_pixels)
-        img = fit_square(img, self.image_size, self.resize)
+        data = read_bytes(item.path)
+        img = decode(data, draft_size=draft_side(self.image_size, self.crop), max_pixels=self.max_pixels)
+        img = fit_square(frame(img, self.crop), self.image_size, self.resize)
         if item.view:
             img = self.augmenter(img, item.key)
         return np.asarray(img, dtype=np.uint8)

@@ -43,16 +43,16 @@ def calibration_sample(items: pd.DataFrame, size: int = DEFAULT_CALIBRATION, see
 
 
 def calibration_loader(
-    root: str | Path, sample: dict[str, Any], image_size: int, resize: str
+    root: str | Path, sample: dict[str, Any], image_size: int, resize: str, crop: str = "none"
 ) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     """A function loading (calibration images, held-out images) as the extractor decodes them."""
 
     def load() -> tuple[np.ndarray, np.ndarray]:
         try:
             return tuple(
-                np.stack([load_image(Path(root) / p, image_size, resize) for p in sample[part]]).astype(
-                    np.float32
-                )
+                np.stack(
+                    [load_image(Path(root) / p, image_size, resize, crop=crop) for p in sample[part]]
+                ).astype(np.float32)
                 for part in ("calibration", "held_out")
             )
         except (DecodeError, ValueError) as exc:

@@ -20,6 +20,10 @@ side over the coin's diameter. Two conventions are told apart:
   physical size are identified (with TTA). Measured on the shared pile photos: +0.10 class match
   for the classifier alone.
 
+A head whose store was made with ``extract-features --crop coin`` (the default) needs none of
+this: every coin goes through the same coin crop (:func:`coinfeat.core.crop.coin_square`) as
+its training photos, in one pass, and the photo's scale comes from the coins' sizes alone.
+
 A crop larger than the head's training photos is brought down to their size, so a 300-pixel coin
 from a 12 Mpx photo looks like the 150-pixel crops the head learned from.
 """
@@ -34,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from coinfeat.core.crop import CropConvention, crop_coin
+from coinfeat.core.crop import CropConvention, coin_square, crop_coin
 from coinfeat.core.datasets import collect_photos
 from coinfeat.core.detect import WORK_SIZE, Circle, Detection, find_coins
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
@@ -195,7 +199,12 @@ class CoinCounter:
 
     def _fixed_side(self, crop: str, convention: CropConvention, classes: list[str]) -> float | None:
         """The physical crop side (mm) for the second pass, or None for coin crops only."""
-        if crop == "coin" or np.isnan(self.diameters).all():
+        if crop == "fixed" and self.embedder.crop != "none":
+            raise CoinfeatError(
+                f"--crop fixed: this head learned from coin crops (extract-features --crop "
+                f"{self.embedder.crop}); each coin is cut to its rim, so there is no fixed size to use"
+            )
+        if crop == "coin" or self.embedder.crop != "none" or np.isnan(self.diameters).all():
             return None
         measured = convention.fixed_side_mm(classes, self.diameters)
         if crop == "fixed" and measured is None:
@@ -261,7 +270,11 @@ class CoinCounter:
     def _classify(self, full: Image.Image, circles: list[Circle], margin: float, tta: str) -> np.ndarray:
         """Class probabilities of the coins in ``circles``, cropped with ``margin``, in one batch."""
         size, resize = self.embedder.spec.image_size, self.embedder.resize
-        crops = [crop_coin(full, circle, margin, self.crop_side) for circle in circles]
+        if self.embedder.crop == "none":
+            crops = [crop_coin(full, circle, margin, self.crop_side) for circle in circles]
+        else:
+            masked = self.embedder.crop == "coin-masked"
+            crops = [coin_square(full, circle, masked) for circle in circles]
         batch = np.stack([to_model_input(fit_square(c, size, resize)) for c in crops])
         return self.head.predict_proba(self.embedder.embed_images(batch, tta))
 

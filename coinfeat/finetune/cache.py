@@ -84,7 +84,7 @@ def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: 
     row_shape = tuple(int(n) for n in lower.output.shape[1:])
     _check_space(folder, len(items) * int(np.prod(row_shape)) * 2)
     threads = cfg.threads or default_threads()
-    resize, size, batch = store.manifest.resize, spec.image_size, cfg.batch_size
+    resize, crop, size, batch = store.manifest.resize, store.manifest.crop, spec.image_size, cfg.batch_size
     int8 = store.manifest.int8  # an int8 store runs its lower part in int8 too
     network = Network(
         f"{spec.name} up to {cut}",
@@ -92,7 +92,7 @@ def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: 
         size,
         lambda: lower,
         spec.precision,
-        calibration_loader(int8["root"], int8, size, resize) if int8 else None,
+        calibration_loader(int8["root"], int8, size, resize, crop) if int8 else None,
     )
 
     def manifest_for(final: pd.DataFrame, engine: str | None, previous: Manifest | None) -> Manifest:
@@ -101,6 +101,7 @@ def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: 
             pretrained=spec.pretrained,
             backbone=spec.describe(),
             resize=resize,
+            crop=crop,
             engine=engine or (previous.engine if previous else None),
             dataset=store.manifest.dataset,
             augment={
@@ -120,7 +121,7 @@ def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: 
         layout = open_layout(folder, fp, description=f"{spec.label}, cut {cut}", force=bool(stale))
         runner = Runner(
             make_reader=lambda mine: ImageReader(
-                mine, batch, threads, size, resize, DEFAULT_MAX_PIXELS, augmenter=FINETUNE_VIEWS
+                mine, batch, threads, size, resize, DEFAULT_MAX_PIXELS, augmenter=FINETUNE_VIEWS, crop=crop
             ),
             open_mapper=lambda probe: HalfPrecision(open_engine(network, cfg.engine, threads, probe)),
             make_writer=lambda index: layout.writer(fp, index),

@@ -177,9 +177,10 @@ def _save_head(
     head.fit_seconds_ = record.seconds.get("training")
     head.history_ = history
     manifest = Manifest(
-        fingerprint=fingerprint(tuned, store.manifest.resize),
+        fingerprint=fingerprint(tuned, store.manifest.resize, store.manifest.crop),
         backbone=tuned.describe(),
         resize=store.manifest.resize,
+        crop=store.manifest.crop,
         pretrained=tuned.pretrained,
     )
     head.meta = HeadMeta(
@@ -219,6 +220,7 @@ def _embed_dataset(store: Store, tuned: BackboneSpec, out: Path, cfg: FinetuneCo
         backbone=str(out / "backbone.keras"),
         image_size=tuned.image_size,
         resize=store.manifest.resize,
+        crop=store.manifest.crop,
         engine=cfg.engine,
         threads=cfg.threads,
         group_regex=store.manifest.group_regex,

@@ -88,7 +88,8 @@ def photo_batches(store: Store, spec: BackboneSpec, train, val, classes, cfg: Fi
     keras = import_keras()
     Batches = _batches_class(keras)
     root = Path(store.manifest.dataset.root)
-    reader = ImageReader([], 1, 1, spec.image_size, store.manifest.resize, augmenter=FINETUNE_VIEWS)
+    m = store.manifest
+    reader = ImageReader([], 1, 1, spec.image_size, m.resize, augmenter=FINETUNE_VIEWS, crop=m.crop)
     threads = cfg.threads or default_threads()
     out = []
     for items, augmented in ((train, True), (val, False)):

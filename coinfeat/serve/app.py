@@ -34,7 +34,7 @@ from PIL import Image
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads import load_head
-from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, to_model_input
+from coinfeat.core.images import load_image
 from coinfeat.core.metrics import label_parts, part_answers
 from coinfeat.core.provenance import check_compatible
 from coinfeat.core.store import open_store
@@ -93,14 +93,10 @@ class Recogniser:
         """Decode, embed, classify and look up neighbours for one uploaded photo."""
         started = time.perf_counter()
         spec = self.embedder.spec
-        square = fit_square(
-            decode(data, draft_size=spec.image_size, max_pixels=DEFAULT_MAX_PIXELS),
-            spec.image_size,
-            self.embedder.resize,
-        )
+        square = load_image(data, spec.image_size, self.embedder.resize, crop=self.embedder.crop)
         decoded = time.perf_counter()
         with self._engine_lock:
-            vector = self.embedder.embed_images(to_model_input(square)[None], self.tta)
+            vector = self.embedder.embed_images(square[None], self.tta)
         embedded = time.perf_counter()
         proba = self.head.predict_proba(vector)[0]
         order = np.argsort(-proba)[: self.top_k]
@@ -117,7 +113,7 @@ class Recogniser:
             ],
             "parts": part_answers(proba, self.parts),
             **answer,
-            "model_input": _png_data_url(square),
+            "model_input": _png_data_url(Image.fromarray(square.astype(np.uint8))),
             "pretrained": self.store.pretrained,
             "timing_ms": {
                 "decode": _ms(started, decoded),

@@ -27,6 +27,7 @@ class ExtractorRecord:
     fingerprint: str
     backbone: dict[str, Any] = field(default_factory=dict)
     resize: str = "pad"
+    crop: str = "none"
     pretrained: bool = False
     int8: dict[str, Any] | None = None
     """For int8 stores: the calibration sample (hash, photos, held-out photos, root)."""
@@ -44,6 +45,7 @@ class ExtractorRecord:
             fingerprint=manifest.fingerprint,
             backbone=manifest.backbone,
             resize=manifest.resize,
+            crop=manifest.crop,
             pretrained=bool(manifest.pretrained),
             int8=int8,
             **where,

@@ -1,0 +1,111 @@
+"""The coin crop (``--crop coin``): one canonical input for any photo of a coin."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import SMALL, pile, small_config
+from PIL import Image
+
+from coinfeat.core.backbones import fingerprint, resolve_backbone
+from coinfeat.core.crop import COIN_MARGIN, FILL, coin_centred, frame
+from coinfeat.core.store import Manifest
+
+
+def _located(square: Image.Image, photo_size: int, expected_radius: float) -> None:
+    """The crop is a square whose side is the coin's diameter plus the margin."""
+    assert square.width == square.height
+    assert square.width == pytest.approx(2 * expected_radius * (1 + 2 * COIN_MARGIN), rel=0.08)
+    assert square.width < photo_size
+
+
+def test_an_off_centre_coin_is_found_and_cropped_to_its_rim():
+    photo = pile([(330, 270, 110)], size=(600, 500))
+    square, status = coin_centred(photo)
+    assert status == "cropped"
+    _located(square, 500, 110)
+    middle = np.asarray(square)[square.height // 2, square.width // 2].astype(int)
+    assert np.abs(middle - np.array((184, 115, 51))).max() < 40, "the crop is centred on the coin"
+
+
+def test_of_two_coins_the_one_nearest_the_middle_is_kept():
+    photo = pile([(180, 250, 90), (420, 250, 120)], size=(700, 500))
+    square, status = coin_centred(photo)
+    assert status == "cropped"
+    _located(square, 500, 120)
+
+
+def test_masked_crop_paints_outside_the_circle():
+    photo = pile([(300, 250, 120)], size=(600, 500))
+    square = frame(photo, "coin-masked")
+    corner = np.asarray(square)[2, 2]
+    assert tuple(int(v) for v in corner) == FILL
+    assert tuple(int(v) for v in np.asarray(frame(photo, "coin"))[2, 2]) != FILL
+
+
+def test_tiny_photos_and_photos_without_a_coin_are_kept_whole():
+    tiny = pile([(40, 40, 30)], size=(80, 80))
+    assert coin_centred(tiny) == (tiny, "small")
+    blank = Image.fromarray(np.random.default_rng(0).integers(200, 215, (300, 400, 3)).astype(np.uint8))
+    assert coin_centred(blank) == (blank, "no coin")
+    assert frame(blank, "none") is blank
+    with pytest.raises(ValueError, match="unknown crop"):
+        frame(blank, "circle")
+
+
+def test_a_tight_crop_stays_about_the_same_framing():
+    tight = pile([(150, 150, 142)], size=(300, 300))
+    square, status = coin_centred(tight)
+    if status == "cropped":  # found: cropped to the rim, which is about the whole photo
+        assert square.width == pytest.approx(300, rel=0.12)
+    else:
+        assert square is tight
+
+
+def test_crop_is_part_of_the_fingerprint_and_old_stores_keep_theirs():
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
+    assert fingerprint(spec, "pad") == fingerprint(spec, "pad", "none")
+    assert len({fingerprint(spec, "pad", c) for c in ("none", "coin", "coin-masked")}) == 3
+    old = Manifest.from_dict({"fingerprint": "abc", "resize": "pad"})
+    assert old.crop == "none"
+
+
+def test_a_store_made_with_the_coin_crop_records_it_and_predict_frames_alike(tmp_path):
+    from coinfeat import extract_features, fit_head, predict_images
+    from coinfeat.core.store import open_store
+
+    data = tmp_path / "coins"
+    for label, k in (("copper", 0), ("gold", 1)):
+        (data / label).mkdir(parents=True)
+        for i in range(4):
+            disc = (200 + 15 * i, 160 + 10 * i, 70 + 5 * i)
+            photo = pile([disc], size=(400, 320), seed=10 * k + i)
+            if label == "gold":  # a gold coin: brighter inside
+                arr = np.asarray(photo).copy()
+                arr[np.hypot(*np.mgrid[:320, :400][::-1] - np.array(disc[:2])[:, None, None]) < 60] = (
+                    212,
+                    175,
+                    55,
+                )
+                photo = Image.fromarray(arr)
+            photo.save(data / label / f"{label}{i}_0.jpg")
+    summary = extract_features(data, tmp_path / "store", small_config(crop="coin", split=(0.5, 0.0, 0.5)))
+    store = open_store(summary.store)
+    assert store.manifest.crop == "coin"
+    assert json.loads((tmp_path / "store" / "manifest.json").read_text())["crop"] == "coin"
+    fit_head(summary.store, "centroid", tmp_path / "head")
+    head = json.loads((tmp_path / "head" / "head.json").read_text())
+    assert head["features"]["crop"] == "coin"
+    X, items = store.select(None)
+    from coinfeat.core.embedder import Embedder
+    from coinfeat.core.heads import load_head
+
+    embedder = Embedder(load_head(tmp_path / "head").meta.extractor(tmp_path / "head"))
+    assert embedder.crop == "coin"
+    again = embedder.embed([store.manifest.dataset.absolute(p) for p in items["path"]]).vectors
+    assert np.allclose(again, X, atol=1e-3), "predict frames a photo exactly as the store did"
+    uncropped = extract_features(data, tmp_path / "plain", small_config())
+    assert open_store(uncropped.store).fingerprint != store.fingerprint
+    assert predict_images([data / "gold" / "gold0_0.jpg"], tmp_path / "head", top_k=1)[0].labels
