@@ -7,7 +7,7 @@ import pandas as pd
 ITEM_COLUMNS = ["path", "sha256", "size", "mtime_ns", "label", "split", "group", "status", "error", "view"]
 OK, SKIPPED = "ok", "skipped"
 
-AUGMENT_VERSION = 1
+AUGMENT_VERSION = 2
 """Version of the augmented views (coinfeat.core.augment); views made by another version are not reused."""
 
 
