@@ -2,7 +2,8 @@
 
 The head directory holds the head's own files and ``head.json``: type, params, classes, counts,
 fit seconds, and the extractor record (fingerprint, backbone, resize) of the vectors it learned
-from, so ``predict`` embeds new photos the same way and mismatched features are refused.
+from, so ``predict`` embeds new photos the same way and mismatched features are refused;
+``answer_sets.npz`` holds its conformal calibration on val (:mod:`coinfeat.core.answer_sets`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from coinfeat.core.answer_sets import ANSWER_SETS_FILE, MIN_CALIBRATION, AnswerSets
 from coinfeat.core.embedder import Embedder
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import ExtractConfig, extract_features
-from coinfeat.core.heads import IncrementalHead, load_head, make_head
+from coinfeat.core.heads import Head, IncrementalHead, load_head, make_head
 from coinfeat.core.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, provenance
@@ -37,6 +40,8 @@ class FitResult:
     val_accuracy: float | None
     pretrained: bool
     dropped_conflicts: int = 0
+    answer_sets: int | None = None
+    """Val photos the answer sets were calibrated on (None: too few val photos for any)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +79,8 @@ class FitConfig:
     params: dict[str, Any] = field(default_factory=dict)
     use_augmented: bool = False
     drop_conflicts: bool = False
+    class_conditional: bool = False
+    """Calibrate the answer sets per class (see :mod:`coinfeat.core.answer_sets`)."""
 
 
 def fit_head(
@@ -117,6 +124,7 @@ def fit_head(
     head.meta.dropped_conflicts = dropped
     head_dir = Path(out) if out else default_head_dir(store, head_type)
     head.save(head_dir)
+    calibrated = calibrate_answer_sets(head, X_val, val_items["label"], head_dir, cfg.class_conditional)
     return FitResult(
         head_dir=str(head_dir),
         type=head_type,
@@ -128,7 +136,26 @@ def fit_head(
         val_accuracy=val_accuracy,
         pretrained=store.pretrained,
         dropped_conflicts=dropped,
+        answer_sets=calibrated,
     )
+
+
+def calibrate_answer_sets(
+    head: Head, X_val: np.ndarray, y_val: pd.Series, head_dir: Path, class_conditional: bool = False
+) -> int | None:
+    """Save the head's answer-set calibration on val beside it; the number of val photos used, or
+    None (and no file) when val is too small."""
+    (Path(head_dir) / ANSWER_SETS_FILE).unlink(missing_ok=True)
+    if len(X_val) < MIN_CALIBRATION:
+        return None
+    try:
+        sets = AnswerSets.calibrate(
+            head.predict_proba(X_val), y_val.to_numpy(), head.classes_, class_conditional=class_conditional
+        )
+    except CoinfeatError:
+        return None
+    sets.save(head_dir)
+    return len(sets.scores)
 
 
 def add_to_knn(

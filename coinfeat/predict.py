@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets
 from coinfeat.core.datasets import collect_photos
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError
@@ -35,6 +36,9 @@ class Prediction:
     error: str | None = None
     truth: str | None = None
     """The photo's label when its folder or manifest gives one."""
+    answer_set: list[str] = field(default_factory=list)
+    """The classes that the photo may be at ``confidence`` (conformal; empty for a head saved
+    without a calibration): one class when one is enough, "10c or 20c" when it is not."""
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """For hierarchical display names ("1 Cent,Euro,spain"): each part's most likely value and its
     summed probability, e.g. {"country": {"value": "spain", "probability": 0.97}}."""
@@ -51,8 +55,12 @@ class PredictConfig:
     tta: str = DEFAULT_TTA
     engine: str = "auto"
     progress: bool = False
+    confidence: float = DEFAULT_CONFIDENCE
+    """Level of the answer sets (conformal, calibrated on val when the head was fitted)."""
 
     def validate(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise CoinfeatError(f"--confidence {self.confidence}: a level between 0 and 1, e.g. 0.9")
         if self.top_k < 1:
             raise CoinfeatError(f"--top-k must be at least 1 (got {self.top_k})")
 
@@ -65,6 +73,7 @@ def predict_images(
     cfg = resolve(PredictConfig, config, options)
     top_k, tta, engine, progress = cfg.top_k, cfg.tta, cfg.engine, cfg.progress
     head = load_head(head_dir)
+    calibration = AnswerSets.load(head_dir)
     photos = collect_photos(inputs)
     embedder = Embedder(head.meta.extractor(head_dir), engine)
     names = head.meta.label_names
@@ -80,6 +89,7 @@ def predict_images(
                 head.predict_proba(embedded.vectors) if embedded.paths else np.zeros((0, len(head.classes_)))
             )
             by_path = dict(zip(embedded.paths, proba))
+            sets = dict(zip(embedded.paths, calibration.sets(proba, cfg.confidence))) if calibration else {}
             for path, truth in chunk:
                 if path not in by_path:
                     results.append(
@@ -99,6 +109,7 @@ def predict_images(
                         probabilities=scores,
                         truth=truth,
                         parts=answers,
+                        answer_set=sets.get(path, []),
                     )
                 )
             bar.update(len(chunk))

@@ -41,6 +41,12 @@ def add_parser(commands) -> None:
         help="head parameters, e.g. --param index=ivfpq nlist=1024 (several at once, or repeated)",
     )
     p.add_argument("--use-augmented", action="store_true", help="also train on cached augmented views")
+    p.add_argument(
+        "--class-conditional",
+        action="store_true",
+        help="calibrate the answer sets (predict --confidence) per class: rare classes get their "
+        "coverage too, at the cost of larger sets",
+    )
     drop_conflicts_option(p)
     p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
     p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
@@ -73,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.features or not args.type:
         raise CoinfeatError("--type and --features DIR are required (a store made by extract-features)")
     config = FitConfig(
-        params=parse_params(args.param), use_augmented=args.use_augmented, drop_conflicts=args.drop_conflicts
+        params=parse_params(args.param),
+        use_augmented=args.use_augmented,
+        drop_conflicts=args.drop_conflicts,
+        class_conditional=args.class_conditional,
     )
     result = fit_head(args.features, args.type, args.out, config)
     if args.json:
@@ -84,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
         f"fitted {result.type} head on {result.train} vectors ({len(result.classes)} classes) in "
         f"{result.fit_seconds:.2f}s{val} -> {result.head_dir}"
     )
+    if result.answer_sets:
+        print(f"  answer sets calibrated on {result.answer_sets} val photos (predict --confidence)")
+    else:
+        print("  no answer sets: val has too few photos to calibrate them")
     if args.drop_conflicts:
         print(f"  left out {result.dropped_conflicts} vector(s) of photos filed under another label too")
     if not result.pretrained:

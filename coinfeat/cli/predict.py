@@ -46,6 +46,13 @@ def add_parser(commands) -> None:
         "none: one pass, 4x faster",
     )
     p.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine (default auto)")
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.9,
+        help="level of the answer set shown when one class is not enough (conformal, calibrated on "
+        "val by fit-head; default 0.9): on photos like val, the true class is in the set this often",
+    )
     common_options(p)
     p.set_defaults(handler=run)
 
@@ -53,7 +60,13 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from coinfeat.predict import PredictConfig, accuracy, predict_images, write_predictions
 
-    config = PredictConfig(top_k=args.top_k, tta=args.tta, engine=args.engine, progress=wants_progress(args))
+    config = PredictConfig(
+        top_k=args.top_k,
+        tta=args.tta,
+        engine=args.engine,
+        progress=wants_progress(args),
+        confidence=args.confidence,
+    )
     results = predict_images(args.images, args.head, config)
     scores = accuracy(results)
     written = write_predictions(results, args.out) if args.out else None
@@ -75,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
             print(f"  {rank}. {shown(label, name):<40} {prob:6.1%}")
+        if len(r.answer_set) > 1:
+            print(f"  answer at {args.confidence:.0%}: {' or '.join(r.answer_set)} (one class is not enough)")
         print_parts(r.parts)
     if len(listed) < len(results):
         print(f"... {len(results) - len(listed)} more photos in {written}")

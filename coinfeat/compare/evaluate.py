@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
+from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, MIN_CALIBRATION, AnswerSets
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.core.heads import Head, head_types, load_head, make_head
 from coinfeat.core.leakage import (
@@ -277,6 +278,11 @@ def _evaluate(
         metrics[split] = summary_metrics(items["label"].to_numpy(), proba[split], head.classes_, config.top_k)
     y_true = data[eval_split][1]["label"].to_numpy()
     y_pred = predicted_labels(proba[eval_split], head.classes_)
+    if "val" in proba and eval_split != "val" and len(proba["val"]) >= MIN_CALIBRATION:
+        calibration = AnswerSets.calibrate(proba["val"], data["val"][1]["label"].to_numpy(), head.classes_)
+        metrics[eval_split]["answer_sets"] = calibration.evaluate(
+            proba[eval_split], y_true, DEFAULT_CONFIDENCE
+        )
     predict_ms = seconds[eval_split] * 1000 / len(y_true)
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()) if saved else 0
     parts = part_accuracies(y_true, y_pred, names, config.label_parts)

@@ -78,6 +78,10 @@ def summary_frame(c: Comparison) -> pd.DataFrame:
         }
         if "val" in r.metrics and c.eval_split != "val":
             row["val balanced acc."] = r.metrics["val"]["balanced_accuracy"]
+        sets = r.metrics[c.eval_split].get("answer_sets")
+        if sets:
+            row[f"{sets['confidence']:.0%} set coverage"] = sets["coverage"]
+            row[f"{sets['confidence']:.0%} set size"] = sets["mean_size"]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,0 +1,76 @@
+"""Conformal answer sets: coverage on a generated problem, saved as data with the head, shown by predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coinfeat.core.answer_sets import ANSWER_SETS_FILE, AnswerSets
+from coinfeat.core.errors import CoinfeatError
+
+CLASSES = np.array(["1c", "2c", "5c", "10c"])
+
+
+def _problem(n: int, seed: int, skill: float = 1.5):
+    """Softmax outputs of a noisy classifier: the true class gets ``skill`` extra logit."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(CLASSES), n)
+    logits = rng.normal(0, 1, (n, len(CLASSES)))
+    logits[np.arange(n), y] += skill
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return proba, CLASSES[y]
+
+
+@pytest.mark.parametrize("class_conditional", [False, True])
+def test_coverage_is_about_the_level_asked_for(class_conditional):
+    calibration = AnswerSets.calibrate(*_problem(3000, 0), CLASSES, class_conditional=class_conditional)
+    proba, y = _problem(6000, 1)
+    for level in (0.8, 0.9, 0.95):
+        result = calibration.evaluate(proba, y, level)
+        assert level - 0.02 <= result["coverage"] <= level + 0.03, (level, result)
+    assert (
+        calibration.evaluate(proba, y, 0.95)["mean_size"] > calibration.evaluate(proba, y, 0.8)["mean_size"]
+    )
+    top1 = np.mean(CLASSES[proba.argmax(axis=1)] == y)
+    assert top1 < 0.8, "the problem is hard enough that single answers could not reach 0.9"
+
+
+def test_sets_lead_with_the_most_probable_class_and_are_never_empty():
+    calibration = AnswerSets.calibrate(*_problem(500, 2), CLASSES)
+    sure = np.array([[0.97, 0.01, 0.01, 0.01]])
+    torn = np.array([[0.45, 0.44, 0.06, 0.05]])
+    assert calibration.sets(sure, 0.9) == [["1c"]]
+    assert calibration.sets(torn, 0.9)[0][:2] == ["1c", "2c"]
+    assert calibration.sets(sure, 0.01) == [["1c"]]
+    with pytest.raises(CoinfeatError, match="between 0 and 1"):
+        calibration.sets(sure, 1.5)
+
+
+def test_saved_as_plain_arrays_and_refused_when_tampered(tmp_path):
+    calibration = AnswerSets.calibrate(*_problem(200, 3), CLASSES, class_conditional=True)
+    calibration.save(tmp_path)
+    again = AnswerSets.load(tmp_path)
+    assert again.class_conditional and np.array_equal(again.scores, calibration.scores)
+    assert AnswerSets.load(tmp_path / "elsewhere") is None
+    np.savez(tmp_path / ANSWER_SETS_FILE, classes=np.array([{"evil": 1}], dtype=object), scores=np.zeros(3))
+    with pytest.raises(CoinfeatError, match="not a valid answer-set calibration"):
+        AnswerSets.load(tmp_path)
+    with pytest.raises(CoinfeatError, match="at least 20 val photos"):
+        AnswerSets.calibrate(*_problem(10, 4), CLASSES)
+
+
+def test_fit_head_calibrates_and_predict_shows_the_set(tmp_path):
+    from helpers import small_config, write_class_folders
+
+    from coinfeat import extract_features, fit_head, predict_images
+
+    data = write_class_folders(tmp_path / "coins", per_class=40)
+    store = extract_features(data, tmp_path / "store", small_config(split=(0.5, 0.3, 0.2))).store
+    result = fit_head(store, "centroid", tmp_path / "head")
+    assert result.val >= 20 and result.answer_sets == result.val
+    assert (tmp_path / "head" / ANSWER_SETS_FILE).exists()
+    photos = sorted(data.rglob("*.jpg"))[:3]
+    predictions = predict_images(photos, tmp_path / "head", top_k=2, tta="none", confidence=0.9)
+    assert all(p.answer_set and p.answer_set[0] == p.labels[0] for p in predictions)
+    wide = predict_images(photos, tmp_path / "head", top_k=2, tta="none", confidence=0.999)
+    assert all(len(w.answer_set) >= len(p.answer_set) for w, p in zip(wide, predictions))
