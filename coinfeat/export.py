@@ -50,12 +50,13 @@ class ExportConfig:
     """The model file's format (Keras or TFLite) and, for TFLite, its precision."""
 
     format: str = "keras"
-    precision: str = "fp32"
+    precision: str | None = None
+    """None: the precision of the head's own extractor, so the file answers as ``predict`` does."""
 
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise CoinfeatError(f"--format {self.format!r}: choose from {', '.join(FORMATS)}")
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise CoinfeatError(f"--precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
         if self.precision == "int8" and self.format != "tflite":
             raise CoinfeatError("int8 export is a TFLite model: use --format tflite")
@@ -67,10 +68,15 @@ def export_head(
     """Write backbone + pooling + head as one model file ``out`` and ``out.labels.json``; options
     are :class:`ExportConfig`'s."""
     cfg = resolve(ExportConfig, config, options)
-    fmt, precision = cfg.format, cfg.precision
     head = load_head(head_dir)
     record = head.meta.extractor(head_dir)
     spec = Embedder(record).spec
+    fmt, precision = cfg.format, cfg.precision or spec.precision
+    if precision == "int8" and fmt != "tflite":
+        raise CoinfeatError(
+            "this head learned from int8 vectors: export --format tflite (int8, as predict runs it), or "
+            "--precision fp32 to export a float model that will not always agree with predict"
+        )
     keras = import_keras()
     backbone = build_model(spec)
     model = keras.Model(backbone.input, head.to_keras(keras)(backbone.output), name="coinfeat_export")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,20 +67,30 @@ def test_int8_tflite_export_is_smaller_and_loads(heads):
 
 @pytest.mark.slow
 @needs_lite0
-def test_int8_export_of_a_pretrained_head_agrees_with_fp32_predict(tmp_path):
+def test_exported_model_answers_as_predict_on_real_photos(tmp_path):
     from coinfeat import ExtractConfig
 
     config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
     store = open_store(extract_features(sample_dir(), tmp_path / "s", config).store)
+    assert store.manifest.crop == "coin"
     test = store.items.iloc[store.rows("test")]
     photos = [str(sample_dir() / p) for p in test["path"]]
-    np.save(tmp_path / "images.npy", np.stack([load_image(p, 224, "pad") for p in photos]).astype(np.float32))
     head = fit_head(tmp_path / "s", "logreg", tmp_path / "logreg").head_dir
-    int8 = export_head(head, tmp_path / "int8.tflite", format="tflite", precision="int8")
-    answer = run_exported(int8.model, tmp_path / "images.npy")
-    classes = json.loads((tmp_path / "int8.tflite.labels.json").read_text())["classes"]
     predicted = [p.labels[0] for p in predict_images(photos, head, top_k=1, tta="none")]
-    agree = np.mean([classes[i] == p for i, p in zip(answer["argmax"], predicted)])
+
+    def agreement(result) -> float:
+        labels = json.loads(Path(result.labels).read_text())
+        preprocess = labels["input"]  # the documented preprocessing, applied as a user would
+        images = [load_image(p, 224, preprocess["resize"], crop=preprocess["crop"]) for p in photos]
+        np.save(tmp_path / "images.npy", np.stack(images).astype(np.float32))
+        answer = run_exported(result.model, tmp_path / "images.npy")
+        return float(np.mean([labels["classes"][i] == p for i, p in zip(answer["argmax"], predicted)]))
+
+    same = export_head(head, tmp_path / "fp32.tflite", format="tflite")
+    assert same.precision == "fp32"
+    assert agreement(same) >= 0.99, "the exported model is predict's extractor and head"
+    int8 = export_head(head, tmp_path / "int8.tflite", format="tflite", precision="int8")
+    agree = agreement(int8)
     print(f"int8 export agrees with fp32 predict on {agree:.0%} of {len(photos)} real test photos")
     assert agree >= 0.8  # int8 vectors + the same fp32 head agree on 85% here (48 photos, a weak head)
 

@@ -115,3 +115,15 @@ def test_fine_tune_of_an_int8_store_stays_int8(stores, tmp_path):
     assert load_head(result.head_dir).meta.features.fingerprint == tuned.fingerprint
     [answer] = predict_images([str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=1, tta="none")
     assert answer.error is None
+
+
+def test_export_of_a_head_fitted_on_int8_vectors_is_int8_by_default(stores, tmp_path):
+    from coinfeat.export import export_head
+
+    root, _, _, _ = stores
+    head = fit_head(root / "int8", "centroid", tmp_path / "head").head_dir
+    with pytest.raises(CoinfeatError, match="learned from int8 vectors"):
+        export_head(head, tmp_path / "x.keras")
+    result = export_head(head, tmp_path / "x.tflite", format="tflite")
+    assert result.precision == "int8"
+    assert export_head(head, tmp_path / "f.tflite", format="tflite", precision="fp32").precision == "fp32"

@@ -28,8 +28,10 @@ def add_parser(commands) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="tflite only: int8 is calibrated on the head's train photos (smaller, faster on CPUs)",
+        default=None,
+        help="default: the precision of the head's own extractor (int8 for a head fitted on an int8 "
+        "store), so the file answers as predict does. tflite only: int8 is calibrated on the same "
+        "photos as that store (or the head's train photos), smaller and faster on CPUs",
     )
     p.add_argument("--out", required=True, help="model file to write (.keras for --format keras)")
     common_options(p)
