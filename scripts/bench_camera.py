@@ -1,0 +1,154 @@
+"""Does it work on someone else's photos? One run of the issue's table (pretrained Lite0 backbone).
+
+Everything is fitted on the shared ``euro-coins`` train folder only (val for early stopping and
+the answer-set calibration); ``euro-coins-phone`` (another phone, table and light) is only ever a
+test set, its marked coins cut out by ``extract-features --annotations``. Rows:
+
+1. ``--crop none``, frozen: the photos as they are (before the coin crop);
+2. ``--crop coin-masked``, frozen: the coin crop with the outside painted grey;
+3. ``--crop coin``, frozen (the default);
+4. ``--crop coin``, frozen, + 4 camera-like augmented views per train photo (``--use-augmented``);
+5. ``--crop coin``, fine-tuned with the defaults (``coinfeat fine-tune``), dense head on the tuned store.
+
+Columns: val and test top-1 and balanced accuracy (same camera, photo-disjoint), euro-coins-phone
+top-1/top-3, 90% answer-set coverage and mean size on test and on the phone coins; seconds.
+
+    python scripts/bench_camera.py [--work DIR] [--write BENCHMARKS.md] [--skip-finetune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import write_section
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data" / "euro-coins"
+PHONE = SHARED / "data" / "euro-coins-phone"
+LITE0 = SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras"
+GROUPS = r"^(.*)_[^_]+$"
+
+
+def stores(work: Path, crop: str, augment: int = 0) -> tuple[Path, Path]:
+    """The euro-coins store and the phone-coins store made with one extractor."""
+    from coinfeat import ExtractConfig, extract_features
+
+    config = ExtractConfig(
+        backbone=str(LITE0), crop=crop, group_regex=GROUPS, augment=augment, progress=False
+    )
+    train = extract_features(DATA, work / f"ec-{crop}" + (f"-aug{augment}" if augment else ""), config).store
+    return Path(train), phone_store(work, crop, str(LITE0), "frozen")
+
+
+def phone_store(work: Path, crop: str, backbone: str, tag: str) -> Path:
+    """The coins marked on the euro-coins-phone photos, cut out and embedded as one test store."""
+    from coinfeat import ExtractConfig, extract_features
+
+    config = ExtractConfig(
+        backbone=backbone,
+        crop=crop,
+        annotations="yolo",
+        cut_dir=str(work / "phone-cut"),
+        split=(0.0, 0.0, 1.0),
+        progress=False,
+    )
+    return Path(extract_features(PHONE, work / f"phone-{crop}-{tag}", config).store)
+
+
+def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
+    """Dense head figures in-domain and on the phone coins."""
+    from coinfeat.compare import CompareConfig, compare_heads
+
+    config = dict(heads=["dense"], top_k=[1, 3], use_augmented=use_augmented)
+    inside = compare_heads(train, CompareConfig(**config)).results[0].metrics
+    outside = compare_heads(train, CompareConfig(test_features=str(phone), **config)).results[0].metrics
+    sets, phone_sets = inside["test"].get("answer_sets", {}), outside["test"].get("answer_sets", {})
+    return {
+        "val": inside["val"]["top1"],
+        "test": inside["test"]["top1"],
+        "test_balanced": inside["test"]["balanced_accuracy"],
+        "phone": outside["test"]["top1"],
+        "phone_top3": outside["test"]["top3"],
+        "set_coverage": sets.get("coverage"),
+        "set_size": sets.get("mean_size"),
+        "phone_set_coverage": phone_sets.get("coverage"),
+        "phone_set_size": phone_sets.get("mean_size"),
+    }
+
+
+def measure(work: Path, skip_finetune: bool) -> list[dict]:
+    rows = []
+    for name, crop, augment in (
+        ("frozen, --crop none", "none", 0),
+        ("frozen, --crop coin-masked", "coin-masked", 0),
+        ("frozen, --crop coin (default)", "coin", 0),
+        ("frozen, --crop coin, + 4 camera views", "coin", 4),
+    ):
+        started = time.perf_counter()
+        train, phone = stores(work, crop, augment=augment)
+        rows.append({"row": name, **scores(train, phone, use_augmented=augment > 0)})
+        rows[-1]["seconds"] = time.perf_counter() - started
+    if not skip_finetune:
+        from coinfeat.finetune import FinetuneConfig, finetune
+
+        started = time.perf_counter()
+        base, _ = stores(work, "coin")
+        tuned_store = work / "tuned"
+        result = finetune(base, work / "ft", FinetuneConfig(progress=False, embed_out=str(tuned_store)))
+        seconds = time.perf_counter() - started
+        phone = phone_store(work, "coin", str(work / "ft" / "backbone.keras"), "tuned")
+        rows.append(
+            {"row": "fine-tuned (defaults), --crop coin", **scores(tuned_store, phone), "seconds": seconds}
+        )
+        rows[-1]["finetune"] = {k: result.to_dict().get(k) for k in ("cut", "views", "epochs_run")}
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [
+        "| Lite0, heads fitted on euro-coins train | val top-1 | test top-1 | test balanced | "
+        "phone top-1 | phone top-3 | 90% sets: test coverage / size | phone coverage / size | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['row']} | {fmt(r['val'])} | {fmt(r['test'])} | {fmt(r['test_balanced'])} | "
+            f"{fmt(r['phone'])} | {fmt(r['phone_top3'])} | {fmt(r['set_coverage'])} / {fmt(r['set_size'])} | "
+            f"{fmt(r['phone_set_coverage'])} / {fmt(r['phone_set_size'])} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--write", type=Path, help="update this BENCHMARKS.md section")
+    parser.add_argument("--skip-finetune", action="store_true")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-camera-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = measure(work, args.skip_finetune)
+    print(json.dumps(rows))
+    text = table(rows)
+    print(text)
+    if args.write:
+        section = (
+            "<!-- camera:start -->\n## Someone else's photos (`scripts/bench_camera.py`)\n\n"
+            f"Measured {time.strftime('%Y-%m-%d')}, 2 cores, pretrained EfficientNet-Lite0, dense head, "
+            "no TTA, everything fitted on the euro-coins train folder; euro-coins-phone only tested.\n\n"
+            f"{text}\n<!-- camera:end -->"
+        )
+        write_section(args.write, section, "camera")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
