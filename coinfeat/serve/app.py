@@ -31,6 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image
 
+from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads import load_head
@@ -63,6 +64,7 @@ class Recogniser:
         self.head_dir = head_dir
         check_compatible(self.head, self.store)
         self.embedder = Embedder(self.head.meta.extractor(head_dir))
+        self.answer_sets = AnswerSets.load(head_dir)
         self.collection = Collection(self.store, "train")
         self.threshold = threshold if threshold is not None else calibrated_threshold(self.store)
         self.top_k, self.k, self.tta = top_k, k, tta
@@ -112,6 +114,7 @@ class Recogniser:
                 for i in order
             ],
             "parts": part_answers(proba, self.parts),
+            "answer_set": self._answer_set(proba),
             **answer,
             "model_input": _png_data_url(Image.fromarray(square.astype(np.uint8))),
             "pretrained": self.store.pretrained,
@@ -122,6 +125,13 @@ class Recogniser:
                 "total": _ms(started, done),
             },
         }
+
+    def _answer_set(self, proba: np.ndarray) -> dict[str, Any] | None:
+        """The conformal answer set at 90% (:mod:`coinfeat.core.answer_sets`), names included."""
+        if self.answer_sets is None:
+            return None
+        labels = self.answer_sets.sets(proba[None], DEFAULT_CONFIDENCE)[0]
+        return {"confidence": DEFAULT_CONFIDENCE, "labels": labels, "names": [self._name(x) for x in labels]}
 
     def neighbours(
         self, vector: np.ndarray, exclude: set[int] | frozenset[int] = frozenset(), k: int | None = None
