@@ -47,6 +47,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
         "2",
         "--engine",
         "keras",
+        "--crop",
+        "none",  # as small_config(), which resumes the run below
         "--quiet",
     ]
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
