@@ -245,3 +245,19 @@ def test_reports_similar_and_duplicates_show_display_names_and_parts(store, tmp_
     assert duplicates["name_a"].str.contains(",").all() and duplicates["name_a"].str.endswith(")").all()
     csv, sheet = write_duplicates(duplicates, store, tmp_path / "dups")
     assert "name_a" in pd.read_csv(csv).columns and sheet.stat().st_size > 1000
+
+
+def test_class_groups_add_a_group_accuracy_and_bad_groups_are_refused(store):
+    from coinfeat.core.metrics import group_accuracy, parse_groups
+
+    config = CompareConfig(heads=["centroid"], top_k=[1], class_groups="copper,gold;silver")
+    comparison = compare_heads(store, config)
+    result = comparison.results[0]
+    split = comparison.splits[comparison.eval_split]
+    truth = split["label"].to_numpy()
+    answer = result.head.classes_[result.proba[comparison.eval_split].argmax(axis=1)]
+    expected = group_accuracy(truth, answer, parse_groups("copper,gold;silver"))
+    assert result.subsets["all"]["label_parts"]["class group"] == pytest.approx(expected)
+    assert expected >= result.metrics[comparison.eval_split]["top1"]
+    with pytest.raises(CoinfeatError, match="--class-groups"):
+        compare_heads(store, CompareConfig(heads=["centroid"], class_groups="gold;gold"))

@@ -93,3 +93,16 @@ def test_empty_split_gives_nan_not_a_crash():
 def test_no_confusions_gives_an_empty_table():
     pairs = most_confused_pairs(np.array(["a", "b"]), np.array(["a", "b"]))
     assert pairs.empty and list(pairs.columns) == ["true", "predicted", "count", "share_of_true_class"]
+
+
+def test_accuracy_over_groups_of_classes_counts_answers_inside_the_true_group():
+    from coinfeat.core.metrics import group_accuracy, parse_groups
+
+    euro = parse_groups("euro")
+    assert {"10c", "20c", "50c"} in euro and len(euro) == 3
+    y_true = np.array(["1c", "10c", "1e", "5c", "gold"])
+    y_pred = np.array(["2c", "5c", "2e", "5c", "gold"])  # family, wrong family, family, right, own group
+    assert group_accuracy(y_true, y_pred, euro) == pytest.approx(4 / 5)
+    assert parse_groups("a,b; c") == [{"a", "b"}, {"c"}]
+    with pytest.raises(ValueError, match="appear in two groups"):
+        parse_groups("a,b;b,c")

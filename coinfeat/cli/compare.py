@@ -79,6 +79,13 @@ def add_parser(commands) -> None:
         "'(?P<denomination>[^,]+),(?P<currency>[^,]+),(?P<country>.+)'",
     )
     p.add_argument(
+        "--class-groups",
+        metavar="GROUPS",
+        help="also report accuracy over groups of classes, 'a,b;c,d', or 'euro' for its design "
+        "families (1c,2c,5c; 10c,20c,50c; 1e,2e: one photo shows no scale, and their common sides "
+        "differ only by the numeral)",
+    )
+    p.add_argument(
         "--confusion-top",
         type=int,
         metavar="N",
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         use_augmented=args.use_augmented,
         cv=args.cv,
         label_parts=args.label_parts,
+        class_groups=args.class_groups,
         confusion_top=args.confusion_top,
         versus=args.versus,
         test_features=args.test_features,

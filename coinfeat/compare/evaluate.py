@@ -28,7 +28,14 @@ from coinfeat.core.leakage import (
     twin_counts,
     without_conflicts,
 )
-from coinfeat.core.metrics import part_accuracies, per_class_metrics, predicted_labels, summary_metrics
+from coinfeat.core.metrics import (
+    group_accuracy,
+    parse_groups,
+    part_accuracies,
+    per_class_metrics,
+    predicted_labels,
+    summary_metrics,
+)
 from coinfeat.core.provenance import check_compatible, provenance
 from coinfeat.core.store import Store, describe_extractor, open_store
 
@@ -45,6 +52,8 @@ class CompareConfig:
     use_augmented: bool = False
     cv: int = 0
     label_parts: str | None = None
+    class_groups: str | None = None
+    """Report accuracy over groups of classes too: ``a,b;c,d`` or ``euro`` (its design families)."""
     confusion_top: int | None = None
     test_features: str | None = None
     """Another dataset's store (same extractor) whose every photo is the test set."""
@@ -69,6 +78,11 @@ class CompareConfig:
             raise CoinfeatError("--top-k takes positive whole numbers, e.g. 1,3,5")
         if self.cv == 1 or self.cv < 0:
             raise CoinfeatError("--cv needs at least 2 folds")
+        if self.class_groups:
+            try:
+                parse_groups(self.class_groups)
+            except ValueError as exc:
+                raise CoinfeatError(f"--class-groups: {exc}") from None
         if not 0 < self.twin_threshold <= 1:
             raise CoinfeatError("--twin-threshold is a cosine similarity in (0, 1], e.g. 0.97")
 
@@ -285,7 +299,7 @@ def _evaluate(
         )
     predict_ms = seconds[eval_split] * 1000 / len(y_true)
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()) if saved else 0
-    parts = part_accuracies(y_true, y_pred, names, config.label_parts)
+    parts = _part_accuracies(y_true, y_pred, names, config)
     subsets: dict[str, dict[str, Any] | None] = {"all": {**metrics[eval_split], "label_parts": parts}}
     for subset, mask in subset_masks(twins).items():
         if subset == "all":
@@ -293,7 +307,7 @@ def _evaluate(
         subsets[subset] = (
             {
                 **summary_metrics(y_true[mask], proba[eval_split][mask], head.classes_, config.top_k),
-                "label_parts": part_accuracies(y_true[mask], y_pred[mask], names, config.label_parts),
+                "label_parts": _part_accuracies(y_true[mask], y_pred[mask], names, config),
             }
             if mask.any()
             else None
@@ -328,3 +342,13 @@ def cross_validate(store: Store, results: list[HeadResult], config: CompareConfi
             k: {"mean": float(np.mean([s[k] for s in scores])), "std": float(np.std([s[k] for s in scores]))}
             for k in keys
         }
+
+
+def _part_accuracies(
+    y_true: np.ndarray, y_pred: np.ndarray, names: dict[str, str], config: CompareConfig
+) -> dict[str, float]:
+    """Accuracy per label part (``--label-parts``) and over groups of classes (``--class-groups``)."""
+    parts = part_accuracies(y_true, y_pred, names, config.label_parts)
+    if config.class_groups:
+        parts["class group"] = group_accuracy(y_true, y_pred, parse_groups(config.class_groups))
+    return parts

@@ -148,3 +148,34 @@ def part_answers(proba: np.ndarray, parts: pd.DataFrame | None) -> dict[str, dic
         summed = pd.Series(proba, index=parts[column].to_numpy()).groupby(level=0).sum()
         answers[column] = {"value": str(summed.idxmax()), "probability": round(float(summed.max()), 4)}
     return answers
+
+
+EURO_FAMILIES = "1c,2c,5c;10c,20c,50c;1e,2e"
+"""The euro's design families: within one, the common sides differ only by the numeral."""
+CLASS_GROUPS = {"euro": EURO_FAMILIES}
+
+
+def parse_groups(spec: str) -> list[set[str]]:
+    """Groups of classes from ``a,b;c,d`` or a built-in name (``euro``)."""
+    text = CLASS_GROUPS.get(spec.strip().lower(), spec)
+    groups = [{c.strip() for c in part.split(",") if c.strip()} for part in text.split(";")]
+    groups = [g for g in groups if g]
+    seen: set[str] = set()
+    for group in groups:
+        if group & seen:
+            raise ValueError(f"class(es) {', '.join(sorted(group & seen))} appear in two groups of {spec!r}")
+        seen |= group
+    if not groups:
+        raise ValueError(
+            f"no class groups in {spec!r}; write them as 'a,b;c,d' or name one of {list(CLASS_GROUPS)}"
+        )
+    return groups
+
+
+def group_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: list[set[str]]) -> float:
+    """Share of photos whose answer lies in the true class's group (a class in no group is its own)."""
+    of = {c: i for i, group in enumerate(groups) for c in group}
+    same = [
+        of.get(str(t), ("own", str(t))) == of.get(str(p), ("own", str(p))) for t, p in zip(y_true, y_pred)
+    ]
+    return float(np.mean(same)) if same else float("nan")
