@@ -69,6 +69,14 @@ def add_parser(commands) -> None:
         f"training photos, else {MARGIN})",
     )
     p.add_argument("--out", metavar="DIR", help="write an annotated PNG per photo here")
+    p.add_argument(
+        "--truth",
+        metavar="PATH",
+        help="score the counts: marked coins (YOLO boxes + classes.txt, LabelMe or COCO JSON) and/or "
+        "a per-photo counts CSV (photo, one column per class, value_cents), e.g. "
+        "../shared/data/euro-coins-phone; writes report.md and report.html to --out (default "
+        "artifacts/reports/count)",
+    )
     p.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine (default auto)")
     common_options(p)
     p.set_defaults(handler=run)
@@ -88,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         progress=wants_progress(args),
         crop=args.crop,
     )
+    if args.truth:
+        return _run_scored(args, config)
     results = count_coins(args.photos, args.head, config)
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
@@ -132,3 +142,18 @@ def _print_count(result) -> None:
         print(f"  annotated: {result.annotated}")
     if not result.pretrained:
         print("  WARNING: NOT PRETRAINED features: the labels are meaningless")
+
+
+def _run_scored(args: argparse.Namespace, config) -> int:
+    from coinfeat.counting.scorecard import count_and_score
+
+    report_dir = args.out or "artifacts/reports/count"
+    scored = count_and_score(args.photos, args.head, args.truth, config, report_dir=report_dir)
+    if args.json:
+        print(json.dumps({**scored.scorecard.to_dict(), "report": str(scored.report_html)}))
+        return 0
+    for key, value in scored.scorecard.summary().items():
+        shown = "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else value)
+        print(f"{key:>22}: {shown}")
+    print(f"report: {scored.report_md} and {scored.report_html}")
+    return 0
