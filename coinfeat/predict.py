@@ -137,17 +137,19 @@ def accuracy(results: list[Prediction]) -> dict[str, Any] | None:
 
 
 def write_predictions(results: list[Prediction], path: str | Path) -> Path:
-    """One CSV row per photo: path, truth, top-k labels, names and probabilities, error."""
+    """One CSV row per photo: path, truth, top-k labels, names and probabilities, the answer set
+    (labels joined by " or "), error."""
     rows = []
     for r in results:
         row: dict[str, Any] = {"path": r.path, "truth": r.truth}
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
             row.update({f"top{rank}_label": label, f"top{rank}_name": name, f"top{rank}_probability": prob})
+        row["answer_set"] = " or ".join(r.answer_set)
         row["error"] = r.error
         rows.append(row)
     k = max((len(r.labels) for r in results), default=0)
     ranked = [f"top{n}_{part}" for n in range(1, k + 1) for part in ("label", "name", "probability")]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=["path", "truth", *ranked, "error"]).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=["path", "truth", *ranked, "answer_set", "error"]).to_csv(path, index=False)
     return path

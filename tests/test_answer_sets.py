@@ -74,3 +74,9 @@ def test_fit_head_calibrates_and_predict_shows_the_set(tmp_path):
     assert all(p.answer_set and p.answer_set[0] == p.labels[0] for p in predictions)
     wide = predict_images(photos, tmp_path / "head", top_k=2, tta="none", confidence=0.999)
     assert all(len(w.answer_set) >= len(p.answer_set) for w, p in zip(wide, predictions))
+    import pandas as pd
+
+    from coinfeat.predict import write_predictions
+
+    table = pd.read_csv(write_predictions(wide, tmp_path / "p.csv"))
+    assert table["answer_set"].tolist() == [" or ".join(w.answer_set) for w in wide]
