@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets
+from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets, check_confidence
 from coinfeat.core.datasets import collect_photos
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError
@@ -59,8 +59,7 @@ class PredictConfig:
     """Level of the answer sets (conformal, calibrated on val when the head was fitted)."""
 
     def validate(self) -> None:
-        if not 0 < self.confidence < 1:
-            raise CoinfeatError(f"--confidence {self.confidence}: a level between 0 and 1, e.g. 0.9")
+        check_confidence(self.confidence)
         if self.top_k < 1:
             raise CoinfeatError(f"--top-k must be at least 1 (got {self.top_k})")
 

@@ -75,7 +75,7 @@ class AnswerSets:
 
     def sets(self, proba: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> list[list[str]]:
         """Each photo's answer set, most probable class first (never empty: the top class at least)."""
-        _check(confidence)
+        check_confidence(confidence)
         proba = np.asarray(proba)
         inside = self.p_values(proba) >= 1 - confidence
         inside[np.arange(len(proba)), proba.argmax(axis=1)] = True
@@ -122,6 +122,6 @@ class AnswerSets:
             raise CoinfeatError(f"{path} is not a valid answer-set calibration ({exc})") from None
 
 
-def _check(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise CoinfeatError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.9")

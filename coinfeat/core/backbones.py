@@ -101,8 +101,12 @@ def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
 def fingerprint(spec: BackboneSpec, resize: str, crop: str = "none") -> str:
     """The extractor fingerprint: two stores may share vectors only if these are equal (stores made
     before the coin crop have ``crop="none"`` and keep their fingerprint)."""
-    parts: dict[str, Any] = {"model": spec.model_id, "resize": resize, "decoder": DECODER_VERSION}
-    parts["pooling"] = "avg"
+    parts: dict[str, Any] = {
+        "model": spec.model_id,
+        "resize": resize,
+        "decoder": DECODER_VERSION,
+        "pooling": "avg",
+    }
     if crop != "none":
         parts["crop"] = f"{crop}-v{CROP_VERSION}"
     return _digest(parts)

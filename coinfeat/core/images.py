@@ -141,13 +141,14 @@ def load_image(
 ) -> np.ndarray:
     """Read, decode, frame (:func:`coinfeat.core.crop.frame`) and resize one image for the model;
     raises :class:`DecodeError`."""
+    data = source if isinstance(source, bytes) else read_bytes(source)
+    return to_model_input(model_square(data, size, policy, max_pixels, crop))
+
+
+def model_square(data: bytes, size: int, policy: str, max_pixels: int, crop: str) -> Image.Image:
+    """Decode (at reduced scale where the crop allows), frame by ``crop`` and resize to the square
+    the model sees: the one preprocessing of extraction, ``predict`` and ``serve``."""
     from coinfeat.core.crop import frame
 
-    data = source if isinstance(source, bytes) else read_bytes(source)
-    img = decode(data, draft_size=draft_side(size, crop), max_pixels=max_pixels)
-    return to_model_input(fit_square(frame(img, crop), size, policy))
-
-
-def draft_side(size: int, crop: str) -> int:
-    """How small a JPEG may be decoded: a coin crop keeps only part of the photo, so decode larger."""
-    return size if crop == "none" else 4 * size
+    draft = size if crop == "none" else 4 * size  # a coin crop keeps only part of the photo
+    return fit_square(frame(decode(data, draft_size=draft, max_pixels=max_pixels), crop), size, policy)

@@ -25,9 +25,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from coinfeat.core.augment import augment
-from coinfeat.core.crop import frame
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, draft_side, fit_square, read_bytes
+from coinfeat.core.images import DEFAULT_MAX_PIXELS, model_square, read_bytes
 from coinfeat.core.progress import progress_bar
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (
@@ -97,9 +96,7 @@ class ImageReader:
         self.crop = crop
 
     def load(self, item: WorkItem) -> np.ndarray:
-        data = read_bytes(item.path)
-        img = decode(data, draft_size=draft_side(self.image_size, self.crop), max_pixels=self.max_pixels)
-        img = fit_square(frame(img, self.crop), self.image_size, self.resize)
+        img = model_square(read_bytes(item.path), self.image_size, self.resize, self.max_pixels, self.crop)
         if item.view:
             img = self.augmenter(img, item.key)
         return np.asarray(img, dtype=np.uint8)

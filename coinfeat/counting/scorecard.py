@@ -14,6 +14,7 @@ With counts only, the class check compares the number of coins of each class ins
 from __future__ import annotations
 
 import base64
+import html
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -275,18 +276,18 @@ def write_report(card: Scorecard, results: list[PhotoCount], out: str | Path) ->
         picture = _drawn(photo, by_path.get(photo.photo))
         if picture is not None:
             figures.append(
-                f"<figure><img src='{picture}'><figcaption>{_escape(photo.photo)}</figcaption></figure>"
+                f"<figure><img src='{picture}'><figcaption>{html.escape(photo.photo)}</figcaption></figure>"
             )
-    html = (
+    page = (
         "<!doctype html><meta charset='utf-8'><title>Counting scorecard</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-        f"<h1>Counting scorecard</h1><pre>{_escape(_summary_table(summary))}</pre>"
+        f"<h1>Counting scorecard</h1><pre>{html.escape(_summary_table(summary))}</pre>"
         "<p>Drawn: green, a found coin of the right class; orange, right place but wrong class "
         "(found / true); red, a coin found where there is none; blue, a true coin not found.</p>"
-        f"<h2>The worst photos</h2>{''.join(figures)}<h2>All photos</h2><pre>{_escape(table)}</pre>"
+        f"<h2>The worst photos</h2>{''.join(figures)}<h2>All photos</h2><pre>{html.escape(table)}</pre>"
     )
-    (out / "report.html").write_text(html)
+    (out / "report.html").write_text(page)
     return out / "report.md", out / "report.html"
 
 
@@ -340,7 +341,3 @@ def _drawn(photo: PhotoScore, result: PhotoCount | None) -> str | None:
     buffer = io.BytesIO()
     img.save(buffer, "JPEG", quality=82)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
