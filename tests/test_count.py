@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +27,17 @@ from coinfeat.cli import main
 from coinfeat.core.crop import crop_coin
 from coinfeat.core.detect import Circle, find_coins
 from coinfeat.counting.count import CoinCounter, count_coins
-from coinfeat.counting.money import FaceValue, class_values, face_value, parse_denomination, totals
-from coinfeat.counting.sizes import EURO_DIAMETERS_MM, class_diameters, estimate_scale, reweigh
+from coinfeat.counting.money import (
+    Doubt,
+    FaceValue,
+    class_values,
+    face_value,
+    format_range,
+    parse_denomination,
+    total_range,
+    totals,
+)
+from coinfeat.counting.sizes import EURO_DIAMETERS_MM, class_diameters, estimate_scale, reweigh, size_fits
 
 
 def detect(img: Image.Image):
@@ -106,6 +116,34 @@ def test_sizes_re_weigh_a_coin_between_two_look_alike_classes():
     assert np.isnan(unknown_size[1])
     kept = reweigh(np.array([197.5]), np.array([[0.3, 0.7]]), diameters=unknown_size, scale=10.0, spread=0.03)
     assert kept[0, 1] > 0.4  # no opinion about a class of unknown size
+
+
+def test_size_fits_leave_only_the_classes_a_coin_can_be_at_the_photos_scale():
+    diameters = class_diameters([*EURO_CLASSES, "mystery"], {})
+    measured = np.array([EURO_DIAMETERS_MM[c] * 10.0 for c in ("1c", "20c", "2e")])
+    proba = np.full((3, 9), 1 / 9)
+    fits = size_fits(measured, proba, diameters=diameters, scale=10.0)
+    named = [{c for c, ok in zip([*EURO_CLASSES, "mystery"], row) if ok} for row in fits]
+    assert named[0] == {"1c", "mystery"} and named[2] == {"2e", "mystery"}
+    assert {"20c", "1e"} <= named[1] and "1c" not in named[1] and "2e" not in named[1]
+
+
+def test_a_total_becomes_a_range_when_coins_may_be_another_class():
+    eur = lambda v: FaceValue(v, "EUR")  # noqa: E731
+    total = {"EUR": 3.45}
+    up = [Doubt(7, eur(0.1), [("20c", eur(0.2))])]
+    assert total_range(total, up) == ({"EUR": 3.45}, {"EUR": 3.55})
+    assert format_range(total, up) == "3.45 EUR, up to 3.55 EUR if coin 7 is 20c"
+    both = [*up, Doubt(2, eur(0.02), [("1c", eur(0.01)), ("5c", eur(0.05))])]
+    assert total_range(total, both) == ({"EUR": 3.44}, {"EUR": 3.58})
+    assert format_range(total, both) == (
+        "3.45 EUR, 3.44 EUR to 3.58 EUR if coin 7 is 20c or coin 2 is 1c or 5c"
+    )
+    down = [Doubt(1, eur(2.0), [("1e", eur(1.0))])]
+    assert format_range(total, down) == "3.45 EUR, down to 2.45 EUR if coin 1 is 1e"
+    assert format_range(total, []) == "3.45 EUR"
+    other = [Doubt(1, eur(2.0), [("2 pounds", FaceValue(2.0, "GBP"))])]
+    assert total_range(total, other) == (total, total), "currencies are never mixed"
 
 
 @pytest.mark.parametrize(
@@ -210,6 +248,72 @@ def test_count_end_to_end_writes_table_json_and_annotated_png(synthetic_head, tm
         plain.answer == "classifier" and plain.scale_px_per_mm is None and set(plain.totals) == {"classifier"}
     )
     assert all(c.with_sizes is None and c.diameter_mm is None for c in plain.coins)
+
+
+def test_coins_with_more_than_one_class_in_their_answer_set_give_a_range(synthetic_head, tmp_path):
+    from coinfeat.core.answer_sets import AnswerSets
+
+    head = tmp_path / "head"
+    shutil.copytree(synthetic_head / "head", head)
+    classes = np.array(["10c", "20c", "2e"])
+    AnswerSets(classes, np.ones(30), np.repeat(classes, 10)).save(head)  # every class always possible
+    [plain] = count_coins([synthetic_head / "pile.jpg"], head, sizes=False, tta="none", threshold=0.0)
+    values = {"10c": 0.1, "20c": 0.2, "2e": 2.0}
+    assert all(c.doubtful and c.answer_set[0] == c.label and len(c.answer_set) == 3 for c in plain.coins)
+    low = sum(min(values.values()) for _ in plain.coins)
+    high = sum(max(values.values()) for _ in plain.coins)
+    assert plain.total_range == {"EUR": [round(low, 2), round(high, 2)]}
+    assert plain.message.startswith(f"3 coin(s): {plain.total['EUR']:.2f} EUR, ")
+    assert f"coin 1 is {' or '.join(plain.coins[0].answer_set_names[1:])}" in plain.message
+    [sized] = count_coins([synthetic_head / "pile.jpg"], head, tta="none", threshold=0.0, out=tmp_path)
+    by_size = sorted(sized.coins, key=lambda c: c.diameter_px)
+    assert "2e" not in by_size[0].answer_set[1:] and "10c" not in by_size[-1].answer_set[1:]
+    with Image.open(sized.annotated) as img:
+        for coin in sized.coins:
+            rim = img.getpixel((round(coin.x), round(coin.y - coin.diameter_px / 2)))
+            assert rim == ((30, 90, 220) if coin.doubtful else (0, 170, 60))
+    AnswerSets(classes, np.zeros(30), np.repeat(classes, 10)).save(head)  # the top class always enough
+    [sure] = count_coins([synthetic_head / "pile.jpg"], head, sizes=False, tta="none", threshold=0.0)
+    assert not sure.doubts and not sure.total_range and all(len(c.answer_set) == 1 for c in sure.coins)
+
+
+def test_bad_photos_each_get_one_clear_line_and_the_rest_are_counted(synthetic_head, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(synthetic_head / "pile.jpg", photos / "pile.jpg")
+    Image.new("RGB", (800, 600), BACKGROUND).save(photos / "blank.png")
+    screenshot = Image.new("RGB", (900, 600), (255, 255, 255))
+    draw = ImageDraw.Draw(screenshot)
+    draw.rectangle([0, 0, 900, 60], fill=(40, 90, 200))
+    draw.ellipse([40, 120, 140, 220], fill=(200, 60, 60))  # a round avatar: not a coin
+    for row in range(10):
+        draw.text((180, 120 + 40 * row), "a message in a chat app " * 3, fill=(0, 0, 0))
+    screenshot.save(photos / "screenshot.png")
+    pile([(300 + 600 * i, 150, 90) for i in range(4)], size=(2700, 300)).save(photos / "panorama.jpg")
+    data = (synthetic_head / "pile.jpg").read_bytes()
+    (photos / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "truth.csv").write_text(
+        "photo,10c,3e,value_cents\npile.jpg,1,0,10\nblank.png,0,0,0\ntruncated.jpg,0,1,300\n"
+    )
+    args = ["count", str(photos), "--head", str(synthetic_head / "head"), "--tta", "none"]
+    assert main(args) == 1, "the truncated photo is an error"
+    printed = capsys.readouterr().out
+    lines = {
+        Path(line.split(":")[0]).name: line
+        for line in printed.splitlines()
+        if ".png:" in line or ".jpg:" in line
+    }
+    assert lines["blank.png"].endswith("no coin found in this photo")
+    assert "skipped: corrupt or truncated image" in lines["truncated.jpg"]
+    assert "pile.jpg: 3 coin(s)" in lines["pile.jpg"]
+    assert "note: a panorama (2700x300): coins under about" in printed
+    assert "note: flat colours, as in a screenshot" in printed
+    assert printed.count("note: ") == 2, "the real photos get no note"
+    assert main([*args, "--truth", str(tmp_path / "truth.csv"), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert "note: the truth names classes the head never learned: 3e" in printed
+    assert "photos: 3" in printed and "unreadable: 1" in printed
+    assert "corrupt or truncated" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_user_mistakes_are_one_line_errors(synthetic_head, tmp_path, capsys):

@@ -51,6 +51,8 @@ def test_scorecard_figures_by_hand():
     )
     # photo b: counts only (2 x 2c), counted as 2c + 1c
     b = PhotoCount("dir/b.jpg", coins=[_coin(1, 10, 10, 8, "2c", 0.02), _coin(2, 30, 10, 8, "1c", 0.01)])
+    b.coins[1].answer_set = ["1c", "2c"]  # in doubt: the total is 0.03, up to 0.04
+    b.total_range = {"EUR": [0.03, 0.04]}
     truth_b = PhotoTruth(counts={"2c": 2}, value=0.04)
     card = score([a, b, PhotoCount("c.jpg")], {"a.jpg": truth_a, "b.jpg": truth_b})
     assert [p.photo for p in card.photos] == ["a.jpg", "dir/b.jpg"], "photos without truth are left out"
@@ -66,6 +68,8 @@ def test_scorecard_figures_by_hand():
     assert s["class_accuracy"] == pytest.approx(1 / 2)
     assert s["count_exact"] == 1.0
     assert s["median_total_error"] == pytest.approx(((3.1 - 1.25) / 3.1 + 0.25) / 2)
+    assert (pa.in_range, pb.in_range, pb.doubtful) == (False, True, 1)
+    assert s["total_in_range"] == 0.5 and s["doubtful_coins"] == 1
 
 
 def test_truth_from_yolo_boxes_and_a_counts_csv(tmp_path):

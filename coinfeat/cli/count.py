@@ -13,6 +13,7 @@ from coinfeat.cli.output import (
 
 
 def add_parser(commands) -> None:
+    from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE
     from coinfeat.core.crop import MARGIN
     from coinfeat.core.embedder import DEFAULT_TTA, TTA_MODES
     from coinfeat.core.engines import ENGINES
@@ -68,6 +69,14 @@ def add_parser(commands) -> None:
         help="crop margin on each side, as a share of the coin's diameter (default: measured on the head's "
         f"training photos, else {MARGIN})",
     )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        metavar="LEVEL",
+        help="flag coins whose answer set at this level holds more than one class and give the total "
+        f"as a range (heads fitted with a val split; default {DEFAULT_CONFIDENCE})",
+    )
     p.add_argument("--out", metavar="DIR", help="write an annotated PNG per photo here")
     p.add_argument(
         "--truth",
@@ -95,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         progress=wants_progress(args),
         crop=args.crop,
+        confidence=args.confidence,
     )
     if args.truth:
         return _run_scored(args, config)
@@ -108,14 +118,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_count(result) -> None:
-    from coinfeat.counting.money import format_total
+    from coinfeat.counting.money import format_range, format_total
 
     print(f"{result.path}: {result.message}")
+    for note in result.notes:
+        print(f"  note: {note}")
     if result.coins:
         print(f"  {'#':>3}  {'centre':>11}  {'px':>5}  {'mm':>5}  {'coin':<24} {'prob':>5}  value")
     for c in result.coins:
         mm = f"{c.diameter_mm:5.1f}" if c.diameter_mm else "    -"
-        coin = "unknown" if c.unknown else shown(c.label, c.name)
+        coin = shown(c.label, c.name)
+        coin = "unknown" if c.unknown else " or ".join(c.answer_set_names) if c.doubtful else coin
         value = f"{c.value:g} {c.currency}" if c.value is not None and not c.unknown else "-"
         changed = (
             "  (sizes changed it from {})".format(c.classifier["label"])
@@ -129,8 +142,8 @@ def _print_count(result) -> None:
     if result.coins:
         scale = f"{result.scale_px_per_mm:.2f} px/mm" if result.scale_px_per_mm else "not estimated"
         print(
-            f"  total: {format_total(result.total)}   (scale {scale}; answer from {result.answer}; "
-            f"{result.crops} crops)"
+            f"  total: {format_range(result.total, result.doubts)}   (scale {scale}; "
+            f"answer from {result.answer}; {result.crops} crops)"
         )
         if "with_sizes" in result.totals:
             print(f"  classifier alone would say: {format_total(result.totals['classifier'])}")
@@ -152,6 +165,8 @@ def _run_scored(args: argparse.Namespace, config) -> int:
     if args.json:
         print(json.dumps({**scored.scorecard.to_dict(), "report": str(scored.report_html)}))
         return 0
+    for note in scored.scorecard.notes:
+        print(f"note: {note}")
     for key, value in scored.scorecard.summary().items():
         shown = "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else value)
         print(f"{key:>22}: {shown}")

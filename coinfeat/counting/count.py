@@ -38,17 +38,26 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets, check_confidence
 from coinfeat.core.crop import CropConvention, coin_square, crop_coin
 from coinfeat.core.datasets import collect_photos
-from coinfeat.core.detect import WORK_SIZE, Circle, Detection, find_coins
+from coinfeat.core.detect import MIN_RADIUS, WORK_SIZE, Circle, Detection, find_coins
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads import load_head
 from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
 from coinfeat.core.options import resolve
 from coinfeat.core.progress import progress_bar
-from coinfeat.counting.money import FaceValue, class_values, format_total, load_values, totals
-from coinfeat.counting.sizes import class_diameters, estimate_scale, load_sizes, reweigh
+from coinfeat.counting.money import (
+    Doubt,
+    FaceValue,
+    class_values,
+    format_range,
+    load_values,
+    total_range,
+    totals,
+)
+from coinfeat.counting.sizes import class_diameters, estimate_scale, load_sizes, reweigh, size_fits
 
 CROP_MODES = ("auto", "coin", "fixed")
 DEFAULT_THRESHOLD = 0.3
@@ -75,6 +84,15 @@ class Coin:
     """The classifier's own answer, before sizes: label, name, probability."""
     with_sizes: dict[str, Any] | None = None
     """The answer after re-weighing by size (None when no scale could be estimated)."""
+    answer_set: list[str] = field(default_factory=list)
+    """The classes this coin may be at the chosen confidence, the answer first (empty for a head
+    saved without a calibration); classes its size rules out are left out."""
+    answer_set_names: list[str] = field(default_factory=list)
+
+    @property
+    def doubtful(self) -> bool:
+        """Counted, but its answer set holds more than one class."""
+        return not self.unknown and len(self.answer_set) > 1
 
 
 @dataclass
@@ -93,11 +111,17 @@ class PhotoCount:
     """How the coins were cropped for the answer: "coin", or "fixed N mm" (see the module doc)."""
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
     """Both answers' totals: {"classifier": {...}, "with_sizes": {...}}."""
+    doubts: list[Doubt] = field(default_factory=list)
+    """Counted coins whose answer set holds other priced classes: what they could be instead."""
+    total_range: dict[str, list[float]] = field(default_factory=dict)
+    """Per currency [lowest, highest] total the doubtful coins allow (empty without doubts)."""
     dropped: list[dict[str, Any]] = field(default_factory=list)
     image_size: tuple[int, int] = (0, 0)
     annotated: str | None = None
     seconds: float = 0.0
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    """Why this photo may be counted badly (a panorama, a screenshot), one line each."""
     pretrained: bool = True
     picture: Image.Image | None = field(default=None, repr=False)
     """The annotated photo, when asked for (not part of the JSON)."""
@@ -114,7 +138,7 @@ class PhotoCount:
             return "no coin found in this photo"
         unknown = len(self.coins) - len(self.counted)
         extra = f" ({unknown} unknown, not counted)" if unknown else ""
-        return f"{len(self.coins)} coin(s){extra}: {format_total(self.total)}"
+        return f"{len(self.coins)} coin(s){extra}: {format_range(self.total, self.doubts)}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, picture=None))
@@ -138,8 +162,11 @@ class CountConfig:
     engine: str = "auto"
     progress: bool = False
     crop: str = "auto"
+    confidence: float = DEFAULT_CONFIDENCE
+    """Answer sets at this level flag coins one class is not enough for (heads with a calibration)."""
 
     def validate(self) -> None:
+        check_confidence(self.confidence)
         if self.margin is not None and not 0 <= self.margin <= 1:
             raise CoinfeatError(
                 f"--margin {self.margin}: a share of the coin's diameter between 0 and 1, e.g. 0.1"
@@ -196,6 +223,7 @@ class CoinCounter:
         self.crop_side = convention.photo_side_px
         self.side_mm = self._fixed_side(crop, convention, classes)
         self.pretrained = bool(self.head.meta.features and self.head.meta.features.pretrained)
+        self.calibration, self.confidence = AnswerSets.load(head_dir), cfg.confidence
 
     def _fixed_side(self, crop: str, convention: CropConvention, classes: list[str]) -> float | None:
         """The physical crop side (mm) for the second pass, or None for coin crops only."""
@@ -233,6 +261,7 @@ class CoinCounter:
             (max(1, round(work_image.width * scale)), max(1, round(work_image.height * scale)))
         )
         detection = find_coins(np.asarray(work), max(full.size) / max(work.size))
+        result.notes = photo_notes(full.size, np.asarray(work), found=len(detection.coins))
         result.dropped = detection.dropped
         if detection.coins:
             self._identify(full, detection, result)
@@ -258,14 +287,55 @@ class CoinCounter:
         result.scale_px_per_mm = round(px_per_mm, 4) if px_per_mm else None
         result.answer = "sizes" if sized is not None else "classifier"
         final = sized if sized is not None else proba
+        sets = self._answer_sets(proba, final, measured, px_per_mm)
         for number, circle in enumerate(detection.coins, 1):
             row = number - 1
             sized_row = sized[row] if sized is not None else None
-            result.coins.append(self._coin(number, circle, final[row], proba[row], sized_row, px_per_mm))
+            coin = self._coin(number, circle, final[row], proba[row], sized_row, px_per_mm)
+            coin.answer_set, coin.answer_set_names = sets[row], [self.names.get(c, c) for c in sets[row]]
+            result.coins.append(coin)
         result.totals = {"classifier": self._total(proba)[0]}
         if sized is not None:
             result.totals["with_sizes"] = self._total(sized)[0]
         result.total, result.unpriced = self._total(final)
+        result.doubts = self._doubts(result.counted)
+        if result.doubts:
+            low, high = total_range(result.total, result.doubts)
+            result.total_range = {c: [low.get(c, 0.0), high.get(c, 0.0)] for c in sorted({*low, *high})}
+
+    def _answer_sets(
+        self, proba: np.ndarray, final: np.ndarray, measured: np.ndarray, px_per_mm: float | None
+    ) -> list[list[str]]:
+        """Each coin's answer set: the head's conformal set on the classifier's probabilities (its
+        guarantee holds for photos like the head's val photos, not for crops of other cameras' piles),
+        less the classes the coin's size rules out at the photo's scale, the final answer first."""
+        if self.calibration is None:
+            return [[] for _ in final]
+        classes = [str(c) for c in self.head.classes_]
+        fits = (
+            size_fits(measured, proba, diameters=self.diameters, scale=px_per_mm)
+            if px_per_mm
+            else np.ones(final.shape, dtype=bool)
+        )
+        column = {c: j for j, c in enumerate(classes)}
+        answers = []
+        for row, labels in enumerate(self.calibration.sets(proba, self.confidence)):
+            best = classes[int(final[row].argmax())]
+            possible = [c for c in labels if c != best and c in column and fits[row, column[c]]]
+            answers.append([best, *possible])
+        return answers
+
+    def _doubts(self, coins: list[Coin]) -> list[Doubt]:
+        """The counted coins whose answer set holds other priced classes."""
+        doubts = []
+        for coin in coins:
+            counted = self.values.get(coin.label)
+            instead = [
+                (self.names.get(c, c), self.values[c]) for c in coin.answer_set[1:] if self.values.get(c)
+            ]
+            if counted and instead:
+                doubts.append(Doubt(coin.number, counted, instead))
+        return doubts
 
     def _classify(self, full: Image.Image, circles: list[Circle], margin: float, tta: str) -> np.ndarray:
         """Class probabilities of the coins in ``circles``, cropped with ``margin``, in one batch."""
@@ -324,6 +394,41 @@ class CoinCounter:
         return totals(priced), unpriced
 
 
+SMALLEST_RADIUS = 6
+"""Circles smaller than this (pixels of the detection image) are rarely found reliably."""
+PANORAMA_RATIO = 3.0
+"""A photo this many times wider than high (or higher than wide) is searched at a short side too
+small for most coins."""
+FLAT_SHARE, FLAT_COLOURS = 0.2, 0.02
+"""A picture whose commonest exact colour covers ``FLAT_SHARE`` of it, with fewer distinct colours
+than ``FLAT_COLOURS`` per pixel, has the flat colours of a screenshot or drawing, not a photo's noise."""
+
+
+def photo_notes(size: tuple[int, int], work: np.ndarray, *, found: int) -> list[str]:
+    """One line per reason the photo may be counted badly: a panorama whose coins shrink below
+    what detection finds, or flat colours where circles were ``found`` (a screenshot or drawing:
+    round icons are not coins)."""
+    notes = []
+    width, height = size
+    if max(width, height) >= PANORAMA_RATIO * min(width, height):
+        radius = max(MIN_RADIUS * min(work.shape[:2]), SMALLEST_RADIUS)
+        smallest = round(2 * radius * max(size) / max(work.shape[:2]))
+        notes.append(
+            f"a panorama ({width}x{height}): coins under about {smallest} px across may be missed; "
+            "crop it to the coins"
+        )
+    if not found:
+        return notes
+    rgb = work[..., :3].astype(np.int32)
+    packed = (rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]).ravel()
+    _, counts = np.unique(packed, return_counts=True)
+    if counts.max() >= FLAT_SHARE * len(packed) and len(counts) < FLAT_COLOURS * len(packed):
+        notes.append(
+            "flat colours, as in a screenshot or drawing: what was found may not be coins (count a photo)"
+        )
+    return notes
+
+
 def count_coins(
     photos: list[str | Path], head: str | Path, config: CountConfig | None = None, **options: Any
 ) -> list[PhotoCount]:
@@ -349,27 +454,35 @@ def count_coins(
 
 # --------------------------------------------------------------------------- the annotated photo
 
-KNOWN_COLOUR, UNKNOWN_COLOUR = (0, 170, 60), (230, 60, 0)
+KNOWN_COLOUR, UNKNOWN_COLOUR, DOUBTFUL_COLOUR = (0, 170, 60), (230, 60, 0), (30, 90, 220)
 
 
 def annotated(full: Image.Image, result: PhotoCount) -> Image.Image:
     """The photo at ``ANNOTATED_SIZE`` px with a numbered circle and label per coin (unknown coins
-    in orange with "?") and the total in the top-left corner."""
+    in orange with "?", coins with more than one class in their answer set in blue with all of
+    them) and the total, or its range, in the top-left corner."""
     scale = min(1.0, ANNOTATED_SIZE / max(full.size))
     image = full.resize((round(full.width * scale), round(full.height * scale))) if scale < 1 else full.copy()
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(14, image.width // 70))
     for coin in result.coins:
         x, y, r = coin.x * scale, coin.y * scale, coin.diameter_px * scale / 2
-        colour = UNKNOWN_COLOUR if coin.unknown else KNOWN_COLOUR
+        colour = UNKNOWN_COLOUR if coin.unknown else DOUBTFUL_COLOUR if coin.doubtful else KNOWN_COLOUR
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(3, image.width // 400))
-        text = f"{coin.number}: ?" if coin.unknown else f"{coin.number}: {coin.name} {coin.probability:.0%}"
-        _label(draw, (x, y + r + 2), text, font, colour)
-    headline = f"{len(result.coins)} coins, total {format_total(result.total)}"
+        _label(draw, (x, y + r + 2), _coin_text(coin), font, colour)
+    headline = f"{len(result.coins)} coins, total {format_range(result.total, result.doubts)}"
     if not result.pretrained:
         headline += " (NOT PRETRAINED weights: meaningless)"
     _label(draw, (8, 8), headline, font, (0, 0, 0), anchor="la")
     return image
+
+
+def _coin_text(coin: Coin) -> str:
+    if coin.unknown:
+        return f"{coin.number}: ?"
+    if coin.doubtful:
+        return f"{coin.number}: {' or '.join(coin.answer_set_names)}"
+    return f"{coin.number}: {coin.name} {coin.probability:.0%}"
 
 
 def _label(

@@ -121,3 +121,42 @@ def totals(amounts: list[FaceValue]) -> dict[str, float]:
 def format_total(total: dict[str, float]) -> str:
     """``"12.34 EUR + 10.00 krone"``; "nothing" for an empty total."""
     return " + ".join(f"{value:.2f} {currency}" for currency, value in total.items()) or "nothing"
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """A counted coin whose answer set holds more than one class: its number, the value counted and
+    the values it could have instead (same currency; other currencies are not mixed in)."""
+
+    number: int
+    counted: FaceValue
+    instead: list[tuple[str, FaceValue]]
+
+
+def total_range(total: dict[str, float], doubts: list[Doubt]) -> tuple[dict[str, float], dict[str, float]]:
+    """The lowest and highest totals the doubtful coins allow, per currency: each doubtful coin
+    moves the total by its cheapest and its dearest alternative."""
+    low, high = dict(total), dict(total)
+    for doubt in doubts:
+        currency = doubt.counted.currency
+        changes = [v.value - doubt.counted.value for _, v in doubt.instead if v.currency == currency]
+        low[currency] = round(low.get(currency, 0.0) + min([0.0, *changes]), 2)
+        high[currency] = round(high.get(currency, 0.0) + max([0.0, *changes]), 2)
+    return low, high
+
+
+def format_range(total: dict[str, float], doubts: list[Doubt]) -> str:
+    """``"3.45 EUR, up to 3.65 EUR if coin 7 is 20c"``: the total, and how far the doubtful coins
+    could move it; just the total when there is no doubt."""
+    text = format_total(total)
+    low, high = total_range(total, doubts)
+    if not doubts or (low == total and high == total):
+        return text
+    if low == total:
+        span = f"up to {format_total(high)}"
+    elif high == total:
+        span = f"down to {format_total(low)}"
+    else:
+        span = f"{format_total(low)} to {format_total(high)}"
+    reasons = " or ".join(f"coin {d.number} is {' or '.join(name for name, _ in d.instead)}" for d in doubts)
+    return f"{text}, {span} if {reasons}"

@@ -26,6 +26,7 @@ from PIL import ImageDraw
 
 from coinfeat.core.annotations import Mark, detect_format, read_annotations
 from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.heads.record import read_head_record
 from coinfeat.core.images import decode, read_bytes
 from coinfeat.counting.count import PhotoCount, count_coins
 from coinfeat.counting.money import face_value
@@ -57,16 +58,28 @@ class PhotoScore:
     count_error: int = 0
     value_found: float = 0.0
     value_true: float | None = None
+    value_range: list[float] = field(default_factory=list)
+    """[lowest, highest] total the doubtful coins allow (empty when no coin was in doubt)."""
+    doubtful: int = 0
     missed: list[list[float]] = field(default_factory=list)
     false_coins: list[int] = field(default_factory=list)
     wrong_class: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def value_error(self) -> float | None:
         if self.value_true is None:
             return None
         return abs(self.value_found - self.value_true) / self.value_true if self.value_true else 0.0
+
+    @property
+    def in_range(self) -> bool | None:
+        """The true total lies within the counted total's range (or equals the total)."""
+        if self.value_true is None:
+            return None
+        low, high = self.value_range or [self.value_found, self.value_found]
+        return low - 0.005 <= self.value_true <= high + 0.005
 
     @property
     def badness(self) -> float:
@@ -78,6 +91,8 @@ class PhotoScore:
 @dataclass
 class Scorecard:
     photos: list[PhotoScore]
+    notes: list[str] = field(default_factory=list)
+    """Problems with the truth itself (a class the head never learned), one line each."""
 
     def summary(self) -> dict[str, Any]:
         """Figures over all scored photos (photos that could not be read count as missing everything)."""
@@ -87,6 +102,7 @@ class Scorecard:
         matched = sum(p.matched or 0 for p in marked)
         right = sum(p.right_class or 0 for p in marked)
         errors = [p.value_error for p in self.photos if p.value_error is not None]
+        in_range = [p.in_range for p in self.photos if p.in_range is not None]
         return {
             "photos": len(self.photos),
             "unreadable": sum(p.error is not None for p in self.photos),
@@ -100,12 +116,17 @@ class Scorecard:
             if self.photos
             else None,
             "median_total_error": float(np.median(errors)) if errors else None,
+            "total_in_range": float(np.mean(in_range)) if in_range else None,
+            "doubtful_coins": sum(p.doubtful for p in self.photos),
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "summary": self.summary(),
-            "photos": [{**asdict(p), "value_error": p.value_error} for p in self.photos],
+            "notes": self.notes,
+            "photos": [
+                {**asdict(p), "value_error": p.value_error, "in_range": p.in_range} for p in self.photos
+            ],
         }
 
 
@@ -173,21 +194,31 @@ def count_and_score(
     them against ``truth`` and write the report into ``report_dir``."""
     expected = read_truth(truth)
     results = count_coins(photos, head, config)
-    card = score(results, expected)
+    card = score(results, expected, classes=read_head_record(head)["classes"])
     md, html = write_report(card, results, report_dir)
     return ScoredCount(results, card, md, html)
 
 
-def score(results: list[PhotoCount], truth: dict[str, PhotoTruth]) -> Scorecard:
-    """Compare each counted photo with its truth; photos without truth are left out."""
-    scored = []
+def score(
+    results: list[PhotoCount], truth: dict[str, PhotoTruth], *, classes: list[str] | None = None
+) -> Scorecard:
+    """Compare each counted photo with its truth; photos without truth are left out. With the
+    head's ``classes``, truth naming a class the head never learned gets a note (those coins can
+    only count as wrong classes)."""
+    scored, unknown = [], set()
     for result in results:
         expected = truth.get(Path(result.path).name)
         if expected is not None:
             scored.append(score_photo(result, expected))
+            if classes is not None:
+                unknown |= set(_labels(expected) or []) - {str(c) for c in classes}
     if not scored:
         raise CoinfeatError("--truth names none of the photos counted (photos are matched by file name)")
-    return Scorecard(scored)
+    notes = [
+        f"the truth names classes the head never learned: {', '.join(sorted(unknown))} "
+        "(their coins count as wrong classes)"
+    ]
+    return Scorecard(scored, notes if unknown else [])
 
 
 def score_photo(result: PhotoCount, truth: PhotoTruth) -> PhotoScore:
@@ -201,7 +232,15 @@ def score_photo(result: PhotoCount, truth: PhotoTruth) -> PhotoScore:
         count_error=len(counted) - true,
         value_found=round(sum(c.value or 0.0 for c in counted), 4),
         value_true=value_true,
+        value_range=[
+            sum(r[0] for r in result.total_range.values()),
+            sum(r[1] for r in result.total_range.values()),
+        ]
+        if result.total_range
+        else [],
+        doubtful=sum(c.doubtful for c in counted),
         error=result.error,
+        notes=list(result.notes),
     )
     if truth.marks is not None:
         _match(card, counted, truth.marks)
@@ -248,10 +287,17 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _labels(truth: PhotoTruth) -> list[str] | None:
+    """Every true coin's class (None when the truth has neither marks nor counts)."""
+    if truth.marks is not None:
+        return [m.label for m in truth.marks]
+    if truth.counts is not None:
+        return [label for label, n in truth.counts.items() for _ in range(n)]
+    return None
+
+
 def _value(truth: PhotoTruth) -> float | None:
-    labels = [m.label for m in truth.marks] if truth.marks is not None else None
-    if labels is None and truth.counts is not None:
-        labels = [label for label, n in truth.counts.items() for _ in range(n)]
+    labels = _labels(truth)
     values = [face_value(label) for label in labels or []]
     if labels is None or any(v is None for v in values):
         return None
@@ -268,7 +314,18 @@ def write_report(card: Scorecard, results: list[PhotoCount], out: str | Path) ->
     summary = card.summary()
     rows = sorted(card.photos, key=lambda p: -p.badness)
     table = _table(rows)
-    lines = ["# Counting scorecard", "", _summary_table(summary), "", "## Photos, worst first", "", table]
+    notes = [f"Note: {n}" for n in card.notes]
+    lines = [
+        "# Counting scorecard",
+        "",
+        *notes,
+        "",
+        _summary_table(summary),
+        "",
+        "## Photos, worst first",
+        "",
+        table,
+    ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     by_path = {r.path: r for r in results}
     figures = []
@@ -282,7 +339,8 @@ def write_report(card: Scorecard, results: list[PhotoCount], out: str | Path) ->
         "<!doctype html><meta charset='utf-8'><title>Counting scorecard</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-        f"<h1>Counting scorecard</h1><pre>{html.escape(_summary_table(summary))}</pre>"
+        f"<h1>Counting scorecard</h1>{''.join(f'<p><b>Note:</b> {html.escape(n)}</p>' for n in card.notes)}"
+        f"<pre>{html.escape(_summary_table(summary))}</pre>"
         "<p>Drawn: green, a found coin of the right class; orange, right place but wrong class "
         "(found / true); red, a coin found where there is none; blue, a true coin not found.</p>"
         f"<h2>The worst photos</h2>{''.join(figures)}<h2>All photos</h2><pre>{html.escape(table)}</pre>"
@@ -306,7 +364,7 @@ def _table(rows: list[PhotoScore]) -> str:
     for p in rows:
         value_true = "n/a" if p.value_true is None else f"{p.value_true:.2f}"
         wrong = ", ".join(f"#{w['coin']} {w['found']} (is {w['true']})" for w in p.wrong_class)
-        note = p.error or wrong
+        note = "; ".join(filter(None, [p.error, wrong, *p.notes]))
         matched = "n/a" if p.matched is None else p.matched
         right = "n/a" if p.right_class is None else p.right_class
         lines.append(

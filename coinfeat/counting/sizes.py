@@ -114,6 +114,20 @@ def photo_spread(measured: np.ndarray, proba: np.ndarray, diameters: np.ndarray,
     return float(np.clip(1.4826 * np.median(np.abs(errors)), *SPREAD_LIMITS))
 
 
+def size_fits(
+    measured: np.ndarray, proba: np.ndarray, *, diameters: np.ndarray, scale: float, sigmas: float = 3.0
+) -> np.ndarray:
+    """(coins, classes) True where a coin's measured diameter is within ``sigmas`` of the photo's
+    spread of the class's size at ``scale`` (classes of unknown size always fit): the classes a
+    coin's size leaves possible."""
+    spread = photo_spread(measured, proba, diameters, scale)
+    known = ~np.isnan(diameters)
+    fits = np.ones(np.shape(proba), dtype=bool)
+    fit = _kernel(np.asarray(measured, float), diameters[known], scale, spread)
+    fits[:, known] = fit >= np.exp(-0.5 * sigmas**2)
+    return fits
+
+
 def reweigh(
     measured: np.ndarray,
     proba: np.ndarray,
