@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from coinfeat.core.answer_sets import ANSWER_SETS_FILE, MIN_CALIBRATION, AnswerSets
+from coinfeat.core.answer_sets import calibrate_beside
 from coinfeat.core.embedder import Embedder
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import ExtractConfig, extract_features
-from coinfeat.core.heads import Head, IncrementalHead, load_head, make_head
+from coinfeat.core.heads import IncrementalHead, load_head, make_head
 from coinfeat.core.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, provenance
@@ -124,7 +123,14 @@ def fit_head(
     head.meta.dropped_conflicts = dropped
     head_dir = Path(out) if out else default_head_dir(store, head_type)
     head.save(head_dir)
-    calibrated = calibrate_answer_sets(head, X_val, val_items["label"], head_dir, cfg.class_conditional)
+    proba_val = head.predict_proba(X_val) if len(X_val) else np.zeros((0, len(head.classes_)))
+    calibrated = calibrate_beside(
+        head_dir,
+        proba_val,
+        val_items["label"].to_numpy(),
+        head.classes_,
+        class_conditional=cfg.class_conditional,
+    )
     return FitResult(
         head_dir=str(head_dir),
         type=head_type,
@@ -138,24 +144,6 @@ def fit_head(
         dropped_conflicts=dropped,
         answer_sets=calibrated,
     )
-
-
-def calibrate_answer_sets(
-    head: Head, X_val: np.ndarray, y_val: pd.Series, head_dir: Path, class_conditional: bool = False
-) -> int | None:
-    """Save the head's answer-set calibration on val beside it; the number of val photos used, or
-    None (and no file) when val is too small."""
-    (Path(head_dir) / ANSWER_SETS_FILE).unlink(missing_ok=True)
-    if len(X_val) < MIN_CALIBRATION:
-        return None
-    try:
-        sets = AnswerSets.calibrate(
-            head.predict_proba(X_val), y_val.to_numpy(), head.classes_, class_conditional=class_conditional
-        )
-    except CoinfeatError:
-        return None
-    sets.save(head_dir)
-    return len(sets.scores)
 
 
 def add_to_knn(

@@ -252,6 +252,7 @@ def test_fine_tuning_beats_the_frozen_dense_head_on_real_photos(tmp_path):
     from sklearn.metrics import balanced_accuracy_score
 
     from coinfeat import ExtractConfig
+    from coinfeat.core.answer_sets import AnswerSets
     from coinfeat.core.heads import make_head
 
     data = tmp_path / "euro"
@@ -276,3 +277,7 @@ def test_fine_tuning_beats_the_frozen_dense_head_on_real_photos(tmp_path):
     tuned_score = balanced_accuracy_score(tuned_test["label"], load_head(result.head_dir).predict(tuned_X))
     print(f"balanced accuracy on test: frozen dense {frozen_score:.3f}, fine-tuned {tuned_score:.3f}")
     assert tuned_score > frozen_score + 0.03
+    sets = AnswerSets.load(result.head_dir)
+    assert result.answer_sets == len(sets.scores) == result.val_photos >= 20, "calibrated like any head"
+    covered = sets.evaluate(load_head(result.head_dir).predict_proba(tuned_X), tuned_test["label"])
+    assert covered["coverage"] >= 0.75 and covered["mean_size"] < 3

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     print("  seconds: " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()))
     print(f"  backbone: {result.backbone}  (use as --backbone)")
     print(f"  head:     {result.head_dir}  (use with predict, serve, compare --load)")
+    if result.answer_sets:
+        print(f"  answer sets calibrated on {result.answer_sets} val photos (predict/count --confidence)")
     if result.store:
         print(f"  store:    {result.store}  (embedded with the tuned backbone)")
     print(f"  curves:   {Path(result.out) / 'curves.png'}")

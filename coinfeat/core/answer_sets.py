@@ -122,6 +122,27 @@ class AnswerSets:
             raise CoinfeatError(f"{path} is not a valid answer-set calibration ({exc})") from None
 
 
+def calibrate_beside(
+    directory: str | Path,
+    proba: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray,
+    *,
+    class_conditional: bool = False,
+) -> int | None:
+    """Calibrate a saved head's answer sets on its val photos' probabilities and save them in its
+    ``directory``; the number of val photos used, or None (and no file) when val is too small."""
+    (Path(directory) / ANSWER_SETS_FILE).unlink(missing_ok=True)
+    if len(proba) < MIN_CALIBRATION:
+        return None
+    try:
+        sets = AnswerSets.calibrate(proba, y, classes, class_conditional=class_conditional)
+    except CoinfeatError:
+        return None
+    sets.save(directory)
+    return len(sets.scores)
+
+
 def check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise CoinfeatError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.9")

@@ -75,6 +75,8 @@ class FinetuneResult:
     pretrained: bool
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    answer_sets: int | None = None
+    """Val photos the head's answer sets were calibrated on (None: too few)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from coinfeat import __version__
+from coinfeat.core.answer_sets import calibrate_beside
 from coinfeat.core.backbones import (
     BackboneSpec,
     assemble,
@@ -50,6 +51,7 @@ from coinfeat.finetune.training import (
     photo_batches,
     save_history,
     train_model,
+    val_predictions,
     validation_figures,
 )
 
@@ -95,7 +97,8 @@ def finetune(
     history = train_model(keras, model, *data, cfg)
     seconds["training"] = round(time.perf_counter() - t0, 2)
     seconds["per_epoch"] = round(seconds["training"] / max(1, len(history["loss"])), 2)
-    val_metrics = validation_figures(model, data[1], history)
+    val_proba, val_truth = val_predictions(model, data[1])
+    val_metrics = validation_figures(val_proba, val_truth, history)
     record = make_record(store, spec, cut, cfg, train, val, history, val_metrics)
     record.seconds = seconds
     record.write(out)
@@ -103,6 +106,7 @@ def finetune(
     tuned = resolve_backbone(str(out / "backbone.keras"), image_size=spec.image_size)
     save_history(history, out, record.summary)
     head_dir = _save_head(model, classes, store, tuned, record, history, out / "head")
+    calibrated = calibrate_beside(head_dir, val_proba, classes[val_truth], classes)
     new_store = None
     if cfg.embed:
         t0 = time.perf_counter()
@@ -133,6 +137,7 @@ def finetune(
         pretrained=spec.pretrained,
         seconds=seconds,
         notes=notes,
+        answer_sets=calibrated,
     )
 
 

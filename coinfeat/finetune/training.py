@@ -126,12 +126,21 @@ def train_model(keras, model: Any, train: Any, val: Any, cfg: FinetuneConfig) ->
     return {k: [float(v) for v in values] for k, values in fitted.history.items()}
 
 
-def validation_figures(model: Any, val: Any, history: dict[str, list[float]]) -> dict[str, float]:
+def val_predictions(model: Any, val: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The trained model's class probabilities on the val batches, and the true class codes."""
+    proba = np.asarray(model.predict(val, verbose=0))
+    truth = np.concatenate([val[i][1] for i in range(len(val))])
+    return proba, truth
+
+
+def validation_figures(
+    proba: np.ndarray, truth: np.ndarray, history: dict[str, list[float]]
+) -> dict[str, float]:
+    """Best val loss, accuracy and balanced accuracy of the kept model."""
     from sklearn.metrics import balanced_accuracy_score
 
     best = int(np.argmin(history["val_loss"]))
-    predicted = np.argmax(model.predict(val, verbose=0), axis=1)
-    truth = np.concatenate([val[i][1] for i in range(len(val))])
+    predicted = np.argmax(proba, axis=1)
     return {
         "loss": round(history["val_loss"][best], 4),
         "accuracy": round(float(np.mean(predicted == truth)), 4),
