@@ -12,7 +12,7 @@ import pytest
 from helpers import small_config, write_class_folders
 from PIL import Image
 
-from coinfeat import extract_features
+from coinfeat import extract_features, open_store
 from coinfeat.compare import CompareConfig, compare_heads
 from coinfeat.compare.plots import cluster_order
 from coinfeat.compare.report import write_report
@@ -209,6 +209,11 @@ def test_another_dataset_as_the_test_set_matches_labels_and_sets_unseen_apart(st
     assert "3 photo(s) of 1 class(es) the heads never saw" in notes and "purple" in notes
     assert "absent from the test set" in notes and "copper" in notes
     assert comparison.results[0].metrics["test"]["n"] == 8
+    own = comparison.results[0].metrics["own_test"]
+    assert own["n"] == len(open_store(store).select("test")[1]), "in-domain figures beside the external ones"
+    write_report(comparison, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "own test top-1" in text and "the store's own test photos are scored beside" in text
     extract_features(other, tmp_path / "crop-store", small_config(resize="crop"))
     with pytest.raises(CoinfeatError, match="same extractor"):
         compare_heads(store, CompareConfig(heads=["centroid"], test_features=str(tmp_path / "crop-store")))

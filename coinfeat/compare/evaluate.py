@@ -41,6 +41,9 @@ from coinfeat.core.store import Store, describe_extractor, open_store
 
 DEFAULT_REPORTS_DIR = Path("artifacts") / "reports"
 DEFAULT_HEADS = ("dense", "logreg", "knn", "centroid")
+OWN_TEST = "own_test"
+"""With ``--test-features`` the other store's photos are the test split; the store's own test photos
+are still scored under this name, so in-domain and external figures sit side by side."""
 
 
 @dataclass
@@ -157,6 +160,8 @@ def compare_heads(
     if len(X_train) == 0:
         raise CoinfeatError(f"store {store.path} has no train vectors")
     if config.test_features:
+        if len(data["test"][0]):
+            data[OWN_TEST] = data["test"]
         data["test"], test_notes = other_test_set(store, config.test_features, set(train["label"]))
         notes += test_notes
     eval_split = "test" if len(data["test"][0]) else "val"
@@ -233,7 +238,7 @@ def training_twins(
         "test": (np.concatenate([X_train, X_val]), pd.concat([train, val], ignore_index=True)),
     }
     return {
-        split: find_twins(*references[split], X=X, items=items, threshold=threshold)
+        split: find_twins(*references.get(split, references["test"]), X=X, items=items, threshold=threshold)
         for split, (X, items) in data.items()
     }
 
@@ -294,9 +299,10 @@ def _evaluate(
     y_pred = predicted_labels(proba[eval_split], head.classes_)
     if "val" in proba and eval_split != "val" and len(proba["val"]) >= MIN_CALIBRATION:
         calibration = AnswerSets.calibrate(proba["val"], data["val"][1]["label"].to_numpy(), head.classes_)
-        metrics[eval_split]["answer_sets"] = calibration.evaluate(
-            proba[eval_split], y_true, DEFAULT_CONFIDENCE
-        )
+        for split in {eval_split, OWN_TEST} & set(proba):
+            metrics[split]["answer_sets"] = calibration.evaluate(
+                proba[split], data[split][1]["label"].to_numpy(), DEFAULT_CONFIDENCE
+            )
     predict_ms = seconds[eval_split] * 1000 / len(y_true)
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()) if saved else 0
     parts = _part_accuracies(y_true, y_pred, names, config)

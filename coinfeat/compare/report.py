@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coinfeat.compare.evaluate import Comparison
+from coinfeat.compare.evaluate import OWN_TEST, Comparison
 from coinfeat.compare.plots import plot_confusion, plot_topk, subset_words
 from coinfeat.compare.tables import (
     confused_pairs,
@@ -78,12 +78,30 @@ def summary_frame(c: Comparison) -> pd.DataFrame:
         }
         if "val" in r.metrics and c.eval_split != "val":
             row["val balanced acc."] = r.metrics["val"]["balanced_accuracy"]
-        sets = r.metrics[c.eval_split].get("answer_sets")
-        if sets:
-            row[f"{sets['confidence']:.0%} set coverage"] = sets["coverage"]
-            row[f"{sets['confidence']:.0%} set size"] = sets["mean_size"]
+        row.update(_set_columns(r.metrics[c.eval_split]))
+        if OWN_TEST in r.metrics:
+            own = r.metrics[OWN_TEST]
+            row["own test top-1"], row["own test balanced acc."] = own["top1"], own["balanced_accuracy"]
+            row.update(_set_columns(own, "own test "))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _evaluated_on(c: Comparison) -> str:
+    if not c.config.test_features:
+        return c.eval_split
+    own = (
+        " (the store's own test photos are scored beside: 'own test' columns)" if OWN_TEST in c.splits else ""
+    )
+    return f"test = the photos of {c.config.test_features}{own}"
+
+
+def _set_columns(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    sets = metrics.get("answer_sets")
+    if not sets:
+        return {}
+    level = f"{sets['confidence']:.0%}"
+    return {f"{prefix}{level} set coverage": sets["coverage"], f"{prefix}{level} set size": sets["mean_size"]}
 
 
 def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
@@ -91,7 +109,7 @@ def _header_lines(c: Comparison, metrics: dict[str, Any]) -> list[str]:
     if metrics["train_vectors"] > metrics["split_sizes"]["train"]:
         sizes += f" photos; heads trained on {metrics['train_vectors']} vectors incl. augmented views"
     lines = [
-        f"Dataset **{metrics['dataset']}** ({sizes}); evaluated on **{c.eval_split}**.",
+        f"Dataset **{metrics['dataset']}** ({sizes}); evaluated on **{_evaluated_on(c)}**.",
         f"Extractor `{metrics['fingerprint']}`: {metrics['extractor']}.",
         *[f"Note: {note}." for note in c.notes],
         leakage_line(c),
