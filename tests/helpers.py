@@ -97,16 +97,18 @@ class ChunkOnlyVectors:
         raise AssertionError("the whole matrix was loaded")
 
 
-# A child process with no coinfeat on its path: the exported file must stand alone.
+# A child process with no coinfeat on its path: the exported files must stand alone.
 LOAD = """
 import json, sys
 import numpy as np
 sys.path = [p for p in sys.path if "coinfeat" not in p and p not in ("", ".")]
-model, images = sys.argv[1], np.load(sys.argv[2])
-if model.endswith(".keras"):
-    import keras
-    proba = np.asarray(keras.models.load_model(model, compile=False).predict(images, verbose=0))
-else:
+*models, images = sys.argv[1:]
+images = np.load(images)
+
+def run(model):
+    if model.endswith(".keras"):
+        import keras
+        return np.asarray(keras.models.load_model(model, compile=False).predict(images, verbose=0))
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_path=model)
     inp = it.get_input_details()[0]["index"]
@@ -114,16 +116,29 @@ else:
     it.allocate_tensors()
     it.set_tensor(inp, images)
     it.invoke()
-    proba = it.get_tensor(it.get_output_details()[0]["index"])
-print(json.dumps({"argmax": proba.argmax(1).tolist(), "sums": proba.sum(1).tolist(),
-                  "coinfeat_loaded": any(m.startswith("coinfeat") for m in sys.modules)}))
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+answers = []
+for model in models:
+    proba = run(model)
+    answers.append({"argmax": proba.argmax(1).tolist(), "sums": proba.sum(1).tolist(),
+                    "coinfeat_loaded": any(m.startswith("coinfeat") for m in sys.modules)})
+print(json.dumps(answers))
 """
 
 
 def run_exported(model, images) -> dict:
     """Run an exported model on saved images in a process that cannot import coinfeat."""
+    return run_exported_models([model], images)[0]
+
+
+def run_exported_models(models, images) -> list[dict]:
+    """Several exported models in one such process (one TensorFlow start-up)."""
     out = subprocess.run(
-        [sys.executable, "-c", LOAD, str(model), str(images)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", LOAD, *map(str, models), str(images)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -96,7 +96,7 @@ def test_other_applications_take_0_255_input(name, dim):
 
 
 @pytest.mark.slow
-def test_converted_model_is_cached_and_reused(monkeypatch):
+def test_converted_model_is_cached_and_reused(monkeypatch, default_engine):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     first = open_engine(spec, "auto")
     model_path, record_path = tflite_cache_paths(spec)
@@ -112,7 +112,7 @@ def test_converted_model_is_cached_and_reused(monkeypatch):
 
 
 @pytest.mark.slow
-def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
+def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch, default_engine):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     open_engine(spec, "tflite")
     _, record_path = tflite_cache_paths(spec)
@@ -124,6 +124,16 @@ def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
             open_engine(spec, "tflite")
     finally:
         record_path.write_text(json.dumps(record))
+
+
+def test_coinfeat_engine_says_what_auto_means_on_this_machine(monkeypatch):
+    spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
+    monkeypatch.setenv(engines.ENGINE_ENV, "keras")
+    assert open_engine(spec, "auto").name == "keras"
+    monkeypatch.setenv(engines.ENGINE_ENV, "fast")
+    with pytest.raises(CoinfeatError, match=r"\$COINFEAT_ENGINE='fast'"):
+        open_engine(spec, "auto")
+    assert open_engine(spec, "keras").name == "keras", "an explicit engine does not ask"
 
 
 def _euro_photos(n: int, size: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, small_config
+from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, run_exported_models, small_config
 
 from coinfeat import extract_features, open_store
 from coinfeat.core.errors import CoinfeatError
@@ -37,22 +37,20 @@ def heads(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "fmt"), [("dense", "keras"), ("logreg", "keras"), ("centroid", "tflite"), ("logreg", "tflite")]
-)
-def test_exported_model_loads_without_coinfeat_and_agrees_with_predict(heads, name, fmt):
+def test_exported_models_load_without_coinfeat_and_agree_with_predict(heads):
     root, photos, fitted = heads
-    suffix = ".keras" if fmt == "keras" else ".tflite"
-    result = export_head(fitted[name], root / f"{name}{suffix}", format=fmt)
-    answer = run_exported(result.model, root / "images.npy")
-    assert not answer["coinfeat_loaded"]
-    np.testing.assert_allclose(answer["sums"], 1.0, atol=1e-3)
-    labels = json.loads((root / f"{name}{suffix}.labels.json").read_text())
-    exported = [labels["classes"][i] for i in answer["argmax"]]
-    predicted = [p.labels[0] for p in predict_images(photos, fitted[name], top_k=1, tta="none")]
-    assert exported == predicted
-    assert labels["input"]["shape"] == [None, 64, 64, 3] and labels["input"]["resize"] == "pad"
-    assert len(labels["names"]) == len(labels["classes"]) == result.classes
+    cases = [("dense", "keras"), ("logreg", "keras"), ("centroid", "tflite"), ("logreg", "tflite")]
+    results = [export_head(fitted[name], root / f"{name}.{fmt}", format=fmt) for name, fmt in cases]
+    answers = run_exported_models([r.model for r in results], root / "images.npy")
+    for (name, fmt), result, answer in zip(cases, results, answers):
+        assert not answer["coinfeat_loaded"]
+        np.testing.assert_allclose(answer["sums"], 1.0, atol=1e-3)
+        labels = json.loads((root / f"{name}.{fmt}.labels.json").read_text())
+        exported = [labels["classes"][i] for i in answer["argmax"]]
+        predicted = [p.labels[0] for p in predict_images(photos, fitted[name], top_k=1, tta="none")]
+        assert exported == predicted, (name, fmt)
+        assert labels["input"]["shape"] == [None, 64, 64, 3] and labels["input"]["resize"] == "pad"
+        assert len(labels["names"]) == len(labels["classes"]) == result.classes
 
 
 @pytest.mark.slow
@@ -78,21 +76,22 @@ def test_exported_model_answers_as_predict_on_real_photos(tmp_path):
     head = fit_head(tmp_path / "s", "logreg", tmp_path / "logreg").head_dir
     predicted = [p.labels[0] for p in predict_images(photos, head, top_k=1, tta="none")]
 
-    def agreement(result) -> float:
-        labels = json.loads(Path(result.labels).read_text())
-        preprocess = labels["input"]  # the documented preprocessing, applied as a user would
-        images = [load_image(p, 224, preprocess["resize"], crop=preprocess["crop"]) for p in photos]
-        np.save(tmp_path / "images.npy", np.stack(images).astype(np.float32))
-        answer = run_exported(result.model, tmp_path / "images.npy")
-        return float(np.mean([labels["classes"][i] == p for i, p in zip(answer["argmax"], predicted)]))
-
     same = export_head(head, tmp_path / "fp32.tflite", format="tflite")
-    assert same.precision == "fp32"
-    assert agreement(same) >= 0.99, "the exported model is predict's extractor and head"
     int8 = export_head(head, tmp_path / "int8.tflite", format="tflite", precision="int8")
-    agree = agreement(int8)
-    print(f"int8 export agrees with fp32 predict on {agree:.0%} of {len(photos)} real test photos")
-    assert agree >= 0.8  # int8 vectors + the same fp32 head agree on 85% here (48 photos, a weak head)
+    assert same.precision == "fp32"
+    labels = json.loads(Path(same.labels).read_text())
+    assert json.loads(Path(int8.labels).read_text())["input"] == labels["input"]
+    preprocess = labels["input"]  # the documented preprocessing, applied as a user would
+    images = [load_image(p, 224, preprocess["resize"], crop=preprocess["crop"]) for p in photos]
+    np.save(tmp_path / "images.npy", np.stack(images).astype(np.float32))
+    answers = run_exported_models([same.model, int8.model], tmp_path / "images.npy")
+    fp32_agree, int8_agree = (
+        float(np.mean([labels["classes"][i] == p for i, p in zip(answer["argmax"], predicted)]))
+        for answer in answers
+    )
+    assert fp32_agree >= 0.99, "the exported model is predict's extractor and head"
+    print(f"int8 export agrees with fp32 predict on {int8_agree:.0%} of {len(photos)} real test photos")
+    assert int8_agree >= 0.8  # int8 vectors + the same fp32 head agree on 85% here (48 photos, a weak head)
 
 
 @pytest.mark.slow

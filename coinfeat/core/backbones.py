@@ -7,8 +7,10 @@ builds the Keras model that maps a batch of 0..255 RGB images to one vector per 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -210,7 +212,8 @@ def _application(spec: BackboneSpec, keras):
     constructor = getattr(keras.applications, app.constructor)
     weights = None if spec.weights == "none" else spec.weights
     try:
-        return constructor(include_top=False, weights=weights, input_shape=(spec.image_size,) * 2 + (3,))
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from" on stdout
+            return constructor(include_top=False, weights=weights, input_shape=(spec.image_size,) * 2 + (3,))
     except Exception as exc:
         if spec.weights == "imagenet" and "fetch" in str(exc).lower():
             raise WeightsUnavailable(weights_download_help(spec.name)) from None

@@ -9,6 +9,7 @@ images, and both engines' measured speed); ``auto`` picks the fastest engine ver
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from coinfeat.core.runtime import cache_dir, default_threads, import_tensorflow,
 from coinfeat.core.store.atomic import atomic_write
 
 ENGINES = ("auto", "tflite", "keras")
+ENGINE_ENV = "COINFEAT_ENGINE"
+"""Set to ``keras`` or ``tflite`` to make ``auto`` mean that engine on this machine (skips the
+one-off TFLite conversion of each new model when set to keras; int8 stays on TFLite)."""
 EQUAL_COSINE = 0.9999
 
 
@@ -227,6 +231,8 @@ def open_engine(
     threads = threads or default_threads()
     if network.precision == "int8":
         return _open_int8(network, kind, threads)
+    if kind == "auto":
+        kind = preferred_engine()
     if kind == "keras":
         return KerasEngine(network.build())
     model_path, record_path = tflite_cache_paths(network)
@@ -258,6 +264,14 @@ def open_engine(
         return TFLiteEngine(model_path, TFLITE_BATCH, threads)
     log.warning("using the Keras engine (TFLite %s)", "is slower" if record.equal else "disagrees")
     return keras_engine or KerasEngine(network.build())
+
+
+def preferred_engine() -> str:
+    """What ``auto`` means here: ``$COINFEAT_ENGINE`` when set, else auto (fastest verified)."""
+    chosen = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
+    if chosen not in ENGINES:
+        raise CoinfeatError(f"${ENGINE_ENV}={chosen!r}: choose from {', '.join(ENGINES)}")
+    return chosen
 
 
 @dataclass
