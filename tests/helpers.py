@@ -54,14 +54,45 @@ def write_class_folders(root: Path, per_class: int = 6, colours=CLASS_COLOURS) -
     return root
 
 
-def pile(discs: list[tuple[float, float, float]], size=(1200, 900), seed: int = 0) -> Image.Image:
-    """A photo of coins on paper: textured discs (x, y, radius) with a darker rim."""
+def surface(kind: str, size=(1200, 900), seed: int = 0) -> Image.Image:
+    """A table to lay coins on: white ``paper``, ``dark`` cloth, painted ``wood`` with grain, or
+    ``gravel`` (a speckle of small round stones that circle finders love)."""
     rng = np.random.default_rng(seed)
-    img = Image.new("RGB", size, BACKGROUND)
+    width, height = size
+    if kind == "paper":
+        return Image.new("RGB", size, BACKGROUND)
+    if kind == "dark":
+        return Image.new("RGB", size, (38, 34, 40))
+    if kind == "wood":
+        y = np.arange(height)[:, None] + 6 * np.sin(np.arange(width)[None, :] / 40)
+        grain = 0.5 + 0.5 * np.sin(y / 9 + 3 * np.sin(y / 57))
+        paint, bare = np.array([60, 170, 160]), np.array([200, 170, 150])
+        rgb = paint + (bare - paint) * (grain[..., None] > 0.8)
+        return Image.fromarray(rgb.astype(np.uint8))
+    if kind == "gravel":
+        img = Image.new("RGB", size, (150, 145, 140))
+        draw = ImageDraw.Draw(img)
+        for _ in range(width * height // 400):
+            x, y, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(4, 16)
+            shade = int(rng.uniform(90, 230))
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(shade, shade - 5, shade - 10))
+        return img
+    raise ValueError(kind)
+
+
+def pile(
+    discs: list[tuple[float, float, float]], size=(1200, 900), seed: int = 0, background: str = "paper"
+) -> Image.Image:
+    """A photo of coins on a ``surface``: textured discs (x, y, radius) with a darker rim."""
+    rng = np.random.default_rng(seed)
+    img = surface(background, size, seed)
     draw = ImageDraw.Draw(img)
     for i, (x, y, r) in enumerate(discs):
         colour = [(184, 115, 51), (212, 175, 55), (170, 170, 180)][i % 3]
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(c - 60 for c in colour))
+        rim = (
+            tuple(min(255, c + 40) for c in colour) if background == "dark" else tuple(c - 60 for c in colour)
+        )
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=rim)  # a coin's edge: darker on paper, lit on cloth
         draw.ellipse([x - r * 0.93, y - r * 0.93, x + r * 0.93, y + r * 0.93], fill=colour)
         draw.text((x - r / 3, y - r / 3), str(i), fill=(40, 40, 40))
     noise = rng.integers(-6, 6, (size[1], size[0], 3))

@@ -63,6 +63,19 @@ def test_touching_coins_stay_apart_and_border_cuts_are_dropped_with_a_reason():
     assert "cut by the image border" in reasons
 
 
+@pytest.mark.parametrize("background", ["dark", "wood", "gravel"])
+def test_coins_are_found_on_dark_patterned_and_speckled_tables(background):
+    discs = [(250, 250, 70), (520, 260, 85), (800, 300, 60), (350, 600, 75), (700, 620, 90)]
+    detection = detect(pile(discs, background=background, seed=3))
+    assert len(detection.coins) == len(discs), [
+        (round(c.x), round(c.y), round(c.radius)) for c in detection.coins
+    ]
+    for x, y, r in discs:
+        nearest = min(detection.coins, key=lambda c: np.hypot(c.x - x, c.y - y))
+        # the drawn coin has a ring at 93% of its radius, which the rim fit may take on a busy table
+        assert np.hypot(nearest.x - x, nearest.y - y) < 6 and abs(nearest.radius - r) / r < 0.08
+
+
 def test_a_photo_without_coins_finds_none():
     assert detect(pile([])).coins == []
 
@@ -275,6 +288,21 @@ def test_coins_with_more_than_one_class_in_their_answer_set_give_a_range(synthet
     AnswerSets(classes, np.zeros(30), np.repeat(classes, 10)).save(head)  # the top class always enough
     [sure] = count_coins([synthetic_head / "pile.jpg"], head, sizes=False, tta="none", threshold=0.0)
     assert not sure.doubts and not sure.total_range and all(len(c.answer_set) == 1 for c in sure.coins)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_photo_rotated_by_its_exif_tag_is_counted_as_it_is_shown(synthetic_head, tmp_path, orientation):
+    discs = [(200, 200, 60), (500, 260, 75), (760, 480, 66)]
+    shown = pile(discs, size=(1000, 700), seed=5)
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the camera stores the sensor's pixels and says how to turn them
+    shown.transpose(undo[orientation]).save(tmp_path / "turned.jpg", exif=exif, quality=92)
+    [counted] = count_coins([tmp_path / "turned.jpg"], synthetic_head / "head", tta="none", sizes=False)
+    assert counted.image_size == shown.size and len(counted.coins) == len(discs)
+    for x, y, r in discs:
+        nearest = min(counted.coins, key=lambda c: np.hypot(c.x - x, c.y - y))
+        assert np.hypot(nearest.x - x, nearest.y - y) < 6 and abs(nearest.diameter_px / 2 - r) / r < 0.06
 
 
 def test_bad_photos_each_get_one_clear_line_and_the_rest_are_counted(synthetic_head, tmp_path, capsys):

@@ -8,7 +8,6 @@ test/val photo with each head's top-k labels and probabilities), ``confusion_<he
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -28,6 +27,7 @@ from coinfeat.compare.tables import (
     safe_name,
 )
 from coinfeat.core.curves import plot_history
+from coinfeat.core.images import data_url
 from coinfeat.core.leakage import SUBSETS, twin_counts
 from coinfeat.core.store import describe_extractor
 
@@ -280,9 +280,7 @@ def _curves(c: Comparison) -> list[tuple[str, str]]:
 
 
 def _inline_png(path: Path) -> str:
-    if not path.exists():
-        return ""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return data_url(path.read_bytes()) if path.exists() else ""
 
 
 def _html_table(frame: pd.DataFrame) -> str:

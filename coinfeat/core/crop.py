@@ -126,9 +126,18 @@ def frame(img: Image.Image, crop: str) -> Image.Image:
     """A decoded photo framed for the model by the ``crop`` policy (see ``CROPS``)."""
     if crop == "none":
         return img
+    return coin_centred(img, masked=_masked(crop))[0]
+
+
+def frame_found(full: Image.Image, circle: Circle, crop: str) -> Image.Image:
+    """A coin found in a whole photo, framed by a coin ``crop`` policy as single-coin photos are."""
+    return coin_square(full, circle, masked=_masked(crop))
+
+
+def _masked(crop: str) -> bool:
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(CROPS)}")
-    return coin_centred(img, masked=crop == "coin-masked")[0]
+    return crop == "coin-masked"
 
 
 def crop_coin(

@@ -3,11 +3,12 @@
 Nothing here is a pixel constant tuned to one camera: the photo is brought to ``work_size``
 pixels on its long side, and every radius limit is a share of that image or of the coins found
 in it. Two passes: a wide search (radii from ``MIN_RADIUS`` to ``MAX_RADIUS`` of the short side)
-gives the typical coin radius; the second keeps circles whose radius lies within
-``radius_range`` times it. Candidates are then cleaned up, each drop recorded with its reason:
-a circle whose centre lies inside a larger kept circle is the same coin (a bimetallic coin's
-inner ring, a second rim), one cut by the image border cannot be identified, and one whose
-inside looks like the background is not a coin.
+gives the typical coin radius, from the circles whose rims stand out (a speckled or grained table
+gives many small circles with faint rims, which must not decide what size a coin is); the second
+keeps circles whose radius lies within ``radius_range`` times it. Candidates are then cleaned
+up, each drop recorded with its reason: a circle whose centre lies inside a larger kept circle
+is the same coin (a bimetallic coin's inner ring, a second rim), one cut by the image border
+cannot be identified, and one whose inside looks like the background is not a coin.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def find_coins(
     detection = Detection()
     if len(first) == 0:
         return detection
-    typical = float(np.median(first[:, 2]))
+    typical = typical_radius(first, rim_strength(grey, first))
     low, high = typical * radius_range[0], typical * radius_range[1]
     candidates = _hough(grey, low, high)
     background = _background_colour(work)
@@ -92,20 +93,43 @@ def find_coins(
 RAYS = 90
 
 
+def _ray_steps(grey: np.ndarray, circle: np.ndarray, span: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness steps along ``RAYS`` rays from the centre, between (1 - span) and (1 + span)
+    radii: (rays, samples - 1) step sizes and the radii they lie between."""
+    from scipy.ndimage import map_coordinates
+
+    x, y, r = circle
+    angles = np.linspace(0, 2 * np.pi, RAYS, endpoint=False)
+    steps = np.linspace((1 - span) * r, (1 + span) * r, max(16, int(4 * span * r)))
+    xs = x + np.cos(angles)[:, None] * steps[None, :]
+    ys = y + np.sin(angles)[:, None] * steps[None, :]
+    profile = map_coordinates(grey, [ys.ravel(), xs.ravel()], order=1, mode="nearest")
+    return np.abs(np.diff(profile.reshape(len(angles), len(steps)), axis=1)), steps
+
+
+def rim_strength(grey: np.ndarray, circles: np.ndarray) -> np.ndarray:
+    """How clearly each circle's rim stands out: the median over rays of the strongest brightness
+    step within 10% of its radius. A coin's rim is a step almost all the way round; a blob of
+    texture that Hough reads as a circle has a step here and there."""
+    image = grey.astype(float)
+    return np.array([float(np.median(_ray_steps(image, c, 0.1)[0].max(axis=1))) for c in circles])
+
+
+def typical_radius(circles: np.ndarray, rims: np.ndarray) -> float:
+    """The radius of the photo's coins: the median radius of the circles with clear rims (at least
+    half the clearest), so that many small texture circles cannot pull it down."""
+    clear = rims >= 0.5 * rims.max() if len(rims) and rims.max() > 0 else np.ones(len(circles), bool)
+    return float(np.median(circles[clear, 2]))
+
+
 def refine(grey: np.ndarray, circle: np.ndarray) -> np.ndarray:
     """The circle fitted to the coin's rim: along rays from the centre, the strongest brightness
     step between 0.8 and 1.2 radii is an edge point; a least-squares circle through those points,
     refitted without the worst third (rays that met a touching coin or a shadow). Hough's
     answer is good to a few pixels; sizes need better than 2% of a diameter."""
-    from scipy.ndimage import map_coordinates
-
     x, y, r = circle
     angles = np.linspace(0, 2 * np.pi, RAYS, endpoint=False)
-    steps = np.linspace(0.8 * r, 1.2 * r, max(16, int(0.8 * r)))
-    xs = x + np.cos(angles)[:, None] * steps[None, :]
-    ys = y + np.sin(angles)[:, None] * steps[None, :]
-    profile = map_coordinates(grey.astype(float), [ys.ravel(), xs.ravel()], order=1, mode="nearest")
-    step = np.abs(np.diff(profile.reshape(len(angles), len(steps)), axis=1))
+    step, steps = _ray_steps(grey.astype(float), circle)
     best = step.argmax(axis=1)
     at = (steps[best] + steps[best + 1]) / 2
     points = np.column_stack([x + np.cos(angles) * at, y + np.sin(angles) * at])

@@ -6,6 +6,7 @@ dividing by 255 here is a classic silent bug that still "works" but ruins the fe
 
 from __future__ import annotations
 
+import base64
 import io
 import warnings
 from pathlib import Path
@@ -152,3 +153,14 @@ def model_square(data: bytes, size: int, policy: str, max_pixels: int, crop: str
 
     draft = size if crop == "none" else 4 * size  # a coin crop keeps only part of the photo
     return fit_square(frame(decode(data, draft_size=draft, max_pixels=max_pixels), crop), size, policy)
+
+
+def data_url(img: Image.Image | bytes, image_format: str = "PNG", **save: object) -> str:
+    """An image (or the bytes of a PNG/JPEG file) as a ``data:`` URL, for self-contained pages."""
+    if isinstance(img, bytes):
+        data = img
+    else:
+        buffer = io.BytesIO()
+        img.save(buffer, image_format, **save)
+        data = buffer.getvalue()
+    return f"data:image/{image_format.lower()};base64," + base64.b64encode(data).decode()

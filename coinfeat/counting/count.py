@@ -21,7 +21,7 @@ side over the coin's diameter. Two conventions are told apart:
   for the classifier alone.
 
 A head whose store was made with ``extract-features --crop coin`` (the default) needs none of
-this: every coin goes through the same coin crop (:func:`coinfeat.core.crop.coin_square`) as
+this: every coin goes through the same coin crop (:func:`coinfeat.core.crop.frame_found`) as
 its training photos, in one pass, and the photo's scale comes from the coins' sizes alone.
 
 A crop larger than the head's training photos is brought down to their size, so a 300-pixel coin
@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets, check_confidence
-from coinfeat.core.crop import CropConvention, coin_square, crop_coin
+from coinfeat.core.crop import CropConvention, crop_coin, frame_found
 from coinfeat.core.datasets import collect_photos
 from coinfeat.core.detect import MIN_RADIUS, WORK_SIZE, Circle, Detection, find_coins
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
@@ -343,8 +343,7 @@ class CoinCounter:
         if self.embedder.crop == "none":
             crops = [crop_coin(full, circle, margin, self.crop_side) for circle in circles]
         else:
-            masked = self.embedder.crop == "coin-masked"
-            crops = [coin_square(full, circle, masked) for circle in circles]
+            crops = [frame_found(full, circle, self.embedder.crop) for circle in circles]
         batch = np.stack([to_model_input(fit_square(c, size, resize)) for c in crops])
         return self.head.predict_proba(self.embedder.embed_images(batch, tta))
 

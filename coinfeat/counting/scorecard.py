@@ -13,9 +13,7 @@ With counts only, the class check compares the number of coins of each class ins
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from PIL import ImageDraw
 from coinfeat.core.annotations import Mark, detect_format, read_annotations
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads.record import read_head_record
-from coinfeat.core.images import decode, read_bytes
+from coinfeat.core.images import data_url, decode, read_bytes
 from coinfeat.counting.count import PhotoCount, count_coins
 from coinfeat.counting.money import face_value
 
@@ -396,6 +394,4 @@ def _drawn(photo: PhotoScore, result: PhotoCount | None) -> str | None:
     for box in photo.missed:
         draw.rectangle(box, outline=(0, 90, 255), width=width)
     img.thumbnail((800, 800))
-    buffer = io.BytesIO()
-    img.save(buffer, "JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_url(img, "JPEG", quality=82)

@@ -17,8 +17,6 @@ keeps serving. Recognition runs in a worker thread, so a health check never wait
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 import time
 from importlib import resources
@@ -35,7 +33,7 @@ from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets
 from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads import load_head
-from coinfeat.core.images import load_image
+from coinfeat.core.images import data_url, load_image
 from coinfeat.core.metrics import label_parts, part_answers
 from coinfeat.core.provenance import check_compatible
 from coinfeat.core.store import open_store
@@ -87,7 +85,7 @@ class Recogniser:
         picture.thumbnail((WEB_PICTURE, WEB_PICTURE))
         return {
             **result.to_dict(),
-            "annotated": _png_data_url(picture),
+            "annotated": data_url(picture),
             "timing_ms": {"total": result.seconds * 1000},
         }
 
@@ -116,7 +114,7 @@ class Recogniser:
             "parts": part_answers(proba, self.parts),
             "answer_set": self._answer_set(proba),
             **answer,
-            "model_input": _png_data_url(Image.fromarray(square.astype(np.uint8))),
+            "model_input": data_url(Image.fromarray(square.astype(np.uint8))),
             "pretrained": self.store.pretrained,
             "timing_ms": {
                 "decode": _ms(started, decoded),
@@ -248,12 +246,6 @@ def serve(
         raise CoinfeatError(f"--port {port} is not a valid port")
     app = create_app(Recogniser(features, head_dir), max_upload_mb)
     uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-def _png_data_url(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _ms(start: float, end: float) -> float:
