@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from helpers import write_class_folders
 
-from coinfeat.core.engines import ENGINE_ENV
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist each worker gets one core's worth of threads, so two workers share the
@@ -33,22 +31,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def coinfeat_cache(tmp_path_factory) -> Path:
-    """One converted-model cache for the whole session (conversion takes ~12 s per model), and the
-    Keras engine wherever a test does not ask for one: every fine-tune or new backbone would
-    otherwise pay a TFLite conversion. Tests of the engines, int8 and export choose theirs, and
-    ``default_engine`` restores what users get."""
+    """One converted-model cache for the whole session (conversion takes ~12 s per model)."""
     path = tmp_path_factory.mktemp("coinfeat-cache")
     mp = pytest.MonkeyPatch()
     mp.setenv("COINFEAT_CACHE_DIR", str(path))
-    mp.setenv(ENGINE_ENV, "keras")
     yield path
     mp.undo()
-
-
-@pytest.fixture
-def default_engine(monkeypatch) -> None:
-    """``--engine auto`` as users get it (the fastest engine verified equal, TFLite usually)."""
-    monkeypatch.delenv(ENGINE_ENV, raising=False)
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def test_other_applications_take_0_255_input(name, dim):
 
 
 @pytest.mark.slow
-def test_converted_model_is_cached_and_reused(monkeypatch, default_engine):
+def test_converted_model_is_cached_and_reused(monkeypatch):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     first = open_engine(spec, "auto")
     model_path, record_path = tflite_cache_paths(spec)
@@ -112,7 +112,7 @@ def test_converted_model_is_cached_and_reused(monkeypatch, default_engine):
 
 
 @pytest.mark.slow
-def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch, default_engine):
+def test_auto_falls_back_to_keras_when_tflite_disagrees(monkeypatch):
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     open_engine(spec, "tflite")
     _, record_path = tflite_cache_paths(spec)

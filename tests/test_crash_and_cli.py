@@ -158,8 +158,8 @@ def test_debug_shows_the_traceback():
 
 
 @pytest.mark.slow
-def test_demo_runs_offline_and_says_weights_are_random(tmp_path, default_engine):
-    """The README's first command, as a user runs it: the console script, the default engine."""
+def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
+    """The README's first command, as a user runs it (the console script)."""
     result = _cli("demo", "--out", str(tmp_path / "demo"), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)

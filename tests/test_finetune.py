@@ -40,8 +40,18 @@ CUT = "block5c_add"
 
 
 def quick(**overrides) -> FinetuneConfig:
+    """A short fine-tune on the Keras engine: each tuned network is used once or twice here, and a
+    TFLite conversion of it would cost more than running it."""
     return FinetuneConfig(
-        **{"views": 2, "epochs": 2, "patience": 1, "batch_size": 8, "progress": False, **overrides}
+        **{
+            "views": 2,
+            "epochs": 2,
+            "patience": 1,
+            "batch_size": 8,
+            "progress": False,
+            "engine": "keras",
+            **overrides,
+        }
     )
 
 
@@ -236,6 +246,8 @@ def test_kill_9_while_caching_then_rerun_keeps_finished_batches(tmp_path):
         "--epochs",
         "1",
         "--no-embed",
+        "--engine",
+        "keras",
         "-q",
     ]
     proc = subprocess.Popen(

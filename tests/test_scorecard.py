@@ -90,6 +90,10 @@ def test_truth_from_yolo_boxes_and_a_counts_csv(tmp_path):
     assert counts_only["001.jpg"].marks is None
     with pytest.raises(CoinfeatError, match="no marked coins"):
         read_truth(root / "photos")
+    (tmp_path / "piles.csv").write_text(  # euro-coins-photos' column names
+        "photo,labelled_coins,1c,2e,labelled_value_cents\ntrain/t_1.jpg,3,1,2,401\n"
+    )
+    assert read_truth(tmp_path / "piles.csv")["t_1.jpg"] == PhotoTruth(counts={"1c": 1, "2e": 2}, value=4.01)
     (tmp_path / "bad.csv").write_text("file,1c\nx.jpg,1\n")
     with pytest.raises(CoinfeatError, match="'photo' column"):
         read_truth(tmp_path / "bad.csv")

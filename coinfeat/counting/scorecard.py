@@ -154,6 +154,11 @@ def _has_marks(path: Path) -> bool:
     return True
 
 
+COUNT_COLUMNS = ("coins", "labelled_coins")
+VALUE_COLUMNS = ("value_cents", "labelled_value_cents")
+"""Columns of a counts CSV that are not classes (euro-coins-phone's and euro-coins-photos' names)."""
+
+
 def _read_counts(csv: Path) -> dict[str, PhotoTruth]:
     try:
         frame = pd.read_csv(csv)
@@ -161,10 +166,11 @@ def _read_counts(csv: Path) -> dict[str, PhotoTruth]:
         raise CoinfeatError(f"{csv}: cannot read the counts ({exc})") from None
     if "photo" not in frame.columns:
         raise CoinfeatError(f"{csv}: a counts CSV needs a 'photo' column and one column per class")
-    classes = [c for c in frame.columns if c not in ("photo", "coins", "value_cents")]
+    classes = [c for c in frame.columns if c not in ("photo", *COUNT_COLUMNS, *VALUE_COLUMNS)]
+    value_column = next((c for c in VALUE_COLUMNS if c in frame.columns), None)
     truth = {}
     for record in frame.to_dict("records"):
-        value = record.get("value_cents")
+        value = record.get(value_column) if value_column else None
         truth[Path(str(record["photo"])).name] = PhotoTruth(
             counts={c: int(record[c]) for c in classes if int(record[c])},
             value=float(value) / 100 if value is not None and not pd.isna(value) else None,
