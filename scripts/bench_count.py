@@ -72,8 +72,8 @@ def render(tta: str, heads: dict[str, str], figures: dict[str, dict]) -> str:
         "",
         f"The counting scorecard on both shared sets of whole photos, one run, TTA {tta}, 2 cores. "
         f"euro-coins-photos (39 piles, 12 Mpx, counts only: no detection figures) with "
-        f"`{heads['piles']}` (fitted on the euro-coins test folder only); euro-coins-phone (150 photos, "
-        f"another phone, boxes) with `{heads['phone']}` (fitted on the train folder only).",
+        f"{heads['piles']} (fitted on the euro-coins test folder only); euro-coins-phone (150 photos, "
+        f"another phone, boxes) with {heads['phone']} (fitted on the train folder only).",
         "",
         "| figure | euro-coins-photos | euro-coins-phone |",
         "|---|---|---|",
@@ -88,16 +88,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--piles-head", required=True, help="a head fitted on euro-coins/test only")
     parser.add_argument("--phone-head", required=True, help="a head fitted on euro-coins/train only")
+    parser.add_argument("--piles-name", default="a head", help="how the table names the piles head")
+    parser.add_argument("--phone-name", default="a head", help="how the table names the phone head")
     parser.add_argument("--tta", default="rotations")
     parser.add_argument("--out", default="artifacts/reports/bench-count", help="where the reports go")
     parser.add_argument("--write", help="update this BENCHMARKS.md")
     args = parser.parse_args()
     heads = {"piles": args.piles_head, "phone": args.phone_head}
+    names = {"piles": args.piles_name, "phone": args.phone_name}
     figures = {name: score_set(name, heads[name], args.tta, Path(args.out)) for name in SETS}
     for name, found in figures.items():
         print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()})
     if args.write:
-        write_section(Path(args.write), render(args.tta, heads, figures), "count")
+        write_section(Path(args.write), render(args.tta, names, figures), "count")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ def test_scorecard_figures_by_hand():
     assert s["median_total_error"] == pytest.approx(((3.1 - 1.25) / 3.1 + 0.25) / 2)
     assert (pa.in_range, pb.in_range, pb.doubtful) == (False, True, 1)
     assert s["total_in_range"] == 0.5 and s["doubtful_coins"] == 1
+    counts_only = score([b], {"b.jpg": truth_b}).summary()
+    assert counts_only["class_accuracy"] == 0.5 and counts_only["detection_recall"] is None, "1 of 2 2c found"
 
 
 def test_truth_from_yolo_boxes_and_a_counts_csv(tmp_path):

@@ -99,6 +99,8 @@ class Scorecard:
         true = sum(p.true for p in marked)
         matched = sum(p.matched or 0 for p in marked)
         right = sum(p.right_class or 0 for p in marked)
+        counted = [p for p in self.photos if p.matched is None and p.right_class is not None]
+        counted_true = sum(p.true for p in counted)
         errors = [p.value_error for p in self.photos if p.value_error is not None]
         in_range = [p.in_range for p in self.photos if p.in_range is not None]
         return {
@@ -108,7 +110,9 @@ class Scorecard:
             "coins_found": sum(p.found for p in self.photos),
             "detection_precision": matched / found if marked and found else None,
             "detection_recall": matched / true if marked and true else None,
-            "class_accuracy": right / matched if matched else None,
+            "class_accuracy": right / matched
+            if matched
+            else (sum(p.right_class for p in counted) / counted_true if counted_true else None),
             "count_exact": float(np.mean([p.count_error == 0 for p in self.photos])) if self.photos else None,
             "count_within_one": float(np.mean([abs(p.count_error) <= 1 for p in self.photos]))
             if self.photos
