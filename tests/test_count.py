@@ -76,6 +76,29 @@ def test_coins_are_found_on_dark_patterned_and_speckled_tables(background):
         assert np.hypot(nearest.x - x, nearest.y - y) < 6 and abs(nearest.radius - r) / r < 0.08
 
 
+def test_overlapping_coins_are_both_found_and_reported_as_overlapping():
+    from coinfeat.counting.count import Coin, mark_overlaps
+
+    discs = [(300, 300, 80), (400, 330, 70), (800, 400, 75), (955, 400, 80)]  # 1 over 2; 3 touches 4
+    found = detect(pile(discs)).coins
+    assert len(found) == 4
+    coins = [
+        Coin(
+            number=n,
+            x=c.x,
+            y=c.y,
+            diameter_px=c.diameter,
+            label="x",
+            name="x",
+            probability=1.0,
+            unknown=False,
+        )
+        for n, c in enumerate(sorted(found, key=lambda c: c.x), 1)
+    ]
+    mark_overlaps(coins)
+    assert [c.overlaps for c in coins] == [[2], [1], [], []]
+
+
 def test_a_photo_without_coins_finds_none():
     assert detect(pile([])).coins == []
 

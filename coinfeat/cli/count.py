@@ -135,9 +135,10 @@ def _print_count(result) -> None:
             if (c.with_sizes and c.with_sizes["label"] != c.classifier["label"])
             else ""
         )
+        overlaps = f"  (overlaps {', '.join(map(str, c.overlaps))})" if c.overlaps else ""
         print(
             f"  {c.number:>3}  {c.x:>5.0f},{c.y:<5.0f}  {c.diameter_px:>5.0f}  {mm}  {coin:<24} "
-            f"{c.probability:>5.0%}  {value}{changed}"
+            f"{c.probability:>5.0%}  {value}{changed}{overlaps}"
         )
     if result.coins:
         scale = f"{result.scale_px_per_mm:.2f} px/mm" if result.scale_px_per_mm else "not estimated"

@@ -88,6 +88,8 @@ class Coin:
     """The classes this coin may be at the chosen confidence, the answer first (empty for a head
     saved without a calibration); classes its size rules out are left out."""
     answer_set_names: list[str] = field(default_factory=list)
+    overlaps: list[int] = field(default_factory=list)
+    """Numbers of the coins this one lies partly over or under (its crop shows part of them)."""
 
     @property
     def doubtful(self) -> bool:
@@ -294,6 +296,7 @@ class CoinCounter:
             coin = self._coin(number, circle, final[row], proba[row], sized_row, px_per_mm)
             coin.answer_set, coin.answer_set_names = sets[row], [self.names.get(c, c) for c in sets[row]]
             result.coins.append(coin)
+        mark_overlaps(result.coins)
         result.totals = {"classifier": self._total(proba)[0]}
         if sized is not None:
             result.totals["with_sizes"] = self._total(sized)[0]
@@ -395,6 +398,20 @@ class CoinCounter:
 
 SMALLEST_RADIUS = 6
 """Circles smaller than this (pixels of the detection image) are rarely found reliably."""
+OVERLAP = 0.95
+"""Two coins overlap when their centres are closer than this share of the sum of their radii
+(touching coins lie at about the sum)."""
+
+
+def mark_overlaps(coins: list[Coin]) -> None:
+    """Record, on each coin, the coins it overlaps."""
+    for i, a in enumerate(coins):
+        for b in coins[i + 1 :]:
+            if np.hypot(a.x - b.x, a.y - b.y) < OVERLAP * (a.diameter_px + b.diameter_px) / 2:
+                a.overlaps.append(b.number)
+                b.overlaps.append(a.number)
+
+
 PANORAMA_RATIO = 3.0
 """A photo this many times wider than high (or higher than wide) is searched at a short side too
 small for most coins."""
