@@ -39,9 +39,12 @@ pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
 CUT = "block5c_add"
 
 
+TUNED_ENGINE = "keras"
+"""Each tuned network runs once or twice here: a TFLite conversion of it would cost more than running it."""
+
+
 def quick(**overrides) -> FinetuneConfig:
-    """A short fine-tune on the Keras engine: each tuned network is used once or twice here, and a
-    TFLite conversion of it would cost more than running it."""
+    """A short fine-tune, on ``TUNED_ENGINE``."""
     return FinetuneConfig(
         **{
             "views": 2,
@@ -49,7 +52,7 @@ def quick(**overrides) -> FinetuneConfig:
             "patience": 1,
             "batch_size": 8,
             "progress": False,
-            "engine": "keras",
+            "engine": TUNED_ENGINE,
             **overrides,
         }
     )
@@ -106,13 +109,15 @@ def test_head_and_backbone_work_with_predict_compare_and_extract(tuned, tmp_path
     assert head.meta.features.fingerprint == new.fingerprint
     X, items = new.select("test")
     photos = [str(data / p) for p in items["path"]]
-    answers = predict_images(photos, result.head_dir, top_k=1, tta="none")
+    answers = predict_images(photos, result.head_dir, top_k=1, tta="none", engine=TUNED_ENGINE)
     assert [a.labels[0] for a in answers] == head.predict(X).tolist()
     comparison = compare_heads(
         result.store, CompareConfig(heads=["centroid"], load={"tuned": result.head_dir})
     )
     assert {r.name for r in comparison.results} == {"centroid", "tuned"}
-    again = extract_features(data, tmp_path / "again", small_config(backbone=result.backbone))
+    again = extract_features(
+        data, tmp_path / "again", small_config(backbone=result.backbone, engine=TUNED_ENGINE)
+    )
     assert again.fingerprint == new.fingerprint
     np.testing.assert_allclose(open_store(tmp_path / "again").select("test")[0], X, rtol=1e-4, atol=1e-4)
 
@@ -137,7 +142,9 @@ def test_a_fine_tuned_head_counts_coins_like_any_head(tuned):
     root, _, result = tuned
     assert set(load_head(result.head_dir).meta.crops) == {"photo_side_px", "ratio"}
     pile([(150, 150, 60), (330, 160, 70), (240, 320, 65)], size=(480, 420)).save(root / "pile.jpg")
-    [counted] = count_coins([root / "pile.jpg"], result.head_dir, tta="none", out=root / "counted")
+    [counted] = count_coins(
+        [root / "pile.jpg"], result.head_dir, tta="none", out=root / "counted", engine=TUNED_ENGINE
+    )
     assert len(counted.coins) == 3 and counted.error is None
     assert (root / "counted" / "pile_count.png").is_file()
     assert not counted.pretrained
@@ -158,7 +165,9 @@ def test_full_fine_tune_trains_end_to_end_from_photos(tuned):
     assert result.mode == "full" and result.cut is None and result.cache_rows == 0
     record = json.loads((root / "full" / "finetune.json").read_text())
     assert record["mode"] == "full" and "end to end" in record["summary"]
-    [answer] = predict_images([str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=2, tta="none")
+    [answer] = predict_images(
+        [str(data / "gold" / "gold0_0.jpg")], result.head_dir, top_k=2, tta="none", engine=TUNED_ENGINE
+    )
     assert answer.error is None and len(answer.labels) == 2
 
 
