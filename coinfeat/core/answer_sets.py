@@ -54,17 +54,24 @@ class AnswerSets:
         scores = hinge(np.asarray(proba)[known], classes, y[known])
         return cls(classes, np.asarray(scores, dtype=np.float64), y[known], class_conditional)
 
+    def _conformal(self):
+        """The fitted crepes classifier, made once (serve asks for sets on every request)."""
+        if getattr(self, "_fitted", None) is None:
+            from crepes import ConformalClassifier
+
+            conformal = ConformalClassifier()
+            conformal.fit(self.scores, bins=self.labels if self.class_conditional else None)
+            self._fitted = conformal
+        return self._fitted
+
     def p_values(self, proba: np.ndarray) -> np.ndarray:
         """(n, classes) conformal p-values of each class for each photo."""
-        from crepes import ConformalClassifier
         from crepes.extras import hinge
 
         alphas = hinge(np.asarray(proba, dtype=np.float64))
-        conformal = ConformalClassifier()
+        conformal = self._conformal()
         if not self.class_conditional:
-            conformal.fit(self.scores)
             return conformal.predict_p(alphas, smoothing=False)
-        conformal.fit(self.scores, bins=self.labels)
         columns = []
         for c, label in enumerate(self.classes):
             if not np.any(self.labels == label):  # no val photo of this class: never excluded
