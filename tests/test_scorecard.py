@@ -8,6 +8,7 @@ from helpers import pile
 from coinfeat.core.annotations import Mark
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.counting.count import Coin, PhotoCount
+from coinfeat.counting.money import Doubt, FaceValue
 from coinfeat.counting.scorecard import PhotoTruth, iou, read_truth, score, write_report
 
 
@@ -52,7 +53,8 @@ def test_scorecard_figures_by_hand():
     # photo b: counts only (2 x 2c), counted as 2c + 1c
     b = PhotoCount("dir/b.jpg", coins=[_coin(1, 10, 10, 8, "2c", 0.02), _coin(2, 30, 10, 8, "1c", 0.01)])
     b.coins[1].answer_set = ["1c", "2c"]  # in doubt: the total is 0.03, up to 0.04
-    b.total_range = {"EUR": [0.03, 0.04]}
+    b.doubts = [Doubt(2, FaceValue(0.01, "EUR"), [("2c", FaceValue(0.02, "EUR"))])]
+    b.total = {"EUR": 0.03}
     truth_b = PhotoTruth(counts={"2c": 2}, value=0.04)
     card = score([a, b, PhotoCount("c.jpg")], {"a.jpg": truth_a, "b.jpg": truth_b})
     assert [p.photo for p in card.photos] == ["a.jpg", "dir/b.jpg"], "photos without truth are left out"

@@ -15,8 +15,9 @@ it (``compare --test-features``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,8 @@ class AnswerSets:
     scores: np.ndarray
     labels: np.ndarray
     class_conditional: bool = False
+    _fitted: Any = field(default=None, init=False, repr=False, compare=False)
+    """The crepes classifier fitted on ``scores``, made on first use (serve asks on every request)."""
 
     @classmethod
     def calibrate(
@@ -54,9 +57,8 @@ class AnswerSets:
         scores = hinge(np.asarray(proba)[known], classes, y[known])
         return cls(classes, np.asarray(scores, dtype=np.float64), y[known], class_conditional)
 
-    def _conformal(self):
-        """The fitted crepes classifier, made once (serve asks for sets on every request)."""
-        if getattr(self, "_fitted", None) is None:
+    def _conformal(self) -> Any:
+        if self._fitted is None:
             from crepes import ConformalClassifier
 
             conformal = ConformalClassifier()

@@ -115,8 +115,6 @@ class PhotoCount:
     """Both answers' totals: {"classifier": {...}, "with_sizes": {...}}."""
     doubts: list[Doubt] = field(default_factory=list)
     """Counted coins whose answer set holds other priced classes: what they could be instead."""
-    total_range: dict[str, list[float]] = field(default_factory=dict)
-    """Per currency [lowest, highest] total the doubtful coins allow (empty without doubts)."""
     dropped: list[dict[str, Any]] = field(default_factory=list)
     image_size: tuple[int, int] = (0, 0)
     annotated: str | None = None
@@ -133,6 +131,14 @@ class PhotoCount:
         return [c for c in self.coins if not c.unknown]
 
     @property
+    def total_range(self) -> dict[str, list[float]]:
+        """Per currency [lowest, highest] total the doubtful coins allow (empty without doubts)."""
+        if not self.doubts:
+            return {}
+        low, high = total_range(self.total, self.doubts)
+        return {c: [low.get(c, 0.0), high.get(c, 0.0)] for c in sorted({*low, *high})}
+
+    @property
     def message(self) -> str:
         if self.error:
             return f"skipped: {self.error}"
@@ -145,7 +151,7 @@ class PhotoCount:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, picture=None))
         data.pop("picture")
-        return {**data, "message": self.message}
+        return {**data, "total_range": self.total_range, "message": self.message}
 
 
 @dataclass
@@ -302,9 +308,6 @@ class CoinCounter:
             result.totals["with_sizes"] = self._total(sized)[0]
         result.total, result.unpriced = self._total(final)
         result.doubts = self._doubts(result.counted)
-        if result.doubts:
-            low, high = total_range(result.total, result.doubts)
-            result.total_range = {c: [low.get(c, 0.0), high.get(c, 0.0)] for c in sorted({*low, *high})}
 
     def _answer_sets(
         self, proba: np.ndarray, final: np.ndarray, measured: np.ndarray, px_per_mm: float | None
