@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, run_exported_models, small_config
+from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, run_exported_models, tiny_config
 
 from coinfeat import extract_features, open_store
 from coinfeat.core.errors import CoinfeatError
@@ -21,7 +21,7 @@ from coinfeat.predict import predict_images
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    extract_features(sample_dir(), root / "s", small_config())
+    extract_features(sample_dir(), root / "s", tiny_config())
     store = open_store(root / "s")
     test = store.items.iloc[store.rows("test")]
     photos = [str(sample_dir() / p) for p in test["path"][:24]]

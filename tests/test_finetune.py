@@ -22,6 +22,7 @@ from helpers import (
     pile,
     run_exported,
     small_config,
+    tiny_config,
     write_class_folders,
 )
 from PIL import Image
@@ -62,7 +63,7 @@ def quick(**overrides) -> FinetuneConfig:
 def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
     data = write_class_folders(root / "d", per_class=12)
-    extract_features(data, root / "s", small_config())
+    extract_features(data, root / "s", tiny_config())
     result = finetune(root / "s", root / "out", quick(embed_out=str(root / "tuned-store")))
     return root, data, result
 
@@ -74,11 +75,8 @@ def test_outputs_record_what_was_trained_on_which_photos(tuned):
     record = json.loads((out / "finetune.json").read_text())
     assert record["base"]["fingerprint"] == base.fingerprint and record["cut"] == CUT
     assert record["photos"]["train"]["photos"] == len(base.rows("train")) == result.train_photos
-    assert record["photos"]["test"] == "never used" and record["pretrained"] is False
-    assert (
-        "NOT PRETRAINED" in record["summary"]
-        and f"on train ({result.train_photos} photos)" in record["summary"]
-    )
+    assert record["photos"]["test"] == "never used" and record["pretrained"] is base.pretrained
+    assert f"on train ({result.train_photos} photos)" in record["summary"]
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == len(history["val_accuracy"]) == result.epochs_run
     assert 1 <= result.best_epoch <= result.epochs_run
@@ -96,7 +94,7 @@ def test_tuned_store_keeps_the_splits_and_says_it_is_fine_tuned(tuned):
     splits = base.items.set_index("path")["split"].sort_index()
     assert splits.equals(new.items.set_index("path")["split"].sort_index())
     assert "fine-tuned" in new.manifest.backbone["finetuned"] and new.fingerprint != base.fingerprint
-    assert new.manifest.pretrained is False
+    assert new.manifest.pretrained is base.pretrained
     assert not result.notes
 
 
@@ -147,7 +145,7 @@ def test_a_fine_tuned_head_counts_coins_like_any_head(tuned):
     )
     assert len(counted.coins) == 3 and counted.error is None
     assert (root / "counted" / "pile_count.png").is_file()
-    assert not counted.pretrained
+    assert counted.pretrained is open_store(root / "s").pretrained
 
 
 def test_second_run_reuses_the_whole_cache_and_more_views_add_only_views(tuned):
@@ -205,13 +203,13 @@ def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
     with pytest.raises(CoinfeatError, match="leaves nothing to train"):
         finetune(root / "s", tmp_path / "b", quick(cut="top_activation"))
     with pytest.raises(CoinfeatError, match="bypasses it"):
-        finetune(root / "s", tmp_path / "c", quick(cut="block6b_project_bn"))
-    extract_features(data, tmp_path / "noval", small_config(split=(0.8, 0.0, 0.2)))
+        finetune(root / "s", tmp_path / "c", quick(cut="block5c_dwconv"))
+    extract_features(data, tmp_path / "noval", tiny_config(split=(0.8, 0.0, 0.2)))
     with pytest.raises(CoinfeatError, match="no val photos"):
         finetune(tmp_path / "noval", tmp_path / "d", quick())
     monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 1000})())
     with pytest.raises(CoinfeatError, match="activation cache needs about"):
-        finetune(root / "s", tmp_path / "e", quick(cut="block4c_add"))
+        finetune(root / "s", tmp_path / "e", quick(cut="stem_activation"))
 
 
 def test_test_photos_with_copies_in_train_are_flagged():
@@ -232,7 +230,7 @@ def test_test_photos_with_copies_in_train_are_flagged():
 
 def test_single_class_store_is_refused(tmp_path):
     data = write_class_folders(tmp_path / "d", per_class=8, colours={"gold": (212, 175, 55)})
-    extract_features(data, tmp_path / "s", small_config())
+    extract_features(data, tmp_path / "s", tiny_config())
     with pytest.raises(CoinfeatError, match="at least 2"):
         finetune(tmp_path / "s", tmp_path / "out", quick())
 
@@ -273,6 +271,8 @@ def test_kill_9_while_caching_then_rerun_keeps_finished_batches(tmp_path):
     result = finetune(tmp_path / "s", tmp_path / "out", quick(views=4, epochs=1, embed=False))
     assert result.cache_reused >= kept
     assert result.cache_rows == result.train_photos * 5 + result.val_photos
+    record = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert record["pretrained"] is False and "NOT PRETRAINED" in record["summary"], "said from random B0"
 
 
 @needs_euro

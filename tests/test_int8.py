@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import small_config, write_class_folders
+from helpers import tiny_config, write_class_folders
 
 from coinfeat import extract_features, open_store
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
 def stores(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8")
     data = write_class_folders(root / "d", per_class=10)
-    fp32 = extract_features(data, root / "fp32", small_config())
-    int8 = extract_features(data, root / "int8", small_config(precision="int8", calibration=8))
+    fp32 = extract_features(data, root / "fp32", tiny_config())
+    int8 = extract_features(data, root / "int8", tiny_config(precision="int8", calibration=8))
     return root, data, fp32, int8
 
 
@@ -41,12 +41,12 @@ def test_int8_store_says_so_keeps_its_calibration_and_is_verified(stores):
 
 def test_int8_and_fp32_vectors_never_mix(stores):
     root, data, _, _ = stores
-    again = extract_features(data, root / "int8", small_config(precision="int8", calibration=8))
+    again = extract_features(data, root / "int8", tiny_config(precision="int8", calibration=8))
     assert again.embedded == 0 and again.reused == again.total
     with pytest.raises(FingerprintMismatch):
-        extract_features(data, root / "int8", small_config())
+        extract_features(data, root / "int8", tiny_config())
     with pytest.raises(FingerprintMismatch):
-        extract_features(data, root / "int8", small_config(precision="int8", calibration=5))
+        extract_features(data, root / "int8", tiny_config(precision="int8", calibration=5))
 
 
 def test_predict_rebuilds_the_same_int8_model_from_its_calibration_photos(stores, tmp_path, monkeypatch):
@@ -64,9 +64,9 @@ def test_predict_rebuilds_the_same_int8_model_from_its_calibration_photos(stores
 def test_int8_needs_tflite_and_train_photos(stores, tmp_path):
     _, data, _, _ = stores
     with pytest.raises(CoinfeatError, match="TFLite engine only"):
-        extract_features(data, tmp_path / "k", small_config(precision="int8", engine="keras", calibration=4))
+        extract_features(data, tmp_path / "k", tiny_config(precision="int8", engine="keras", calibration=4))
     with pytest.raises(CoinfeatError, match="--precision"):
-        extract_features(data, tmp_path / "x", small_config(precision="int4"))
+        extract_features(data, tmp_path / "x", tiny_config(precision="int4"))
 
 
 def test_calibration_sample_is_seeded_and_uses_train_photos_only(stores):
@@ -94,7 +94,7 @@ def test_compare_shows_fp32_and_int8_side_by_side(stores, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["versus"]["heads"]) == {"logreg", "centroid"}
     other = write_class_folders(tmp_path / "other", per_class=6)
-    extract_features(other, tmp_path / "other-store", small_config())
+    extract_features(other, tmp_path / "other-store", tiny_config())
     with pytest.raises(CoinfeatError, match="same test photos"):
         compare_heads(root / "fp32", CompareConfig(heads=["centroid"], versus=str(tmp_path / "other-store")))
 
