@@ -51,7 +51,7 @@ def test_ivf_and_hnsw_collections_are_cached_per_commit(tmp_path):
 def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
     import pandas as pd
 
-    from coinfeat.core.index import build_index
+    from coinfeat.core.index import build_index, pq_subquantizers
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((200, 128)).astype(np.float32)
@@ -67,6 +67,7 @@ def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
         items,
         X,
     )
+    assert [pq_subquantizers(d) for d in (1280, 2048, 128, 10)] == [64, 64, 8, 1]
     index = build_index(store, "ivfpq", sample=10_000, chunk=3_000)
     assert index.ntotal == 12_000 and index.kind == "ivfpq"
     _, ids = index.search(X[:200], 10)
@@ -74,7 +75,7 @@ def test_ivfpq_index_trained_on_a_sample_and_filled_in_chunks(tmp_path):
     exact.add(X)
     _, truth = exact.search(X[:200], 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])
-    assert recall > 0.5
+    assert recall > 0.25, "8-byte codes of 128-d vectors: far above chance (10 in 12,000), not exact"
     sims, reranked = Collection(store, "train", "ivfpq").neighbours(X[:200], 10)
     recall_reranked = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reranked, truth)])
     assert recall_reranked > max(recall, 0.9)

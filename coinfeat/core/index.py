@@ -18,8 +18,17 @@ from coinfeat.core.errors import CoinfeatError
 
 INDEX_KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 PQ_SUBQUANTIZERS = 64
-"""ivfpq stores each vector in 64 bytes (1280-d float32 is 5,120): 80x less memory, approximate."""
+"""ivfpq stores each vector in at most 64 bytes (1280-d float32 is 5,120): 80x less memory, approximate."""
+PQ_MIN_SUBVECTOR = 16
+"""Each byte codes at least this many dimensions: finer codes cost training time for little recall."""
 MIN_POINTS_PER_CENTROID = 39
+
+
+def pq_subquantizers(dim: int) -> int:
+    """Bytes per vector of an ivfpq index: the most (up to ``PQ_SUBQUANTIZERS``) that split ``dim``
+    evenly into sub-vectors of at least ``PQ_MIN_SUBVECTOR`` dimensions (1280-d: 64 of 20)."""
+    fits = [m for m in range(1, PQ_SUBQUANTIZERS + 1) if dim % m == 0 and dim // m >= PQ_MIN_SUBVECTOR]
+    return max(fits, default=1)
 
 
 def default_nlist(n: int) -> int:
@@ -67,7 +76,7 @@ class VectorIndex:
             return index
         if self.kind == "ivfpq":
             quantizer = faiss.IndexFlatIP(self.dim)
-            m = PQ_SUBQUANTIZERS if self.dim % PQ_SUBQUANTIZERS == 0 else 1
+            m = pq_subquantizers(self.dim)
             index = faiss.IndexIVFPQ(quantizer, self.dim, self.nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             index.nprobe = self.nprobe
             return index
