@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers import SMALL, pile, small_config
+from helpers import SMALL, pile, small_config, tiny_config
 from PIL import Image
 
+from coinfeat import extract_features
 from coinfeat.core.backbones import fingerprint, resolve_backbone
 from coinfeat.core.crop import COIN_MARGIN, FILL, coin_centred, frame
 from coinfeat.core.store import Manifest
@@ -109,3 +110,36 @@ def test_a_store_made_with_the_coin_crop_records_it_and_predict_frames_alike(tmp
     uncropped = extract_features(data, tmp_path / "plain", small_config())
     assert open_store(uncropped.store).fingerprint != store.fingerprint
     assert predict_images([data / "gold" / "gold0_0.jpg"], tmp_path / "head", top_k=1)[0].labels
+
+
+def test_photos_kept_whole_are_recorded_per_photo_and_counted_in_the_summary(tmp_path, capsys):
+    from coinfeat.cli import main
+    from coinfeat.core.store import open_store
+
+    data = tmp_path / "coins"
+    (data / "a").mkdir(parents=True)
+    (data / "b").mkdir()
+    pile([(200, 160, 80)], size=(400, 320)).save(data / "a" / "found_0.jpg")
+    pile([(40, 40, 30)], size=(80, 80)).save(data / "a" / "tiny_0.jpg")
+    blank = np.random.default_rng(0).integers(200, 215, (300, 400, 3)).astype(np.uint8)
+    Image.fromarray(blank).save(data / "b" / "blank_0.jpg")
+    pile([(190, 150, 70)], size=(400, 320), seed=3).save(data / "b" / "found_1.jpg")
+    config = tiny_config(crop="coin", split=(0.5, 0.0, 0.5))
+    summary = extract_features(data, tmp_path / "store", config)
+    assert summary.kept_whole == {"small": 1, "no coin": 1}
+    framing = open_store(summary.store).items.set_index("path")["framing"].to_dict()
+    assert framing == {
+        "a/found_0.jpg": "cropped",
+        "a/tiny_0.jpg": "small",
+        "b/blank_0.jpg": "no coin",
+        "b/found_1.jpg": "cropped",
+    }
+    again = extract_features(data, tmp_path / "store", config)
+    assert again.reused == 4 and again.kept_whole == summary.kept_whole, "counted from the store's rows"
+    plain = extract_features(data, tmp_path / "plain", tiny_config(split=(0.5, 0.0, 0.5)))
+    assert plain.kept_whole == {} and open_store(plain.store).items["framing"].isna().all()
+    args = ["extract-features", "--data", str(data), "--out", str(tmp_path / "store"), "-q"]
+    args += ["--backbone", config.backbone, "--weights", "none", "--image-size", str(SMALL), "--crop", "coin"]
+    assert main([*args, "--split", "50/0/50"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept whole 1: no coin found in the photo" in printed and "kept whole 1: too small" in printed

@@ -10,6 +10,7 @@ from coinfeat.cli.output import (
     common_options,
     wants_progress,
 )
+from coinfeat.core.crop import KEPT_WHOLE
 
 
 def add_parser(commands) -> None:
@@ -192,6 +193,8 @@ def print_summary(summary, args: argparse.Namespace) -> None:
     print(f"  backbone: {summary.backbone}; engine {summary.engine or 'not needed'}")
     for reason, count in summary.skipped_reasons.items():
         print(f"  skipped {count}: {reason}")
+    for reason, count in summary.kept_whole.items():
+        print(f"  kept whole {count}: {KEPT_WHOLE[reason]}")
     for note in summary.notes:
         print(f"  note: {note}")
     if not summary.pretrained:

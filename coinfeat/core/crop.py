@@ -122,11 +122,24 @@ def coin_square(img: Image.Image, coin: Circle, masked: bool = False) -> Image.I
     return square
 
 
+KEPT_WHOLE = {
+    "small": f"too small to search for a coin (short side under {MIN_SEARCH_SIDE} px)",
+    "no coin": "no coin found in the photo",
+}
+"""What :func:`coin_centred` says when it keeps a photo whole, and what that means; stores record
+it per photo and extraction counts it."""
+
+
 def frame(img: Image.Image, crop: str) -> Image.Image:
     """A decoded photo framed for the model by the ``crop`` policy (see ``CROPS``)."""
+    return framed(img, crop)[0]
+
+
+def framed(img: Image.Image, crop: str) -> tuple[Image.Image, str | None]:
+    """:func:`frame` and what happened: ``cropped``, one of ``KEPT_WHOLE``, or None (``crop=none``)."""
     if crop == "none":
-        return img
-    return coin_centred(img, masked=_masked(crop))[0]
+        return img, None
+    return coin_centred(img, masked=_masked(crop))
 
 
 def frame_found(full: Image.Image, circle: Circle, crop: str) -> Image.Image:

@@ -44,6 +44,7 @@ class RunnerActor:
                 "key": batch["key"],
                 "vector": np.zeros((n, 1), np.float32),
                 "error": np.full(n, ""),
+                "framing": np.full(n, ""),
                 "read_s": np.zeros(n),
                 "infer_s": np.zeros(n),
                 "engine": np.full(n, ""),
@@ -58,8 +59,10 @@ class RunnerActor:
         read = time.perf_counter()
         vectors: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}
+        framing: dict[str, str | None] = {}
         for part in decoded:
             errors.update(part.failures)
+            framing.update(zip(part.keys, part.framing))
             if part.keys:
                 vectors.update(zip(part.keys, self.runner.map(part)))
         sample = self._sample_row(vectors, decoded)
@@ -72,6 +75,7 @@ class RunnerActor:
             "key": batch["key"],
             "vector": full,
             "error": np.array([errors.get(item.key, "") for item in work]),
+            "framing": np.array([framing.get(item.key) or "" for item in work]),
             "read_s": np.full(len(work), (read - started) * share),
             "infer_s": np.full(len(work), (time.perf_counter() - read) * share),
             "engine": np.array([self.runner.engine or ""] * len(work)),
@@ -127,7 +131,8 @@ class RayDistributor:
                     stats.startup_seconds = received - started
                 ok = batch["error"] == ""
                 failures = [(str(k), str(e)) for k, e in zip(batch["key"][~ok], batch["error"][~ok])]
-                writer.write([str(k) for k in batch["key"][ok]], batch["vector"][ok], failures)
+                framing = [str(f) or None for f in batch["framing"][ok]]
+                writer.write([str(k) for k in batch["key"][ok]], batch["vector"][ok], failures, framing)
                 stats.record(
                     int(ok.sum()),
                     float(batch["read_s"].sum()),

@@ -24,7 +24,7 @@ import pandas as pd
 from coinfeat import __version__
 from coinfeat.core.annotations import ANNOTATION_FORMATS, cut_coins, read_annotations
 from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
-from coinfeat.core.crop import CROPS
+from coinfeat.core.crop import CROPS, KEPT_WHOLE
 from coinfeat.core.datasets import Dataset, discover
 from coinfeat.core.engines import ENGINES, Network, int8_record, open_engine
 from coinfeat.core.errors import CoinfeatError
@@ -145,6 +145,8 @@ class ExtractSummary:
     splits: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    kept_whole: dict[str, int] = field(default_factory=dict)
+    """``--crop coin``: photos of the store embedded whole, by reason (``no coin`` found, too ``small``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -385,4 +387,5 @@ def summarise(
         splits={str(k): int(v) for k, v in photos["split"].value_counts().items()},
         stage_seconds=filled.stats.stage_seconds(),
         notes=notes,
+        kept_whole={str(k): int(v) for k, v in photos["framing"].value_counts().items() if k in KEPT_WHOLE},
     )

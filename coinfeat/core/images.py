@@ -143,16 +143,20 @@ def load_image(
     """Read, decode, frame (:func:`coinfeat.core.crop.frame`) and resize one image for the model;
     raises :class:`DecodeError`."""
     data = source if isinstance(source, bytes) else read_bytes(source)
-    return to_model_input(model_square(data, size, policy, max_pixels, crop))
+    return to_model_input(model_square(data, size, policy, max_pixels, crop)[0])
 
 
-def model_square(data: bytes, size: int, policy: str, max_pixels: int, crop: str) -> Image.Image:
+def model_square(
+    data: bytes, size: int, policy: str, max_pixels: int, crop: str
+) -> tuple[Image.Image, str | None]:
     """Decode (at reduced scale where the crop allows), frame by ``crop`` and resize to the square
-    the model sees: the one preprocessing of extraction, ``predict`` and ``serve``."""
-    from coinfeat.core.crop import frame
+    the model sees: the one preprocessing of extraction, ``predict`` and ``serve``. Also says how
+    the photo was framed (:func:`coinfeat.core.crop.framed`)."""
+    from coinfeat.core.crop import framed
 
     draft = size if crop == "none" else 4 * size  # a coin crop keeps only part of the photo
-    return fit_square(frame(decode(data, draft_size=draft, max_pixels=max_pixels), crop), size, policy)
+    img, how = framed(decode(data, draft_size=draft, max_pixels=max_pixels), crop)
+    return fit_square(img, size, policy), how
 
 
 def data_url(img: Image.Image | bytes, image_format: str = "PNG", **save: object) -> str:

@@ -56,6 +56,8 @@ class Batch:
     keys: list[str]
     images: np.ndarray  # (B, S, S, 3) float32, 0..255
     failures: list[tuple[str, str]]
+    framing: list[str | None] = field(default_factory=list)
+    """Per key, how the photo was framed (:func:`coinfeat.core.crop.framed`); empty when unknown."""
 
 
 class Mapper(Protocol):
@@ -63,7 +65,13 @@ class Mapper(Protocol):
 
 
 class Writer(Protocol):
-    def write(self, keys: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None: ...
+    def write(
+        self,
+        keys: list[str],
+        vectors: np.ndarray,
+        failures: list[tuple[str, str]],
+        framing: Sequence[str | None] = (),
+    ) -> None: ...
 
 
 Augmenter = Callable[[Image.Image, str], Image.Image]
@@ -95,11 +103,13 @@ class ImageReader:
         self.augmenter = augmenter
         self.crop = crop
 
-    def load(self, item: WorkItem) -> np.ndarray:
-        img = model_square(read_bytes(item.path), self.image_size, self.resize, self.max_pixels, self.crop)
+    def load(self, item: WorkItem) -> tuple[np.ndarray, str | None]:
+        img, how = model_square(
+            read_bytes(item.path), self.image_size, self.resize, self.max_pixels, self.crop
+        )
         if item.view:
             img = self.augmenter(img, item.key)
-        return np.asarray(img, dtype=np.uint8)
+        return np.asarray(img, dtype=np.uint8), how
 
     def __iter__(self) -> Iterator[Batch]:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="coinfeat-decode") as pool:
@@ -120,16 +130,19 @@ class ImageReader:
                 yield self._assemble(taken)
 
     def _assemble(self, taken: list[tuple[WorkItem, Future]]) -> Batch:
-        keys, arrays, failures = [], [], []
+        keys, arrays, failures, framing = [], [], [], []
         for item, future in taken:
             try:
-                arrays.append(future.result())
-                keys.append(item.key)
+                array, how = future.result()
             except DecodeError as exc:
                 failures.append((item.key, str(exc)))
+                continue
+            arrays.append(array)
+            keys.append(item.key)
+            framing.append(how)
         size = self.image_size
         images = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, size, size, 3), np.float32)
-        return Batch(keys, images, failures)
+        return Batch(keys, images, failures, framing)
 
 
 @dataclass
@@ -218,7 +231,7 @@ class Runner:
                 t0 = time.perf_counter()
                 vectors = self.map(batch) if batch.keys else np.zeros((0, 0), np.float32)
                 t1 = time.perf_counter()
-                writer.write(batch.keys, vectors, batch.failures)
+                writer.write(batch.keys, vectors, batch.failures, batch.framing)
                 t2 = time.perf_counter()
                 log.debug(
                     "partition %d batch %d: %d images, read %.3fs infer %.3fs write %.3fs",
@@ -329,5 +342,6 @@ def final_rows(items: pd.DataFrame, known) -> pd.DataFrame:
     failed = keys.isin(known.skipped.keys()) & ~has_vector
     items.loc[failed, "status"] = SKIPPED
     items.loc[failed, "error"] = keys[failed].map(known.skipped)
+    items["framing"] = [known.framing.get(k) if v else None for k, v in zip(keys, has_vector)]
     keep = has_vector | ((failed | (items["status"] == SKIPPED)) & (items["view"] == 0))
     return items[keep].reset_index(drop=True)[ITEM_COLUMNS]

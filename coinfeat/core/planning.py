@@ -43,6 +43,7 @@ def plan(dataset: Dataset, store: Store | None, cfg: ExtractConfig) -> tuple[pd.
     items["status"] = [OK if f[0] else SKIPPED for f in facts]
     items["error"] = [f[3] for f in facts]
     items["view"] = 0
+    items["framing"] = None
     sticky = _sticky_splits(store, items)
     result = resolve_splits(items, cfg.split, cfg.seed, sticky)
     items["split"] = result.splits

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-ITEM_COLUMNS = ["path", "sha256", "size", "mtime_ns", "label", "split", "group", "status", "error", "view"]
+ITEM_COLUMNS = [
+    "path", "sha256", "size", "mtime_ns", "label", "split", "group", "status", "error", "view", "framing"
+]  # fmt: skip
+"""``framing``: how an embedded photo was framed (``cropped``, ``small`` or ``no coin``: see
+coinfeat.core.crop.framed); None for ``--crop none`` and for stores made before it was recorded."""
 OK, SKIPPED = "ok", "skipped"
 
 AUGMENT_VERSION = 2

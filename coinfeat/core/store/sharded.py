@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,23 @@ class ShardRouter:
     def __init__(self, writers: list[PartWriter]) -> None:
         self.writers = writers
 
-    def write(self, keys: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None:
+    def write(
+        self,
+        keys: list[str],
+        vectors: np.ndarray,
+        failures: list[tuple[str, str]],
+        framing: Sequence[str | None] = (),
+    ) -> None:
         owner = np.asarray([shard_of(k, len(self.writers)) for k in keys], dtype=int)
         failed_owner = [shard_of(k, len(self.writers)) for k, _ in failures]
+        framing = list(framing or [None] * len(keys))
         for shard in sorted(set(owner.tolist()) | set(failed_owner)):
             mine = owner == shard
             self.writers[shard].write(
                 [k for k, m in zip(keys, mine) if m],
                 vectors[mine] if len(keys) else vectors,
                 [f for f, o in zip(failures, failed_owner) if o == shard],
+                [f for f, m in zip(framing, mine) if m],
             )
 
 

@@ -4,7 +4,7 @@ A store is a directory::
 
     embeddings.npy   N rows (float32 N x D for vectors; any row shape and dtype, e.g. float16
                      activations), row i belongs to items row i (zeros for skipped files)
-    items.parquet    path, sha256, size, mtime_ns, label, split, group, status, error, view
+    items.parquet    path, sha256, size, mtime_ns, label, split, group, status, error, view, framing
     manifest.json    fingerprint, counts, and whatever the stage that wrote it records
     parts/           batches finished by a run that has not committed yet
 
@@ -21,7 +21,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +86,8 @@ def open_single(path: Path) -> Store:
         raise CoinfeatError(
             f"feature store {path} is damaged ({exc}); re-run extract-features --force"
         ) from None
+    if "framing" not in items:
+        items["framing"] = None
     rows = manifest.rows
     if not (len(items) == embeddings.shape[0] == rows):
         raise CoinfeatError(
@@ -148,7 +150,13 @@ class PartWriter:
         self.prefix = f"{fingerprint}-{time.time_ns()}-{os.getpid()}-p{partition}"
         self.count = 0
 
-    def write(self, keys: list[str], vectors: np.ndarray, failures: list[tuple[str, str]]) -> None:
+    def write(
+        self,
+        keys: list[str],
+        vectors: np.ndarray,
+        failures: list[tuple[str, str]],
+        framing: Sequence[str | None] = (),
+    ) -> None:
         stem = self.folder / f"{self.prefix}-{self.count:06d}"
         self.count += 1
         table = pd.DataFrame(
@@ -157,6 +165,7 @@ class PartWriter:
                 "status": [OK] * len(keys) + [SKIPPED] * len(failures),
                 "error": [None] * len(keys) + [reason for _, reason in failures],
                 "row": list(range(len(keys))) + [-1] * len(failures),
+                "framing": list(framing or [None] * len(keys)) + [None] * len(failures),
             }
         )
         atomic_write(stem.with_suffix(".npy"), lambda tmp: _save_npy(tmp, vectors))
@@ -175,9 +184,19 @@ class Known:
     arrays: list[np.ndarray] = field(default_factory=list)
     vectors: dict[str, tuple[int, int]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    framing: dict[str, str] = field(default_factory=dict)
+    """How each embedded photo was framed, where recorded (see ``ITEM_COLUMNS``)."""
     part_files: list[Path] = field(default_factory=list)
     row_shape: tuple[int, ...] | None = None
     dtype: str | None = None
+
+    def add_row(self, key: str, array: int, row: int, status: str, error: str, framing: str | None) -> None:
+        if status != OK:
+            self.skipped[key] = error
+            return
+        self.vectors[key] = (array, row)
+        if isinstance(framing, str):
+            self.framing[key] = framing
 
     def add_array(self, array: np.ndarray) -> int:
         self.arrays.append(array)
@@ -196,23 +215,21 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
         elif store.manifest.dim:
             known.row_shape, known.dtype = (int(store.manifest.dim),), "float32"
         idx = known.add_array(store.embeddings)
-        for row, (key, status, error) in enumerate(
-            zip(item_keys(store.items), store.items["status"], store.items["error"])
+        items = store.items
+        for row, (key, status, error, framing) in enumerate(
+            zip(item_keys(items), items["status"], items["error"], items["framing"])
         ):
-            if key is None:
-                continue
-            if status == OK:
-                known.vectors[key] = (idx, row)
-            else:
-                known.skipped[key] = error
+            if key is not None:
+                known.add_row(key, idx, row, status, error, framing)
     for parquet in sorted((path / PARTS).glob(f"{fingerprint}-*.parquet")):
         table = pd.read_parquet(parquet)
+        if "framing" not in table:
+            table["framing"] = None
         idx = known.add_array(np.load(parquet.with_suffix(".npy"), mmap_mode="r"))
-        for key, status, error, row in table.itertuples(index=False):
-            if status == OK:
-                known.vectors[key] = (idx, int(row))
-            else:
-                known.skipped[key] = error
+        for key, status, error, row, framing in zip(
+            table["key"], table["status"], table["error"], table["row"], table["framing"]
+        ):
+            known.add_row(key, idx, int(row), status, error, framing)
         known.part_files += [parquet, parquet.with_suffix(".npy")]
     return known
 
