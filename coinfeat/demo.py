@@ -17,7 +17,8 @@ from coinfeat.core.extract import ExtractConfig, ExtractSummary, extract_feature
 from coinfeat.core.heads import head_types
 from coinfeat.core.runtime import log
 from coinfeat.core.store import open_store
-from coinfeat.counting.count import PhotoCount, count_coins
+from coinfeat.counting.count import count_coins
+from coinfeat.counting.results import PhotoCount
 from coinfeat.finetune import FinetuneConfig, FinetuneResult, finetune
 from coinfeat.fit import FitResult, fit_head
 from coinfeat.predict import Prediction, predict_images

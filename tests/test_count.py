@@ -77,7 +77,7 @@ def test_coins_are_found_on_dark_patterned_and_speckled_tables(background):
 
 
 def test_overlapping_coins_are_both_found_and_reported_as_overlapping():
-    from coinfeat.counting.count import Coin, mark_overlaps
+    from coinfeat.counting.results import Coin, mark_overlaps
 
     discs = [(300, 300, 80), (400, 330, 70), (800, 400, 75), (955, 400, 80)]  # 1 over 2; 3 touches 4
     found = detect(pile(discs)).coins
@@ -431,3 +431,49 @@ def test_crop_convention_tells_fixed_size_crops_from_coin_filling_ones(tmp_path)
     assert record["ratio"]["small"] == pytest.approx(1.6, rel=0.03) and record["ratio"][
         "big"
     ] == pytest.approx(1.1, rel=0.03)
+
+
+def test_many_photos_are_looked_at_ahead_and_answered_in_order(synthetic_head, tmp_path):
+    """count_coins decodes and searches the next photos on another thread while the network works
+    on this one; the answers are those of counting each photo alone, in the order given."""
+    root = synthetic_head
+    photos = []
+    for i in range(4):
+        photos.append(tmp_path / f"p{i}.jpg")
+        shutil.copy(root / "pile.jpg", photos[-1])
+        if i == 1:
+            photos.append(tmp_path / "broken.jpg")
+            photos[-1].write_bytes(b"not a photo")
+    Image.new("RGB", (500, 400), BACKGROUND).save(tmp_path / "blank.jpg")
+    photos.append(tmp_path / "blank.jpg")
+    together = count_coins(photos, root / "head", tta="none")
+    counter = CoinCounter(root / "head", tta="none")
+    alone = [counter.count(photo) for photo in photos]
+    assert [r.path for r in together] == [str(p) for p in photos]
+    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "seconds"}  # noqa: E731
+    assert [strip(r) for r in together] == [strip(r) for r in alone]
+    assert together[2].error and not together[-1].coins and len(together[0].coins) == 3
+
+
+def test_run_ahead_keeps_a_window_of_calls_in_flight_and_the_order():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coinfeat.core.pipeline import run_ahead
+
+    started, lock = [], threading.Lock()
+
+    def work(n: int) -> int:
+        with lock:
+            started.append(n)
+        time.sleep(0.01 * (5 - n % 5))  # later items finish first
+        return n * n
+
+    with ThreadPoolExecutor(3) as pool:
+        seen = []
+        for n, future in run_ahead(pool, work, range(12), window=3):
+            with lock:
+                assert max(started) <= n + 2, "no more than the window (3, this one included) in flight"
+            seen.append((n, future.result()))
+    assert seen == [(n, n * n) for n in range(12)]

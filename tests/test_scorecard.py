@@ -7,8 +7,8 @@ from helpers import pile
 
 from coinfeat.core.annotations import Mark
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.counting.count import Coin, PhotoCount
 from coinfeat.counting.money import Doubt, FaceValue
+from coinfeat.counting.results import Coin, PhotoCount
 from coinfeat.counting.scorecard import PhotoTruth, iou, read_truth, score, write_report
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -113,20 +114,8 @@ class ImageReader:
 
     def __iter__(self) -> Iterator[Batch]:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="coinfeat-decode") as pool:
-            todo = iter(self.work)
-            pending: deque[tuple[WorkItem, Future]] = deque()
-
-            def refill() -> None:
-                while len(pending) < self.window:
-                    item = next(todo, None)
-                    if item is None:
-                        return
-                    pending.append((item, pool.submit(self.load, item)))
-
-            refill()
-            while pending:
-                taken = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
-                refill()
+            loaded = run_ahead(pool, self.load, self.work, self.window)
+            while taken := list(islice(loaded, self.batch_size)):
                 yield self._assemble(taken)
 
     def _assemble(self, taken: list[tuple[WorkItem, Future]]) -> Batch:
@@ -143,6 +132,26 @@ class ImageReader:
         size = self.image_size
         images = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, size, size, 3), np.float32)
         return Batch(keys, images, failures, framing)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_ahead(
+    pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[tuple[T, Future[R]]]:
+    """``(item, future of fn(item))`` in order, keeping ``window`` calls running ahead on ``pool``:
+    how decoding (and, for ``count``, detection) overlaps with the network's work on earlier items."""
+    todo = iter(items)
+    pending: deque[tuple[T, Future[R]]] = deque(
+        (item, pool.submit(fn, item)) for item in islice(todo, max(1, window))
+    )
+    while pending:
+        yield pending.popleft()
+        item = next(todo, None)
+        if item is not None:
+            pending.append((item, pool.submit(fn, item)))
 
 
 @dataclass

@@ -31,12 +31,13 @@ from a 12 Mpx photo looks like the 150-pixel crops the head learned from.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets, check_confidence
 from coinfeat.core.crop import CropConvention, crop_coin, frame_found
@@ -47,111 +48,23 @@ from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads import load_head
 from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
 from coinfeat.core.options import resolve
+from coinfeat.core.pipeline import run_ahead
 from coinfeat.core.progress import progress_bar
+from coinfeat.core.runtime import default_threads
+from coinfeat.counting.annotate import annotated
 from coinfeat.counting.money import (
     Doubt,
     FaceValue,
     class_values,
-    format_range,
     load_values,
-    total_range,
     totals,
 )
+from coinfeat.counting.results import Coin, PhotoCount, mark_overlaps
 from coinfeat.counting.sizes import class_diameters, estimate_scale, load_sizes, reweigh, size_fits
 
 CROP_MODES = ("auto", "coin", "fixed")
 DEFAULT_THRESHOLD = 0.3
 """Below this best probability a coin is "unknown" (a head may carry its own ``unknown_threshold``)."""
-ANNOTATED_SIZE = 1600
-
-
-@dataclass
-class Coin:
-    """One coin of a photo: where it is, how big, what it is and what it is worth."""
-
-    number: int
-    x: float
-    y: float
-    diameter_px: float
-    label: str
-    name: str
-    probability: float
-    unknown: bool
-    diameter_mm: float | None = None
-    value: float | None = None
-    currency: str | None = None
-    classifier: dict[str, Any] = field(default_factory=dict)
-    """The classifier's own answer, before sizes: label, name, probability."""
-    with_sizes: dict[str, Any] | None = None
-    """The answer after re-weighing by size (None when no scale could be estimated)."""
-    answer_set: list[str] = field(default_factory=list)
-    """The classes this coin may be at the chosen confidence, the answer first (empty for a head
-    saved without a calibration); classes its size rules out are left out."""
-    answer_set_names: list[str] = field(default_factory=list)
-    overlaps: list[int] = field(default_factory=list)
-    """Numbers of the coins this one lies partly over or under (its crop shows part of them)."""
-
-    @property
-    def doubtful(self) -> bool:
-        """Counted, but its answer set holds more than one class."""
-        return not self.unknown and len(self.answer_set) > 1
-
-
-@dataclass
-class PhotoCount:
-    """Everything counted in one photo; ``total`` holds the answer used (sizes when available)."""
-
-    path: str
-    coins: list[Coin] = field(default_factory=list)
-    total: dict[str, float] = field(default_factory=dict)
-    unpriced: list[str] = field(default_factory=list)
-    """Labels of counted coins whose face value is not known (not in the total)."""
-    scale_px_per_mm: float | None = None
-    answer: str = "classifier"
-    """"sizes" when the scale was estimated and the size-aware answer is used."""
-    crops: str = "coin"
-    """How the coins were cropped for the answer: "coin", or "fixed N mm" (see the module doc)."""
-    totals: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Both answers' totals: {"classifier": {...}, "with_sizes": {...}}."""
-    doubts: list[Doubt] = field(default_factory=list)
-    """Counted coins whose answer set holds other priced classes: what they could be instead."""
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    image_size: tuple[int, int] = (0, 0)
-    annotated: str | None = None
-    seconds: float = 0.0
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    """Why this photo may be counted badly (a panorama, a screenshot), one line each."""
-    pretrained: bool = True
-    picture: Image.Image | None = field(default=None, repr=False)
-    """The annotated photo, when asked for (not part of the JSON)."""
-
-    @property
-    def counted(self) -> list[Coin]:
-        return [c for c in self.coins if not c.unknown]
-
-    @property
-    def total_range(self) -> dict[str, list[float]]:
-        """Per currency [lowest, highest] total the doubtful coins allow (empty without doubts)."""
-        if not self.doubts:
-            return {}
-        low, high = total_range(self.total, self.doubts)
-        return {c: [low.get(c, 0.0), high.get(c, 0.0)] for c in sorted({*low, *high})}
-
-    @property
-    def message(self) -> str:
-        if self.error:
-            return f"skipped: {self.error}"
-        if not self.coins:
-            return "no coin found in this photo"
-        unknown = len(self.coins) - len(self.counted)
-        extra = f" ({unknown} unknown, not counted)" if unknown else ""
-        return f"{len(self.coins)} coin(s){extra}: {format_range(self.total, self.doubts)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(replace(self, picture=None))
-        data.pop("picture")
-        return {**data, "total_range": self.total_range, "message": self.message}
 
 
 @dataclass
@@ -181,6 +94,16 @@ class CountConfig:
             )
         if self.crop not in CROP_MODES:
             raise CoinfeatError(f"--crop {self.crop!r}: choose from {', '.join(CROP_MODES)}")
+
+
+@dataclass
+class Looked:
+    """A photo decoded and searched for coins, waiting for the network (:meth:`CoinCounter.look`)."""
+
+    result: PhotoCount
+    full: Image.Image | None
+    detection: Detection | None
+    seconds: float
 
 
 class CoinCounter:
@@ -253,6 +176,11 @@ class CoinCounter:
         """Count the coins of one photo (a path or the bytes of an upload); a photo that cannot be
         read gives a result with ``error``, never an exception. ``out`` saves the annotated photo
         there; ``draw`` keeps it in ``picture``."""
+        return self.finish(self.look(source, name), out, draw)
+
+    def look(self, source: str | Path | bytes, name: str | None = None) -> Looked:
+        """The first half of :meth:`count`, without the network: decode the photo and find its
+        coins (``count_coins`` runs it a photo or two ahead, on another thread)."""
         started = time.perf_counter()
         label = name or (str(source) if not isinstance(source, bytes) else "upload")
         result = PhotoCount(label, pretrained=self.pretrained)
@@ -262,7 +190,7 @@ class CoinCounter:
             full = decode(data, max_pixels=DEFAULT_MAX_PIXELS)
         except DecodeError as exc:
             result.error = str(exc)
-            return result
+            return Looked(result, None, None, time.perf_counter() - started)
         result.image_size = full.size
         scale = WORK_SIZE / max(work_image.size)
         work = work_image.resize(
@@ -271,14 +199,22 @@ class CoinCounter:
         detection = find_coins(np.asarray(work), max(full.size) / max(work.size))
         result.notes = photo_notes(full.size, np.asarray(work), found=len(detection.coins))
         result.dropped = detection.dropped
+        return Looked(result, full, detection, time.perf_counter() - started)
+
+    def finish(self, looked: Looked, out: Path | None = None, draw: bool = False) -> PhotoCount:
+        """The second half of :meth:`count`: identify the coins found, total them, draw."""
+        started = time.perf_counter()
+        result, full, detection = looked.result, looked.full, looked.detection
+        if full is None or detection is None:
+            return result
         if detection.coins:
             self._identify(full, detection, result)
         picture = annotated(full, result) if out is not None or draw else None
         if out is not None:
-            result.annotated = str(out / f"{Path(label).stem}_count.png")
+            result.annotated = str(out / f"{Path(result.path).stem}_count.png")
             picture.save(result.annotated)
         result.picture = picture if draw else None
-        result.seconds = round(time.perf_counter() - started, 3)
+        result.seconds = round(looked.seconds + time.perf_counter() - started, 3)
         return result
 
     def _identify(self, full: Image.Image, detection: Detection, result: PhotoCount) -> None:
@@ -401,20 +337,6 @@ class CoinCounter:
 
 SMALLEST_RADIUS = 6
 """Circles smaller than this (pixels of the detection image) are rarely found reliably."""
-OVERLAP = 0.95
-"""Two coins overlap when their centres are closer than this share of the sum of their radii
-(touching coins lie at about the sum)."""
-
-
-def mark_overlaps(coins: list[Coin]) -> None:
-    """Record, on each coin, the coins it overlaps."""
-    for i, a in enumerate(coins):
-        for b in coins[i + 1 :]:
-            if np.hypot(a.x - b.x, a.y - b.y) < OVERLAP * (a.diameter_px + b.diameter_px) / 2:
-                a.overlaps.append(b.number)
-                b.overlaps.append(a.number)
-
-
 PANORAMA_RATIO = 3.0
 """A photo this many times wider than high (or higher than wide) is searched at a short side too
 small for most coins."""
@@ -461,57 +383,15 @@ def count_coins(
     folder = Path(cfg.out) if cfg.out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
-    with progress_bar(
-        total=len(photos), unit="photo", desc="counting", enabled=cfg.progress and len(photos) > 1
-    ) as bar:
+    threads = max(1, default_threads() - 1)
+    with (
+        progress_bar(
+            total=len(photos), unit="photo", desc="counting", enabled=cfg.progress and len(photos) > 1
+        ) as bar,
+        ThreadPoolExecutor(threads, thread_name_prefix="coinfeat-look") as pool,
+    ):
         results = []
-        for photo in photos:
-            results.append(counter.count(photo, out=folder))
+        for _, looked in run_ahead(pool, counter.look, photos, window=threads + 1):
+            results.append(counter.finish(looked.result(), out=folder))
             bar.update(1)
     return results
-
-
-# --------------------------------------------------------------------------- the annotated photo
-
-KNOWN_COLOUR, UNKNOWN_COLOUR, DOUBTFUL_COLOUR = (0, 170, 60), (230, 60, 0), (30, 90, 220)
-
-
-def annotated(full: Image.Image, result: PhotoCount) -> Image.Image:
-    """The photo at ``ANNOTATED_SIZE`` px with a numbered circle and label per coin (unknown coins
-    in orange with "?", coins with more than one class in their answer set in blue with all of
-    them) and the total, or its range, in the top-left corner."""
-    scale = min(1.0, ANNOTATED_SIZE / max(full.size))
-    image = full.resize((round(full.width * scale), round(full.height * scale))) if scale < 1 else full.copy()
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(14, image.width // 70))
-    for coin in result.coins:
-        x, y, r = coin.x * scale, coin.y * scale, coin.diameter_px * scale / 2
-        colour = UNKNOWN_COLOUR if coin.unknown else DOUBTFUL_COLOUR if coin.doubtful else KNOWN_COLOUR
-        draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(3, image.width // 400))
-        _label(draw, (x, y + r + 2), _coin_text(coin), font, colour)
-    headline = f"{len(result.coins)} coins, total {format_range(result.total, result.doubts)}"
-    if not result.pretrained:
-        headline += " (NOT PRETRAINED weights: meaningless)"
-    _label(draw, (8, 8), headline, font, (0, 0, 0), anchor="la")
-    return image
-
-
-def _coin_text(coin: Coin) -> str:
-    if coin.unknown:
-        return f"{coin.number}: ?"
-    if coin.doubtful:
-        return f"{coin.number}: {' or '.join(coin.answer_set_names)}"
-    return f"{coin.number}: {coin.name} {coin.probability:.0%}"
-
-
-def _label(
-    draw: ImageDraw.ImageDraw,
-    at: tuple[float, float],
-    text: str,
-    font: ImageFont.FreeTypeFont,
-    colour: tuple[int, int, int],
-    anchor: str = "ma",
-) -> None:
-    box = draw.textbbox(at, text, font=font, anchor=anchor)
-    draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(255, 255, 255))
-    draw.text(at, text, fill=colour, font=font, anchor=anchor)

@@ -26,8 +26,9 @@ from coinfeat.core.annotations import Mark, detect_format, read_annotations
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads.record import read_head_record
 from coinfeat.core.images import data_url, decode, read_bytes
-from coinfeat.counting.count import PhotoCount, count_coins
+from coinfeat.counting.count import count_coins
 from coinfeat.counting.money import face_value
+from coinfeat.counting.results import PhotoCount
 
 MATCH_IOU = 0.5
 TRUTH_CSV = "truth.csv"

@@ -105,7 +105,7 @@ def photo_batches(store: Store, spec: BackboneSpec, train, val, classes, cfg: Fi
                 for i in picked
             ]
             with ThreadPoolExecutor(threads) as pool:
-                return np.stack(list(pool.map(reader.load, work))).astype(np.float32)
+                return np.stack([image for image, _ in pool.map(reader.load, work)]).astype(np.float32)
 
         weights = _balanced_weights(codes, len(classes)) if augmented else None
         out.append(Batches(read, len(items), codes, weights, cfg.batch_size, shuffle=augmented))
