@@ -132,8 +132,10 @@ def _labels(head: Head, record: ExtractorRecord, spec, fmt: str, precision: str)
             "crop": record.crop,
             "crop_note": "applied before resize. coin: find the coin the photo is centred on and crop "
             "to its rim plus 4% (coinfeat.core.crop.frame(img, 'coin'), or coinfeat.core.images."
-            "load_image(path, size, resize, crop=...) for the whole preprocessing); coin-masked: the "
-            "same with the outside painted grey; none: the photo as it is",
+            "load_image(path, size, resize, crop=...) for the whole preprocessing); coin-balanced: "
+            "each channel of the photo scaled so its mean is grey (coinfeat.core.crop.grey_world), then "
+            "the coin crop; coin-masked: the coin crop with the outside painted grey; none: the photo "
+            "as it is",
         },
         "output": "probabilities, one column per class in 'classes' order",
         "head": head.name,

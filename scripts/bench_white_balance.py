@@ -6,7 +6,8 @@ table and light; a test set only, never tuned on). Each variant re-embeds the st
 with the stores' backbone, side by side in one run:
 
 * ``none``: the coin crop as extraction makes it (reproduces the stores' vectors);
-* ``grey-world``: every channel scaled so the decoded photo's mean is grey, then the coin crop;
+* ``grey-world``: every channel scaled so the decoded photo's mean is grey, then the coin crop
+  (``--crop coin-balanced``, :func:`coinfeat.core.crop.grey_world`);
 * ``surround``: the same gains measured on the pixels outside the central coin only (the table),
   when they are at least 15% of the photo; otherwise unchanged.
 
@@ -26,21 +27,15 @@ from PIL import Image
 
 from coinfeat import open_store
 from coinfeat.core.backbones import build_model, resolve_backbone
-from coinfeat.core.crop import SEARCH_SIDE, coin_centred
+from coinfeat.core.crop import MAX_GAIN, SEARCH_SIDE, coin_centred, grey_world
 from coinfeat.core.detect import central_coin
 from coinfeat.core.heads import make_head
 from coinfeat.core.images import decode, fit_square, read_bytes
-
-MAX_GAIN = 1.6
 
 
 def _gained(img: Image.Image, means: np.ndarray) -> Image.Image:
     gains = np.clip(means.mean() / np.maximum(means, 1), 1 / MAX_GAIN, MAX_GAIN)
     return Image.fromarray(np.clip(np.asarray(img, np.float32) * gains, 0, 255).astype(np.uint8))
-
-
-def grey_world(img: Image.Image) -> Image.Image:
-    return _gained(img, np.asarray(img, np.float32).reshape(-1, 3).mean(0))
 
 
 def surround(img: Image.Image) -> Image.Image:

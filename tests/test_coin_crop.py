@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from helpers import SMALL, pile, small_config, tiny_config
+from helpers import SMALL, pile, tiny_config
 from PIL import Image
 
 from coinfeat import extract_features
 from coinfeat.core.backbones import fingerprint, resolve_backbone
-from coinfeat.core.crop import COIN_MARGIN, FILL, coin_centred, frame
+from coinfeat.core.crop import COIN_MARGIN, FILL, MAX_GAIN, coin_centred, frame, frame_found, grey_world
 from coinfeat.core.store import Manifest
 
 
@@ -68,12 +68,13 @@ def test_a_tight_crop_stays_about_the_same_framing():
 def test_crop_is_part_of_the_fingerprint_and_old_stores_keep_theirs():
     spec = resolve_backbone("efficientnetb0", "none", image_size=SMALL)
     assert fingerprint(spec, "pad") == fingerprint(spec, "pad", "none")
-    assert len({fingerprint(spec, "pad", c) for c in ("none", "coin", "coin-masked")}) == 3
+    assert len({fingerprint(spec, "pad", c) for c in ("none", "coin", "coin-balanced", "coin-masked")}) == 4
     old = Manifest.from_dict({"fingerprint": "abc", "resize": "pad"})
     assert old.crop == "none"
 
 
-def test_a_store_made_with_the_coin_crop_records_it_and_predict_frames_alike(tmp_path):
+@pytest.mark.parametrize("crop", ["coin", "coin-balanced"])
+def test_a_store_made_with_the_coin_crop_records_it_and_predict_frames_alike(tmp_path, crop):
     from coinfeat import extract_features, fit_head, predict_images
     from coinfeat.core.store import open_store
 
@@ -92,22 +93,22 @@ def test_a_store_made_with_the_coin_crop_records_it_and_predict_frames_alike(tmp
                 )
                 photo = Image.fromarray(arr)
             photo.save(data / label / f"{label}{i}_0.jpg")
-    summary = extract_features(data, tmp_path / "store", small_config(crop="coin", split=(0.5, 0.0, 0.5)))
+    summary = extract_features(data, tmp_path / "store", tiny_config(crop=crop, split=(0.5, 0.0, 0.5)))
     store = open_store(summary.store)
-    assert store.manifest.crop == "coin"
-    assert json.loads((tmp_path / "store" / "manifest.json").read_text())["crop"] == "coin"
+    assert store.manifest.crop == crop
+    assert json.loads((tmp_path / "store" / "manifest.json").read_text())["crop"] == crop
     fit_head(summary.store, "centroid", tmp_path / "head")
     head = json.loads((tmp_path / "head" / "head.json").read_text())
-    assert head["features"]["crop"] == "coin"
+    assert head["features"]["crop"] == crop
     X, items = store.select(None)
     from coinfeat.core.embedder import Embedder
     from coinfeat.core.heads import load_head
 
     embedder = Embedder(load_head(tmp_path / "head").meta.extractor(tmp_path / "head"))
-    assert embedder.crop == "coin"
+    assert embedder.crop == crop
     again = embedder.embed([store.manifest.dataset.absolute(p) for p in items["path"]]).vectors
     assert np.allclose(again, X, atol=1e-3), "predict frames a photo exactly as the store did"
-    uncropped = extract_features(data, tmp_path / "plain", small_config())
+    uncropped = extract_features(data, tmp_path / "plain", tiny_config())
     assert open_store(uncropped.store).fingerprint != store.fingerprint
     assert predict_images([data / "gold" / "gold0_0.jpg"], tmp_path / "head", top_k=1)[0].labels
 
@@ -143,3 +144,25 @@ def test_photos_kept_whole_are_recorded_per_photo_and_counted_in_the_summary(tmp
     assert main([*args, "--split", "50/0/50"]) == 0
     printed = capsys.readouterr().out
     assert "kept whole 1: no coin found in the photo" in printed and "kept whole 1: too small" in printed
+
+
+def test_coin_balanced_takes_a_colour_cast_out_before_the_crop():
+    photo = pile([(200, 160, 80)], size=(400, 320))
+    cast = Image.fromarray(np.clip(np.asarray(photo) * np.array([1.25, 1.0, 0.7]), 0, 255).astype(np.uint8))
+    means = lambda img: np.asarray(img, np.float32).reshape(-1, 3).mean(0)  # noqa: E731
+    assert np.ptp(means(cast)) > 40 and np.ptp(means(grey_world(cast))) < 3
+    neutral = Image.fromarray(np.dstack([np.tile(np.arange(256, dtype=np.uint8), (64, 1))] * 3))
+    assert np.abs(np.asarray(grey_world(neutral), int) - np.asarray(neutral, int)).max() <= 1
+    red = Image.new("RGB", (120, 120), (200, 20, 20))
+    assert means(grey_world(red))[1] == pytest.approx(20 * MAX_GAIN, abs=1), "gains are capped"
+    balanced = frame(cast, "coin-balanced")
+    assert balanced.tobytes() == coin_centred(grey_world(cast))[0].tobytes()
+    unbalanced_gap = np.abs(means(frame(cast, "coin")) - means(frame(photo, "coin"))).max()
+    balanced_gap = np.abs(means(balanced) - means(frame(photo, "coin-balanced"))).max()
+    assert balanced_gap < unbalanced_gap / 3, "the cast photo's crop looks like the plain photo's"
+    from coinfeat.core.detect import Circle
+
+    found = frame_found(cast, Circle(200, 160, 80), "coin-balanced")
+    plain = frame_found(cast, Circle(200, 160, 80), "coin")
+    assert found.tobytes() == grey_world(plain).tobytes(), "a pile's coin is balanced on its own square"
+    assert np.ptp(means(found)) < np.ptp(means(plain)) / 2

@@ -61,7 +61,8 @@ def add_parser(commands) -> None:
         default="coin",
         help="coin (default): find the coin each photo is centred on and crop to its rim, so heads "
         "learn the coin rather than the table or how much of the frame it fills (photos under 96 px or "
-        "with no coin found are kept whole); coin-masked: also paint the rest grey; none: the photo "
+        "with no coin found are kept whole); coin-balanced: white-balance the photo first (grey world); "
+        "coin-masked: also paint the rest grey; none: the photo "
         "as it is (a fixed rig where every photo is taken at one distance). Part of the fingerprint",
     )
     p.add_argument(

@@ -26,10 +26,12 @@ from coinfeat.core.detect import Circle, central_coin
 from coinfeat.core.errors import DecodeError
 from coinfeat.core.images import decode, read_bytes
 
-CROPS = ("coin", "coin-masked", "none")
-"""``coin``: :func:`coin_centred`; ``coin-masked``: the same with the outside of the coin painted
-``FILL`` (measured worse: it also hides the surface that tells a yellow light from a copper coin);
-``none``: the photo as it is (a fixed rig; stores made before the coin crop)."""
+CROPS = ("coin", "coin-balanced", "coin-masked", "none")
+"""``coin``: :func:`coin_centred`; ``coin-balanced``: the photo white-balanced first
+(:func:`grey_world`; measured better on val and on another phone with frozen heads, BENCHMARKS.md
+"White balance"); ``coin-masked``: the coin crop with the outside of the coin painted ``FILL``
+(measured worse: it also hides the surface that tells a yellow light from a copper coin); ``none``:
+the photo as it is (a fixed rig; stores made before the coin crop)."""
 COIN_MARGIN = 0.04
 """Margin of the coin crop beyond the rim, as a share of the diameter on each side."""
 FILL = (128, 128, 128)
@@ -40,6 +42,9 @@ SEARCH_SIDE = 256
 """Short side of the copy the coin is searched in."""
 CROP_VERSION = 1
 """Bump when :func:`coin_centred` changes the pixels it makes; part of the extractor fingerprint."""
+
+MAX_GAIN = 1.6
+""":func:`grey_world` scales no channel by more than this (or less than its inverse)."""
 
 MARGIN = 0.1
 """Crop margin on each side, as a share of the diameter, when the head's crops were not measured."""
@@ -139,12 +144,25 @@ def framed(img: Image.Image, crop: str) -> tuple[Image.Image, str | None]:
     """:func:`frame` and what happened: ``cropped``, one of ``KEPT_WHOLE``, or None (``crop=none``)."""
     if crop == "none":
         return img, None
-    return coin_centred(img, masked=_masked(crop))
+    masked = _masked(crop)
+    return coin_centred(grey_world(img) if crop == "coin-balanced" else img, masked=masked)
+
+
+def grey_world(img: Image.Image) -> Image.Image:
+    """The photo with each channel scaled so that its mean is grey (at most ``MAX_GAIN``): a colour
+    cast of the light or the camera goes, and with it the coin's own hue, so a head reads the design
+    (``--crop coin-balanced``)."""
+    pixels = np.asarray(img, dtype=np.float32)
+    means = pixels.reshape(-1, 3).mean(axis=0)
+    gains = np.clip(means.mean() / np.maximum(means, 1.0), 1 / MAX_GAIN, MAX_GAIN)
+    return Image.fromarray(np.clip(pixels * gains, 0, 255).astype(np.uint8))
 
 
 def frame_found(full: Image.Image, circle: Circle, crop: str) -> Image.Image:
-    """A coin found in a whole photo, framed by a coin ``crop`` policy as single-coin photos are."""
-    return coin_square(full, circle, masked=_masked(crop))
+    """A coin found in a whole photo, framed by a coin ``crop`` policy as single-coin photos are
+    (``coin-balanced``: the coin's own square is balanced, as a single-coin photo, mostly coin, is)."""
+    square = coin_square(full, circle, masked=_masked(crop))
+    return grey_world(square) if crop == "coin-balanced" else square
 
 
 def _masked(crop: str) -> bool:
