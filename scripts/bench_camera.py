@@ -27,6 +27,8 @@ from pathlib import Path
 
 from benchlib import write_section
 
+from coinfeat.core.crop import DEFAULT_CROP
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data" / "euro-coins"
@@ -87,8 +89,9 @@ def measure(work: Path, skip_finetune: bool) -> list[dict]:
     for name, crop, augment in (
         ("frozen, --crop none", "none", 0),
         ("frozen, --crop coin-masked", "coin-masked", 0),
-        ("frozen, --crop coin (default)", "coin", 0),
+        ("frozen, --crop coin", "coin", 0),
         ("frozen, --crop coin, + 4 camera views", "coin", 4),
+        (f"frozen, --crop {DEFAULT_CROP} (default)", DEFAULT_CROP, 0),
     ):
         started = time.perf_counter()
         train, phone = stores(work, crop, augment=augment)
@@ -98,14 +101,13 @@ def measure(work: Path, skip_finetune: bool) -> list[dict]:
         from coinfeat.finetune import FinetuneConfig, finetune
 
         started = time.perf_counter()
-        base, _ = stores(work, "coin")
+        base, _ = stores(work, DEFAULT_CROP)
         tuned_store = work / "tuned"
         result = finetune(base, work / "ft", FinetuneConfig(progress=False, embed_out=str(tuned_store)))
         seconds = time.perf_counter() - started
-        phone = phone_store(work, "coin", str(work / "ft" / "backbone.keras"), "tuned")
-        rows.append(
-            {"row": "fine-tuned (defaults), --crop coin", **scores(tuned_store, phone), "seconds": seconds}
-        )
+        phone = phone_store(work, DEFAULT_CROP, str(work / "ft" / "backbone.keras"), "tuned")
+        row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}"
+        rows.append({"row": row, **scores(tuned_store, phone), "seconds": seconds})
         rows[-1]["finetune"] = {k: result.to_dict().get(k) for k in ("cut", "views", "epochs_run")}
     return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -135,8 +136,11 @@ def test_photos_kept_whole_are_recorded_per_photo_and_counted_in_the_summary(tmp
         "b/blank_0.jpg": "no coin",
         "b/found_1.jpg": "cropped",
     }
-    again = extract_features(data, tmp_path / "store", config)
+    again = extract_features(data, tmp_path / "store", replace(config, crop=None))
     assert again.reused == 4 and again.kept_whole == summary.kept_whole, "counted from the store's rows"
+    assert open_store(again.store).manifest.crop == "coin", "a re-run keeps its store's crop"
+    new = extract_features(data, tmp_path / "new", replace(config, crop=None))
+    assert open_store(new.store).manifest.crop == "coin-balanced", "a new store gets the default"
     plain = extract_features(data, tmp_path / "plain", tiny_config(split=(0.5, 0.0, 0.5)))
     assert plain.kept_whole == {} and open_store(plain.store).items["framing"].isna().all()
     args = ["extract-features", "--data", str(data), "--out", str(tmp_path / "store"), "-q"]

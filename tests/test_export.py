@@ -10,6 +10,7 @@ import pytest
 from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, run_exported_models, tiny_config
 
 from coinfeat import extract_features, open_store
+from coinfeat.core.crop import DEFAULT_CROP
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.images import load_image
 from coinfeat.demo import sample_dir
@@ -70,7 +71,7 @@ def test_exported_model_answers_as_predict_on_real_photos(tmp_path):
 
     config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
     store = open_store(extract_features(sample_dir(), tmp_path / "s", config).store)
-    assert store.manifest.crop == "coin"
+    assert store.manifest.crop == DEFAULT_CROP == "coin-balanced"
     test = store.items.iloc[store.rows("test")]
     photos = [str(sample_dir() / p) for p in test["path"]]
     head = fit_head(tmp_path / "s", "logreg", tmp_path / "logreg").head_dir

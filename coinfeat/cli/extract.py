@@ -58,12 +58,13 @@ def add_parser(commands) -> None:
     p.add_argument(
         "--crop",
         choices=CROPS,
-        default="coin",
-        help="coin (default): find the coin each photo is centred on and crop to its rim, so heads "
-        "learn the coin rather than the table or how much of the frame it fills (photos under 96 px or "
-        "with no coin found are kept whole); coin-balanced: white-balance the photo first (grey world); "
-        "coin-masked: also paint the rest grey; none: the photo "
-        "as it is (a fixed rig where every photo is taken at one distance). Part of the fingerprint",
+        default=None,
+        help="coin: find the coin each photo is centred on and crop to its rim, so heads learn the "
+        "coin rather than the table or how much of the frame it fills (photos under 96 px or with no "
+        "coin found are kept whole); coin-balanced (default for a new store): white-balance the photo "
+        "first (grey world), then the coin crop; coin-masked: the coin crop with the rest painted grey; "
+        "none: the photo as it is (a fixed rig where every photo is taken at one distance). Part of the "
+        "fingerprint; a re-run keeps the store's own crop unless given",
     )
     p.add_argument(
         "--engine",

@@ -32,6 +32,9 @@ CROPS = ("coin", "coin-balanced", "coin-masked", "none")
 "White balance"); ``coin-masked``: the coin crop with the outside of the coin painted ``FILL``
 (measured worse: it also hides the surface that tells a yellow light from a copper coin); ``none``:
 the photo as it is (a fixed rig; stores made before the coin crop)."""
+DEFAULT_CROP = "coin-balanced"
+"""The crop of a new store (measured best on val and on another phone, BENCHMARKS.md "White
+balance" and README "Does it work on my photos?"); a re-run keeps its store's own crop."""
 COIN_MARGIN = 0.04
 """Margin of the coin crop beyond the rim, as a share of the diameter on each side."""
 FILL = (128, 128, 128)

@@ -24,7 +24,7 @@ import pandas as pd
 from coinfeat import __version__
 from coinfeat.core.annotations import ANNOTATION_FORMATS, cut_coins, read_annotations
 from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
-from coinfeat.core.crop import CROPS, KEPT_WHOLE
+from coinfeat.core.crop import CROPS, DEFAULT_CROP, KEPT_WHOLE
 from coinfeat.core.datasets import Dataset, discover
 from coinfeat.core.engines import ENGINES, Network, int8_record, open_engine
 from coinfeat.core.errors import CoinfeatError
@@ -70,8 +70,9 @@ class ExtractConfig:
     weights: str = "imagenet"
     image_size: int = DEFAULT_IMAGE_SIZE
     resize: str = "pad"
-    crop: str = "coin"
-    """How each photo is framed (:func:`coinfeat.core.crop.frame`): ``coin`` or ``none``."""
+    crop: str | None = None
+    """How each photo is framed (:data:`coinfeat.core.crop.CROPS`); None: the store's own crop when
+    it exists (so a re-run never changes it), ``DEFAULT_CROP`` for a new store."""
     engine: str = "auto"
     batch_size: int = 32
     threads: int | None = None
@@ -103,7 +104,7 @@ class ExtractConfig:
     def validate(self) -> None:
         if self.resize not in RESIZE_POLICIES:
             raise CoinfeatError(f"--resize {self.resize!r}: choose from {', '.join(RESIZE_POLICIES)}")
-        if self.crop not in CROPS:
+        if self.crop is not None and self.crop not in CROPS:
             raise CoinfeatError(f"--crop {self.crop!r}: choose from {', '.join(CROPS)}")
         if self.engine not in ENGINES:
             raise CoinfeatError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
@@ -176,6 +177,8 @@ def extract_features(
     with store_lock(out), write_errors_explained(out):
         recover_all(out, cfg.force)
         store = open_committed(out)
+        if cfg.crop is None:
+            cfg = replace(cfg, crop=store.manifest.crop if store is not None else DEFAULT_CROP)
         items, planned = plan(dataset, store, cfg)
         notes = [*notes, *planned]
         spec, int8 = _calibrated(spec, items, dataset, cfg)
