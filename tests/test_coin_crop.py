@@ -138,7 +138,7 @@ def test_photos_kept_whole_are_recorded_per_photo_and_counted_in_the_summary(tmp
     }
     again = extract_features(data, tmp_path / "store", replace(config, crop=None))
     assert again.reused == 4 and again.kept_whole == summary.kept_whole, "counted from the store's rows"
-    assert open_store(again.store).manifest.crop == "coin", "a re-run keeps its store's crop"
+    assert open_store(again.store).manifest.crop == again.crop == "coin", "a re-run keeps its store's crop"
     new = extract_features(data, tmp_path / "new", replace(config, crop=None))
     assert open_store(new.store).manifest.crop == "coin-balanced", "a new store gets the default"
     plain = extract_features(data, tmp_path / "plain", tiny_config(split=(0.5, 0.0, 0.5)))
@@ -148,6 +148,7 @@ def test_photos_kept_whole_are_recorded_per_photo_and_counted_in_the_summary(tmp
     assert main([*args, "--split", "50/0/50"]) == 0
     printed = capsys.readouterr().out
     assert "kept whole 1: no coin found in the photo" in printed and "kept whole 1: too small" in printed
+    assert "; crop coin\n" in printed
 
 
 def test_coin_balanced_takes_a_colour_cast_out_before_the_crop():

@@ -192,7 +192,7 @@ def print_summary(summary, args: argparse.Namespace) -> None:
         print(f"  {summary.removed} item(s) dropped: their files are gone")
     splits = ", ".join(f"{k} {v}" for k, v in sorted(summary.splits.items()))
     print(f"  splits: {splits}")
-    print(f"  backbone: {summary.backbone}; engine {summary.engine or 'not needed'}")
+    print(f"  backbone: {summary.backbone}; engine {summary.engine or 'not needed'}; crop {summary.crop}")
     for reason, count in summary.skipped_reasons.items():
         print(f"  skipped {count}: {reason}")
     for reason, count in summary.kept_whole.items():

@@ -146,6 +146,8 @@ class ExtractSummary:
     splits: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    crop: str | None = None
+    """How the store's photos are framed (``--crop``; a re-run keeps its store's)."""
     kept_whole: dict[str, int] = field(default_factory=dict)
     """``--crop coin``: photos of the store embedded whole, by reason (``no coin`` found, too ``small``)."""
 
@@ -218,6 +220,7 @@ def extract_features(
         fp=fp,
         notes=notes,
         seconds=time.perf_counter() - started,
+        crop=cfg.crop,
     )
 
 
@@ -364,6 +367,7 @@ def summarise(
     fp: str,
     notes: list[str],
     seconds: float,
+    crop: str | None = None,
 ) -> ExtractSummary:
     """What a run did, from its committed rows, the keys known before it and its stats."""
     final = filled.final
@@ -390,5 +394,6 @@ def summarise(
         splits={str(k): int(v) for k, v in photos["split"].value_counts().items()},
         stage_seconds=filled.stats.stage_seconds(),
         notes=notes,
+        crop=crop,
         kept_whole={str(k): int(v) for k, v in photos["framing"].value_counts().items() if k in KEPT_WHOLE},
     )
