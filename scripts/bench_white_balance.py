@@ -27,15 +27,10 @@ from PIL import Image
 
 from coinfeat import open_store
 from coinfeat.core.backbones import build_model, resolve_backbone
-from coinfeat.core.crop import MAX_GAIN, SEARCH_SIDE, coin_centred, grey_world
+from coinfeat.core.crop import SEARCH_SIDE, balanced, coin_centred, grey_world
 from coinfeat.core.detect import central_coin
 from coinfeat.core.heads import make_head
 from coinfeat.core.images import decode, fit_square, read_bytes
-
-
-def _gained(img: Image.Image, means: np.ndarray) -> Image.Image:
-    gains = np.clip(means.mean() / np.maximum(means, 1), 1 / MAX_GAIN, MAX_GAIN)
-    return Image.fromarray(np.clip(np.asarray(img, np.float32) * gains, 0, 255).astype(np.uint8))
 
 
 def surround(img: Image.Image) -> Image.Image:
@@ -46,7 +41,7 @@ def surround(img: Image.Image) -> Image.Image:
         return img
     yy, xx = np.mgrid[: small.shape[0], : small.shape[1]]
     outside = np.hypot(xx - coin.x, yy - coin.y) > 1.1 * coin.radius
-    return _gained(img, small[outside].astype(np.float32).mean(0)) if outside.mean() >= 0.15 else img
+    return balanced(img, small[outside].astype(np.float32).mean(0)) if outside.mean() >= 0.15 else img
 
 
 VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {

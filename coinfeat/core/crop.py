@@ -155,10 +155,14 @@ def grey_world(img: Image.Image) -> Image.Image:
     """The photo with each channel scaled so that its mean is grey (at most ``MAX_GAIN``): a colour
     cast of the light or the camera goes, and with it the coin's own hue, so a head reads the design
     (``--crop coin-balanced``)."""
-    pixels = np.asarray(img, dtype=np.float32)
-    means = pixels.reshape(-1, 3).mean(axis=0)
+    return balanced(img, np.asarray(img, dtype=np.float32).reshape(-1, 3).mean(axis=0))
+
+
+def balanced(img: Image.Image, means: np.ndarray) -> Image.Image:
+    """The photo with each channel scaled so that colour ``means`` (R, G, B, measured wherever the
+    caller trusts to be grey) becomes grey, no gain beyond ``MAX_GAIN``."""
     gains = np.clip(means.mean() / np.maximum(means, 1.0), 1 / MAX_GAIN, MAX_GAIN)
-    return Image.fromarray(np.clip(pixels * gains, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) * gains, 0, 255).astype(np.uint8))
 
 
 def frame_found(full: Image.Image, circle: Circle, crop: str) -> Image.Image:

@@ -149,7 +149,7 @@ class ExtractSummary:
     crop: str | None = None
     """How the store's photos are framed (``--crop``; a re-run keeps its store's)."""
     kept_whole: dict[str, int] = field(default_factory=dict)
-    """``--crop coin``: photos of the store embedded whole, by reason (``no coin`` found, too ``small``)."""
+    """Coin crops: photos of the store embedded whole, by reason (``no coin`` found, too ``small``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -91,7 +91,6 @@ class ShardRouter:
     ) -> None:
         owner = np.asarray([shard_of(k, len(self.writers)) for k in keys], dtype=int)
         failed_owner = [shard_of(k, len(self.writers)) for k, _ in failures]
-        framing = list(framing or [None] * len(keys))
         for shard in sorted(set(owner.tolist()) | set(failed_owner)):
             mine = owner == shard
             self.writers[shard].write(
