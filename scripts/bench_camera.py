@@ -8,10 +8,12 @@ test set, its marked coins cut out by ``extract-features --annotations``. Rows:
 2. ``--crop coin-masked``, frozen: the coin crop with the outside painted grey;
 3. ``--crop coin``, frozen (the default);
 4. ``--crop coin``, frozen, + 4 camera-like augmented views per train photo (``--use-augmented``);
-5. ``--crop coin``, fine-tuned with the defaults (``coinfeat fine-tune``), dense head on the tuned store.
+5. ``--crop coin-balanced`` (the default: grey world, then the coin crop), frozen;
+6. the default crop, fine-tuned with the defaults (``coinfeat fine-tune``), dense head on the tuned store.
 
 Columns: val and test top-1 and balanced accuracy (same camera, photo-disjoint), euro-coins-phone
-top-1/top-3, 90% answer-set coverage and mean size on test and on the phone coins; seconds.
+top-1/top-3, "right design family" accuracy (``compare --class-groups euro``), 90% answer-set
+coverage and mean size on test and on the phone coins; seconds.
 
     python scripts/bench_camera.py [--work DIR] [--write BENCHMARKS.md] [--skip-finetune]
 """
@@ -67,9 +69,10 @@ def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
     """Dense head figures in-domain and on the phone coins."""
     from coinfeat.compare import CompareConfig, compare_heads
 
-    config = dict(heads=["dense"], top_k=[1, 3], use_augmented=use_augmented)
-    inside = compare_heads(train, CompareConfig(**config)).results[0].metrics
-    outside = compare_heads(train, CompareConfig(test_features=str(phone), **config)).results[0].metrics
+    config = dict(heads=["dense"], top_k=[1, 3], use_augmented=use_augmented, class_groups="euro")
+    own = compare_heads(train, CompareConfig(**config)).results[0]
+    other = compare_heads(train, CompareConfig(test_features=str(phone), **config)).results[0]
+    inside, outside = own.metrics, other.metrics
     sets, phone_sets = inside["test"].get("answer_sets", {}), outside["test"].get("answer_sets", {})
     return {
         "val": inside["val"]["top1"],
@@ -77,6 +80,8 @@ def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
         "test_balanced": inside["test"]["balanced_accuracy"],
         "phone": outside["test"]["top1"],
         "phone_top3": outside["test"]["top3"],
+        "test_family": own.parts.get("class group"),
+        "phone_family": other.parts.get("class group"),
         "set_coverage": sets.get("coverage"),
         "set_size": sets.get("mean_size"),
         "phone_set_coverage": phone_sets.get("coverage"),
@@ -116,13 +121,16 @@ def table(rows: list[dict]) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
         "| Lite0, heads fitted on euro-coins train | val top-1 | test top-1 | test balanced | "
-        "phone top-1 | phone top-3 | 90% sets: test coverage / size | phone coverage / size | s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "phone top-1 | phone top-3 | design family: test / phone | 90% sets: test coverage / size | "
+        "phone coverage / size | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['row']} | {fmt(r['val'])} | {fmt(r['test'])} | {fmt(r['test_balanced'])} | "
-            f"{fmt(r['phone'])} | {fmt(r['phone_top3'])} | {fmt(r['set_coverage'])} / {fmt(r['set_size'])} | "
+            f"{fmt(r['phone'])} | {fmt(r['phone_top3'])} | "
+            f"{fmt(r['test_family'])} / {fmt(r['phone_family'])} | "
+            f"{fmt(r['set_coverage'])} / {fmt(r['set_size'])} | "
             f"{fmt(r['phone_set_coverage'])} / {fmt(r['phone_set_size'])} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)

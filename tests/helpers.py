@@ -176,15 +176,15 @@ def run_exported_models(models, images) -> list[dict]:
 
 
 def tiny_backbone() -> str:
-    """A seeded random 8-layer network saved as a ``.keras`` backbone file (``--backbone PATH``),
+    """A seeded random 11-layer network saved as a ``.keras`` backbone file (``--backbone PATH``),
     for tests of machinery that any backbone goes through (stores, int8, export, fine-tuning,
-    crashes): it converts and traces in a second where EfficientNetB0 takes ~20 s. It has a layer
-    named as B0's default fine-tuning cut, so fine-tune cuts it like B0. Files say pretrained:
+    crashes): it converts and traces in a second where EfficientNetB0 takes ~20 s. It has B0's
+    layer names and no squeeze-excite, so fine-tune cuts it like Lite0. Files say pretrained:
     tests of the NOT PRETRAINED wording use ``small_config()``'s B0."""
     import os
 
     folder = Path(os.environ.get("COINFEAT_CACHE_DIR") or Path.home() / ".cache" / "coinfeat")
-    path = folder / "tiny-backbone.keras"
+    path = folder / "tiny-backbone-2.keras"
     if path.is_file():
         return str(path)
     import keras
@@ -196,7 +196,10 @@ def tiny_backbone() -> str:
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("swish", name="stem_activation")(x)
-    x = layers.Conv2D(24, 3, strides=2, padding="same", activation="swish", name="block5a_conv")(x)
+    x = layers.Conv2D(24, 3, strides=2, padding="same", activation="swish", name="block4a_conv")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="swish", name="block4c_dwconv")(x)
+    x = layers.Add(name="block4c_add")([x, y])
+    x = layers.Conv2D(24, 3, padding="same", activation="swish", name="block5a_conv")(x)
     y = layers.DepthwiseConv2D(3, padding="same", activation="swish", name="block5c_dwconv")(x)
     x = layers.Add(name="block5c_add")([x, y])
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="block6a_conv")(x)
@@ -204,7 +207,7 @@ def tiny_backbone() -> str:
     x = layers.Activation("swish", name="top_activation")(x)
     model = keras.Model(inputs, x, name="tiny")
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f"tiny-backbone.{os.getpid()}.keras"
+    partial = folder / f"tiny-backbone-2.{os.getpid()}.keras"
     model.save(partial)
     partial.replace(path)
     return str(path)

@@ -32,12 +32,12 @@ from coinfeat.core.answer_sets import AnswerSets
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.heads import load_head
 from coinfeat.core.store import PARTS
-from coinfeat.finetune import ACTIVATIONS, FinetuneConfig, finetune
+from coinfeat.finetune import ACTIVATIONS, DEFAULT_CUTS, FinetuneConfig, finetune
 from coinfeat.predict import predict_images
 
 pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
 
-CUT = "block5c_add"
+CUT = "block4c_add"
 
 
 TUNED_ENGINE = "keras"
@@ -212,6 +212,24 @@ def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
         finetune(root / "s", tmp_path / "e", quick(cut="stem_activation"))
 
 
+def test_default_cut_follows_the_layout_of_a_b0_named_file():
+    from types import SimpleNamespace
+
+    from coinfeat.finetune.network import resolve_cut
+
+    def base(*names):
+        return SimpleNamespace(layers=[SimpleNamespace(name=n) for n in names])
+
+    lite = ("block4c_add", "block5c_add", "top_activation")
+    spec = SimpleNamespace(name="some.keras")
+    assert resolve_cut(spec, base(*lite), None) == "block4c_add"
+    assert resolve_cut(spec, base(*lite, "block6a_se_squeeze"), None) == "block5c_add"
+    assert resolve_cut(SimpleNamespace(name="efficientnetb0"), base(*lite), None) == "block5c_add"
+    assert resolve_cut(spec, base(*lite), "block5c_add") == "block5c_add"
+    with pytest.raises(CoinfeatError, match="no default cut"):
+        resolve_cut(spec, base("conv_1", "top"), None)
+
+
 def test_test_photos_with_copies_in_train_are_flagged():
     from coinfeat.core.store import Manifest, Store
     from coinfeat.finetune.run import _leak_notes
@@ -239,7 +257,7 @@ def test_kill_9_while_caching_then_rerun_keeps_finished_batches(tmp_path):
     colours = {f"c{i}": (40 * i, 200 - 30 * i, 90) for i in range(4)}
     data = write_class_folders(tmp_path / "d", per_class=20, colours=colours)
     extract_features(data, tmp_path / "s", small_config())
-    parts = tmp_path / "s" / ACTIVATIONS / CUT / PARTS
+    parts = tmp_path / "s" / ACTIVATIONS / DEFAULT_CUTS["efficientnetb0"] / PARTS
     args = [
         "fine-tune",
         "--features",

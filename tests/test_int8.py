@@ -108,7 +108,7 @@ def test_fine_tune_of_an_int8_store_stays_int8(stores, tmp_path):
         views=1, epochs=1, batch_size=8, progress=False, embed_out=str(tmp_path / "tuned")
     )
     result = finetune(root / "int8", tmp_path / "ft", config)
-    cache = open_store(root / "int8" / ACTIVATIONS / "block5c_add")
+    cache = open_store(root / "int8" / ACTIVATIONS / result.cut)
     assert cache.manifest.backbone["precision"] == "int8"
     tuned = open_store(result.store)
     assert tuned.manifest.precision == "int8" and "fine-tuned" in tuned.manifest.backbone["finetuned"]

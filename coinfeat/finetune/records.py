@@ -29,10 +29,10 @@ class FinetuneConfig:
 
     cut: str | None = None
     views: int = 6
-    epochs: int = 10
+    epochs: int = 6
     learning_rate: float = 1e-4
     batch_size: int = 32
-    patience: int = 3
+    patience: int = 2
     dropout: float = 0.2
     full: bool = False
     embed: bool = True
