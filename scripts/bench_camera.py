@@ -113,7 +113,8 @@ def measure(work: Path, skip_finetune: bool) -> list[dict]:
         phone = phone_store(work, DEFAULT_CROP, str(work / "ft" / "backbone.keras"), "tuned")
         row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}"
         rows.append({"row": row, **scores(tuned_store, phone), "seconds": seconds})
-        rows[-1]["finetune"] = {k: result.to_dict().get(k) for k in ("cut", "views", "epochs_run")}
+        kept = ("cut", "views", "epochs_run", "best_epoch", "val_loss", "seconds")
+        rows[-1]["finetune"] = {k: result.to_dict().get(k) for k in kept}
     return rows
 
 
@@ -132,6 +133,14 @@ def table(rows: list[dict]) -> str:
             f"{fmt(r['test_family'])} / {fmt(r['phone_family'])} | "
             f"{fmt(r['set_coverage'])} / {fmt(r['set_size'])} | "
             f"{fmt(r['phone_set_coverage'])} / {fmt(r['phone_set_size'])} | {r['seconds']:.0f} |"
+        )
+    tuned = [r["finetune"] for r in rows if "finetune" in r]
+    for f in tuned:
+        lines.append(
+            f"\nThe fine-tune: cut {f['cut']}, {f['views']} views, "
+            f"{f['epochs_run']} epochs (best {f['best_epoch']}), "
+            f"val loss {f['val_loss']:.3f}, {f['seconds'].get('total', 0):.0f} s for the command "
+            "(cache, training, new store)."
         )
     return "\n".join(lines)
 
