@@ -46,7 +46,8 @@ def stores(work: Path, crop: str, augment: int = 0) -> tuple[Path, Path]:
     config = ExtractConfig(
         backbone=str(LITE0), crop=crop, group_regex=GROUPS, augment=augment, progress=False
     )
-    train = extract_features(DATA, work / f"ec-{crop}" + (f"-aug{augment}" if augment else ""), config).store
+    name = f"ec-{crop}" + (f"-aug{augment}" if augment else "")
+    train = extract_features(DATA, work / name, config).store
     return Path(train), phone_store(work, crop, str(LITE0), "frozen")
 
 
