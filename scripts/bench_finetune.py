@@ -127,6 +127,10 @@ def accuracy(work: Path, tuned_head: str) -> list[dict]:
 
 def render(runs: dict, rows: list[dict]) -> str:
     cold, warm, warm2, full = runs["cold"], runs["warm"], runs["warm2"], runs["full"]
+    from coinfeat.core.crop import DEFAULT_CROP
+    from coinfeat.finetune import FinetuneConfig
+
+    d = FinetuneConfig()
     s = cold["seconds"]
     cached_epoch = s["per_epoch"]
     full_epoch = full["seconds"]["per_epoch"]
@@ -139,8 +143,9 @@ def render(runs: dict, rows: list[dict]) -> str:
         "ImageNet weights (`../shared/weights`; Lite0's figures, not B0's), 224 px, pad. euro-coins: "
         f"train {cold['train_photos']} photos, val {cold['val_photos']} (whole photo groups carved from "
         "`train/`), test 1539 (the photo-disjoint `test/` folder, never used for training or stopping). "
-        f"`coinfeat fine-tune` defaults: cut `{cold['cut']}`, {cold['views']} views, up to 10 epochs, "
-        "patience 3, learning rate 1e-4, batch 32.",
+        f"`coinfeat fine-tune` defaults: crop `{DEFAULT_CROP}`, cut `{cold['cut']}`, {cold['views']} views, "
+        f"up to {d.epochs} epochs, patience {d.patience}, learning rate {d.learning_rate:g}, "
+        f"batch {d.batch_size}.",
         "",
         "| features | head | TTA | top-1 | top-3 | balanced acc. |",
         "|---|---|---|---:|---:|---:|",
