@@ -3,7 +3,8 @@
 The head directory holds the head's own files and ``head.json``: type, params, classes, counts,
 fit seconds, and the extractor record (fingerprint, backbone, resize) of the vectors it learned
 from, so ``predict`` embeds new photos the same way and mismatched features are refused;
-``answer_sets.npz`` holds its conformal calibration on val (:mod:`coinfeat.core.answer_sets`).
+``answer_sets.npz`` holds its conformal calibration on val (:mod:`coinfeat.core.answer_sets`), or
+on a store of the user's own photos after :func:`calibrate_head`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from coinfeat.core.answer_sets import calibrate_beside
+from coinfeat.core.answer_sets import MIN_CALIBRATION, calibrate_beside
 from coinfeat.core.embedder import Embedder
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import ExtractConfig, extract_features
 from coinfeat.core.heads import IncrementalHead, load_head, make_head
 from coinfeat.core.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.options import resolve
-from coinfeat.core.provenance import absolute_paths, provenance
+from coinfeat.core.provenance import absolute_paths, check_compatible, provenance
 from coinfeat.core.store import Store, open_store
 
 DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
@@ -143,6 +144,55 @@ def fit_head(
         pretrained=store.pretrained,
         dropped_conflicts=dropped,
         answer_sets=calibrated,
+    )
+
+
+@dataclass(kw_only=True)
+class Calibration:
+    """Where a head's answer sets were recalibrated, on how many photos."""
+
+    head_dir: str
+    store: str
+    photos: int
+    left_out: int
+    """Photos of classes the head does not know (they cannot calibrate it)."""
+    class_conditional: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibrate_head(
+    head_dir: str | Path, features: str | Path, *, class_conditional: bool = False
+) -> Calibration:
+    """Recalibrate a fitted head's answer sets on every labelled photo of ``features`` (a store made
+    with the head's extractor, e.g. some of your own photos): from then on the sets hold their
+    confidence on photos like those. Keep other photos aside to test on."""
+    head = load_head(head_dir)
+    store = open_store(features)
+    check_compatible(head, store)
+    X, items = store.select(None)
+    labels = items["label"].astype(str).to_numpy()
+    known = np.isin(labels, head.classes_.astype(str))
+    if known.sum() < MIN_CALIBRATION:
+        raise CoinfeatError(
+            f"{store.path} has {int(known.sum())} photos of the head's classes; calibrating needs at "
+            f"least {MIN_CALIBRATION}"
+        )
+    calibrate_beside(
+        head_dir,
+        head.predict_proba(X[known]),
+        labels[known],
+        head.classes_,
+        class_conditional=class_conditional,
+        source=str(Path(store.path).resolve()),
+    )
+    return Calibration(
+        head_dir=str(head_dir),
+        store=str(store.path),
+        photos=int(known.sum()),
+        left_out=int((~known).sum()),
+        class_conditional=class_conditional,
     )
 
 

@@ -132,6 +132,18 @@ def accuracy(results: list[Prediction]) -> dict[str, Any] | None:
         f"top{k}": float(np.mean([t in r.labels for t, r in zip(truth, scored)])),
         "balanced_accuracy": float(balanced_accuracy_score(truth, top1)),
         "unreadable": sum(1 for r in results if r.truth is not None and r.error is not None),
+        **_set_figures(scored),
+    }
+
+
+def _set_figures(scored: list[Prediction]) -> dict[str, float]:
+    """Answer-set coverage (true class in the set) and mean set size, when the head has sets."""
+    with_sets = [r for r in scored if r.answer_set]
+    if not with_sets:
+        return {}
+    return {
+        "set_coverage": float(np.mean([r.truth in r.answer_set for r in with_sets])),
+        "set_size": float(np.mean([len(r.answer_set) for r in with_sets])),
     }
 
 

@@ -55,7 +55,7 @@ def test_saved_as_plain_arrays_and_refused_when_tampered(tmp_path):
     np.savez(tmp_path / ANSWER_SETS_FILE, classes=np.array([{"evil": 1}], dtype=object), scores=np.zeros(3))
     with pytest.raises(CoinfeatError, match="not a valid answer-set calibration"):
         AnswerSets.load(tmp_path)
-    with pytest.raises(CoinfeatError, match="at least 20 val photos"):
+    with pytest.raises(CoinfeatError, match="at least 20 calibration photos"):
         AnswerSets.calibrate(*_problem(10, 4), CLASSES)
 
 
@@ -80,3 +80,36 @@ def test_fit_head_calibrates_and_predict_shows_the_set(tmp_path):
 
     table = pd.read_csv(write_predictions(wide, tmp_path / "p.csv"))
     assert table["answer_set"].tolist() == [" or ".join(w.answer_set) for w in wide]
+
+
+def test_recalibrated_on_other_photos_the_sets_cover_those(tmp_path, capsys):
+    """Photos unlike val (other colours: another camera) get too small sets from val's
+    calibration; ``fit-head --calibrate`` on them makes the sets hold there, and says so."""
+    from helpers import CLASS_COLOURS, tiny_config, write_class_folders
+
+    from coinfeat import extract_features, fit_head, predict_images
+    from coinfeat.cli import main
+    from coinfeat.core.errors import FingerprintMismatch
+    from coinfeat.fit import calibrate_head
+    from coinfeat.predict import accuracy
+
+    own = write_class_folders(tmp_path / "own", per_class=30)
+    store = extract_features(own, tmp_path / "store", tiny_config(split=(0.5, 0.5, 0.0))).store
+    fit_head(store, "logreg", tmp_path / "head")
+    shifted = {label: tuple(min(255, c + 70) for c in rgb[::-1]) for label, rgb in CLASS_COLOURS.items()}
+    mine = write_class_folders(tmp_path / "mine", per_class=30, colours=shifted)
+    extract_features(mine, tmp_path / "mine-store", tiny_config(split=(0.0, 0.0, 1.0)))
+
+    before = accuracy(predict_images([mine], tmp_path / "head", tta="none", confidence=0.9))
+    assert (
+        main(["fit-head", "--head", str(tmp_path / "head"), "--calibrate", str(tmp_path / "mine-store")]) == 0
+    )
+    assert "recalibrated on 90 photos" in capsys.readouterr().out
+    sets = AnswerSets.load(tmp_path / "head")
+    assert len(sets.scores) == 90 and sets.source.endswith("mine-store")
+    after = accuracy(predict_images([mine], tmp_path / "head", tta="none", confidence=0.9))
+    assert after["set_coverage"] >= 0.9 > before["set_coverage"], (before, after)
+
+    other = extract_features(own, tmp_path / "other", tiny_config(image_size=48)).store
+    with pytest.raises(FingerprintMismatch):
+        calibrate_head(tmp_path / "head", other)

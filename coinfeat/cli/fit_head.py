@@ -49,7 +49,14 @@ def add_parser(commands) -> None:
     )
     drop_conflicts_option(p)
     p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
-    p.add_argument("--head", help="with --add: the fitted k-NN head to extend")
+    p.add_argument("--head", help="with --add: the fitted k-NN head to extend; with --calibrate: any head")
+    p.add_argument(
+        "--calibrate",
+        metavar="STORE",
+        help="recalibrate --head's answer sets on every labelled photo of STORE (made with the head's "
+        "extractor, e.g. some of your own photos): the sets then hold their confidence on photos like "
+        "those; keep other photos aside to test on",
+    )
     p.add_argument(
         "--convert",
         metavar="HEAD",
@@ -66,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.convert:
         print(f"converted {convert_head(args.convert)}: it now holds no pickle")
         return 0
+    if args.calibrate:
+        return _calibrate(args)
     if args.add:
         if not args.head:
             raise CoinfeatError("--add needs --head DIR, the fitted k-NN head to extend")
@@ -101,4 +110,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"  left out {result.dropped_conflicts} vector(s) of photos filed under another label too")
     if not result.pretrained:
         print("  WARNING: trained on NOT PRETRAINED features: accuracy is meaningless")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from coinfeat.fit import calibrate_head
+
+    if not args.head:
+        raise CoinfeatError("--calibrate needs --head DIR, the fitted head whose answer sets to recalibrate")
+    result = calibrate_head(args.head, args.calibrate, class_conditional=args.class_conditional)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"answer sets of {result.head_dir} recalibrated on {result.photos} photos of {result.store}")
+    if result.left_out:
+        print(f"  left out {result.left_out} photo(s) of classes the head does not know")
     return 0

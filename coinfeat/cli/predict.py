@@ -103,4 +103,9 @@ def run(args: argparse.Namespace) -> int:
             f"balanced {scores['balanced_accuracy']:.3f}"
             + (f" ({scores['unreadable']} unreadable)" if scores["unreadable"] else "")
         )
+        if "set_coverage" in scores:
+            print(
+                f"answer sets at {args.confidence:.0%}: the true class in the set for "
+                f"{scores['set_coverage']:.3f} of them, mean size {scores['set_size']:.2f}"
+            )
     return 0 if all(r.error is None for r in results) else 1

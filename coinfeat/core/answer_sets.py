@@ -10,7 +10,8 @@ get their coverage too, at the cost of larger sets.
 The calibration scores are saved beside the head as arrays (``answer_sets.npz``, never a pickle),
 so ``predict``, ``serve``, ``similar`` and ``count`` can show sets without the calibration photos.
 Photos from another camera are not exchangeable with val: expect lower coverage there, and measure
-it (``compare --test-features``).
+it (``compare --test-features``). Calibrating on labelled photos from that camera instead
+(``fit-head --head DIR --calibrate STORE``) makes the guarantee hold for photos like those.
 """
 
 from __future__ import annotations
@@ -37,12 +38,21 @@ class AnswerSets:
     scores: np.ndarray
     labels: np.ndarray
     class_conditional: bool = False
+    source: str = "val"
+    """Which photos calibrated the sets: the head's val photos, or a store of the user's own
+    (``fit-head --calibrate``)."""
     _fitted: Any = field(default=None, init=False, repr=False, compare=False)
     """The crepes classifier fitted on ``scores``, made on first use (serve asks on every request)."""
 
     @classmethod
     def calibrate(
-        cls, proba: np.ndarray, y: np.ndarray, classes: np.ndarray, *, class_conditional: bool = False
+        cls,
+        proba: np.ndarray,
+        y: np.ndarray,
+        classes: np.ndarray,
+        *,
+        class_conditional: bool = False,
+        source: str = "val",
     ) -> AnswerSets:
         """Scores of calibration photos (``proba`` of a head that never trained on them)."""
         from crepes.extras import hinge
@@ -51,11 +61,11 @@ class AnswerSets:
         known = np.isin(y, classes)
         if known.sum() < MIN_CALIBRATION:
             raise CoinfeatError(
-                f"answer sets need at least {MIN_CALIBRATION} val photos of known classes "
+                f"answer sets need at least {MIN_CALIBRATION} calibration photos of known classes "
                 f"(got {int(known.sum())})"
             )
         scores = hinge(np.asarray(proba)[known], classes, y[known])
-        return cls(classes, np.asarray(scores, dtype=np.float64), y[known], class_conditional)
+        return cls(classes, np.asarray(scores, dtype=np.float64), y[known], class_conditional, source)
 
     def _conformal(self) -> Any:
         if self._fitted is None:
@@ -115,6 +125,7 @@ class AnswerSets:
             scores=self.scores,
             labels=self.labels.astype(str),
             class_conditional=np.array(self.class_conditional),
+            source=np.array(self.source),
         )
         return path
 
@@ -126,7 +137,10 @@ class AnswerSets:
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(data["classes"], data["scores"], data["labels"], bool(data["class_conditional"]))
+                source = str(data["source"]) if "source" in data else "val"
+                return cls(
+                    data["classes"], data["scores"], data["labels"], bool(data["class_conditional"]), source
+                )
         except (ValueError, KeyError, OSError) as exc:
             raise CoinfeatError(f"{path} is not a valid answer-set calibration ({exc})") from None
 
@@ -138,14 +152,16 @@ def calibrate_beside(
     classes: np.ndarray,
     *,
     class_conditional: bool = False,
+    source: str = "val",
 ) -> int | None:
-    """Calibrate a saved head's answer sets on its val photos' probabilities and save them in its
-    ``directory``; the number of val photos used, or None (and no file) when val is too small."""
+    """Calibrate a saved head's answer sets on labelled photos' probabilities (its val photos, or
+    ``source``) and save them in its ``directory``; the number of photos used, or None (and no file)
+    when there are too few."""
     (Path(directory) / ANSWER_SETS_FILE).unlink(missing_ok=True)
     if len(proba) < MIN_CALIBRATION:
         return None
     try:
-        sets = AnswerSets.calibrate(proba, y, classes, class_conditional=class_conditional)
+        sets = AnswerSets.calibrate(proba, y, classes, class_conditional=class_conditional, source=source)
     except CoinfeatError:
         return None
     sets.save(directory)
