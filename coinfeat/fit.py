@@ -23,7 +23,7 @@ from coinfeat.core.heads import IncrementalHead, load_head, make_head
 from coinfeat.core.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, check_compatible, provenance
-from coinfeat.core.store import Store, open_store
+from coinfeat.core.store import MANIFEST, Store, open_store
 
 DEFAULT_HEADS_DIR = Path("artifacts") / "heads"
 
@@ -163,13 +163,17 @@ class Calibration:
 
 
 def calibrate_head(
-    head_dir: str | Path, features: str | Path, *, class_conditional: bool = False
+    head_dir: str | Path, data: str | Path, *, class_conditional: bool = False, progress: bool = True
 ) -> Calibration:
-    """Recalibrate a fitted head's answer sets on every labelled photo of ``features`` (a store made
-    with the head's extractor, e.g. some of your own photos): from then on the sets hold their
-    confidence on photos like those. Keep other photos aside to test on."""
+    """Recalibrate a fitted head's answer sets on every labelled photo of ``data``, e.g. some of
+    your own photos: from then on the sets hold their confidence on photos like those. ``data`` is
+    a store made with the head's extractor, or labelled photos (any dataset layout), which are
+    embedded with it into ``head_dir/calibration/<name>``. Keep other photos aside to test on."""
     head = load_head(head_dir)
-    store = open_store(features)
+    if not (Path(data) / MANIFEST).is_file():
+        target = Path(head_dir) / "calibration" / Path(data).name
+        data = extract_features(data, target, head_extract_config(head, head_dir, progress=progress)).store
+    store = open_store(data)
     check_compatible(head, store)
     X, items = store.select(None)
     labels = items["label"].astype(str).to_numpy()
@@ -196,17 +200,11 @@ def calibrate_head(
     )
 
 
-def add_to_knn(
-    head_dir: str | Path, data: str | Path, *, out_store: str | Path | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Embed the labelled photos in ``data`` with the head's extractor and add them to a k-NN head."""
-
-    head = load_head(head_dir)
-    if not isinstance(head, IncrementalHead):
-        raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
+def head_extract_config(head: Any, head_dir: str | Path, *, progress: bool = True) -> ExtractConfig:
+    """How to embed new photos into a store of their own, as the head's own vectors were (all train)."""
     record = head.meta.extractor(head_dir)
     spec = Embedder(record).spec
-    config = ExtractConfig(
+    return ExtractConfig(
         backbone=spec.model_file or spec.name,
         weights=spec.weights,
         image_size=spec.image_size,
@@ -215,8 +213,18 @@ def add_to_knn(
         split=(1.0, 0.0, 0.0),
         progress=progress,
     )
+
+
+def add_to_knn(
+    head_dir: str | Path, data: str | Path, *, out_store: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Embed the labelled photos in ``data`` with the head's extractor and add them to a k-NN head."""
+
+    head = load_head(head_dir)
+    if not isinstance(head, IncrementalHead):
+        raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
     store_dir = Path(out_store) if out_store else Path(head_dir) / "added" / Path(data).name
-    summary = extract_features(data, store_dir, config)
+    summary = extract_features(data, store_dir, head_extract_config(head, head_dir, progress=progress))
     added = open_store(store_dir)
     X, items = added.select(None)
     paths = absolute_paths(added, items["path"])

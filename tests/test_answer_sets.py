@@ -98,17 +98,18 @@ def test_recalibrated_on_other_photos_the_sets_cover_those(tmp_path, capsys):
     fit_head(store, "logreg", tmp_path / "head")
     shifted = {label: tuple(min(255, c + 70) for c in rgb[::-1]) for label, rgb in CLASS_COLOURS.items()}
     mine = write_class_folders(tmp_path / "mine", per_class=30, colours=shifted)
-    extract_features(mine, tmp_path / "mine-store", tiny_config(split=(0.0, 0.0, 1.0)))
 
     before = accuracy(predict_images([mine], tmp_path / "head", tta="none", confidence=0.9))
-    assert (
-        main(["fit-head", "--head", str(tmp_path / "head"), "--calibrate", str(tmp_path / "mine-store")]) == 0
-    )
+    assert main(["fit-head", "--head", str(tmp_path / "head"), "--calibrate", str(mine), "-q"]) == 0
     assert "recalibrated on 90 photos" in capsys.readouterr().out
     sets = AnswerSets.load(tmp_path / "head")
-    assert len(sets.scores) == 90 and sets.source.endswith("mine-store")
+    assert len(sets.scores) == 90 and sets.source == str(
+        (tmp_path / "head" / "calibration" / "mine").resolve()
+    )
     after = accuracy(predict_images([mine], tmp_path / "head", tta="none", confidence=0.9))
     assert after["set_coverage"] >= 0.9 > before["set_coverage"], (before, after)
+    again = calibrate_head(tmp_path / "head", tmp_path / "head" / "calibration" / "mine", progress=False)
+    assert again.photos == 90 and np.array_equal(AnswerSets.load(tmp_path / "head").scores, sets.scores)
 
     other = extract_features(own, tmp_path / "other", tiny_config(image_size=48)).store
     with pytest.raises(FingerprintMismatch):

@@ -52,10 +52,11 @@ def add_parser(commands) -> None:
     p.add_argument("--head", help="with --add: the fitted k-NN head to extend; with --calibrate: any head")
     p.add_argument(
         "--calibrate",
-        metavar="STORE",
-        help="recalibrate --head's answer sets on every labelled photo of STORE (made with the head's "
-        "extractor, e.g. some of your own photos): the sets then hold their confidence on photos like "
-        "those; keep other photos aside to test on",
+        metavar="DATA",
+        help="recalibrate --head's answer sets on every labelled photo of DATA, e.g. some of your own "
+        "photos (class folders or any dataset layout, embedded with the head's extractor; or a store made "
+        "with it): the sets then hold their confidence on photos like those; keep other photos aside "
+        "to test on",
     )
     p.add_argument(
         "--convert",
@@ -118,7 +119,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if not args.head:
         raise CoinfeatError("--calibrate needs --head DIR, the fitted head whose answer sets to recalibrate")
-    result = calibrate_head(args.head, args.calibrate, class_conditional=args.class_conditional)
+    result = calibrate_head(
+        args.head, args.calibrate, class_conditional=args.class_conditional, progress=wants_progress(args)
+    )
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
