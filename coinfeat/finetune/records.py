@@ -29,7 +29,7 @@ class FinetuneConfig:
 
     cut: str | None = None
     views: int = 6
-    epochs: int = 6
+    epochs: int = 5
     learning_rate: float = 1e-4
     batch_size: int = 32
     patience: int = 2
