@@ -37,7 +37,7 @@ from coinfeat.predict import predict_images
 
 pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
 
-CUT = "block4c_add"
+CUT = "block5c_add"
 
 
 TUNED_ENGINE = "keras"
@@ -226,6 +226,8 @@ def test_default_cut_follows_the_layout_of_a_b0_named_file():
     assert resolve_cut(spec, base(*lite, "block6a_se_squeeze"), None) == "block5c_add"
     assert resolve_cut(SimpleNamespace(name="efficientnetb0"), base(*lite), None) == "block5c_add"
     assert resolve_cut(spec, base(*lite), "block5c_add") == "block5c_add"
+    assert resolve_cut(spec, base(*lite), None, crop="none") == "block5c_add"
+    assert resolve_cut(spec, base(*lite), None, crop="coin") == "block4c_add"
     with pytest.raises(CoinfeatError, match="no default cut"):
         resolve_cut(spec, base("conv_1", "top"), None)
 

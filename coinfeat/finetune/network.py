@@ -9,6 +9,7 @@ from coinfeat.core.backbones import (
     image_input,
     preprocess,
 )
+from coinfeat.core.crop import DEFAULT_CROP
 from coinfeat.core.errors import CoinfeatError
 
 DEFAULT_CUTS = {
@@ -18,20 +19,23 @@ DEFAULT_CUTS = {
     "resnet50": "conv4_block6_out",
 }
 """Where the trained part starts, per backbone: as low as the whole command stays within 15 minutes
-on 2 cores (BENCHMARKS.md). A ``.keras`` file with B0's layer names is cut like B0, or, without
-squeeze-excite layers (EfficientNet-Lite0), lower: block5 to the top, at 14x14 then 7x7, which
-read the coins of another camera better (euro-coins-phone top-1 0.878 against 0.830 one block
-higher; val loss 0.200 against 0.259). B0's squeeze-excite makes that cut 1.4x slower per epoch,
-past the budget."""
+on 2 cores and the photos need (BENCHMARKS.md). A ``.keras`` file with B0's layer names is cut like
+B0, or, without squeeze-excite layers (EfficientNet-Lite0) and on coin crops, one stage lower:
+block5 to the top, which reads the coins of another camera better (euro-coins-phone top-1 0.878
+against 0.830 one stage higher; val loss 0.200 against 0.259; same-camera test top-1 0.866 against
+0.839). On photos as they are (``--crop none``, a fixed rig) the lower cut measured far worse on the
+same camera's test folder (balanced accuracy with TTA 0.850 against 0.944), so Lite0 is cut like
+B0 there. B0's squeeze-excite makes the lower cut 1.9x slower per epoch, past the budget."""
 
 B0_CUT = DEFAULT_CUTS["efficientnetb0"]
 
 
-def resolve_cut(spec: BackboneSpec, base: Any, cut: str | None) -> str:
-    """The layer where the trained part starts: ``cut``, or the backbone's documented default."""
+def resolve_cut(spec: BackboneSpec, base: Any, cut: str | None, crop: str = DEFAULT_CROP) -> str:
+    """The layer where the trained part starts: ``cut``, or the default for the backbone and the
+    store's ``crop``."""
     names = [layer.name for layer in base.layers]
     if cut is None:
-        cut = DEFAULT_CUTS.get(spec.name) or _file_default(names)
+        cut = DEFAULT_CUTS.get(spec.name) or _file_default(names, crop)
         if cut is None:
             raise CoinfeatError(
                 f"no default cut for {spec.name}; pass --cut LAYER, e.g. one of: {_candidates(base)}"
@@ -41,13 +45,13 @@ def resolve_cut(spec: BackboneSpec, base: Any, cut: str | None) -> str:
     return cut
 
 
-def _file_default(names: list[str]) -> str | None:
-    """The default cut of a ``.keras`` file with B0's layer names (Lite0 when it has no
-    squeeze-excite), None for any other file."""
+def _file_default(names: list[str], crop: str) -> str | None:
+    """The default cut of a ``.keras`` file with B0's layer names (lower for Lite0 on coin crops),
+    None for any other file."""
     if B0_CUT not in names:
         return None
     lite = not any("_se_" in name for name in names)
-    return DEFAULT_CUTS["efficientnet-lite"] if lite else B0_CUT
+    return DEFAULT_CUTS["efficientnet-lite"] if lite and crop != "none" else B0_CUT
 
 
 def _candidates(base: Any) -> str:

@@ -85,7 +85,7 @@ def finetune(
         model = classifier(keras, full_network(keras, spec, base), len(classes), cfg.dropout)
         data = photo_batches(store, spec, train, val, classes, cfg)
     else:
-        cut = resolve_cut(spec, base, cfg.cut)
+        cut = resolve_cut(spec, base, cfg.cut, store.manifest.crop)
         lower, upper = split_network(keras, spec, base, cut)
         t0 = time.perf_counter()
         cache, filled = build_cache(store, spec, lower=lower, cut=cut, cfg=cfg)
