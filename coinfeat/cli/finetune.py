@@ -29,12 +29,13 @@ def add_parser(commands) -> None:
         "serve, compare --load), finetune.json, history.json and curves.png into --out, then embeds "
         "the dataset again with the tuned backbone into a new store. Test photos are never used.",
         epilog=f"Cost: caching runs the lower part about (1 + views) x train photos times; each epoch "
-        f"then trains only the part above the cut (measured on 2 cores, 1,110 train photos, Lite0 at "
-        f"block4c_add: cache 77 s, 129 s per epoch, 13 min in all). Default cuts: {cuts}; .keras files "
-        "with B0's layer names are cut like efficientnetb0, or like efficientnet-lite when they have no "
-        "squeeze-excite layers (EfficientNet-Lite0). A lower cut trains more of the network: slower, "
-        "more capacity, larger cache. --full trains the whole network from decoded photos with live "
-        "augmentation instead: no cache, slow on a CPU, meant for a GPU (Keras uses one when present).",
+        "then trains only the part above the cut (measured on 2 cores, 1,110 train photos, Lite0 at "
+        "block4c_add: cache 72 s, 129-165 s per epoch, about 13 min in all with 4 epochs). Default cuts: "
+        f"{cuts}; .keras files with B0's layer names are cut like efficientnetb0, or like "
+        "efficientnet-lite when they have no squeeze-excite layers (EfficientNet-Lite0) and the store "
+        "has a coin crop. A lower cut trains more of the network: slower, more capacity, larger cache. "
+        "--full trains the whole network from decoded photos with live augmentation instead: no cache, "
+        "slow on a CPU, meant for a GPU (Keras uses one when present).",
     )
     p.add_argument("--features", required=True, help="feature store made by extract-features")
     p.add_argument("--cut", help="layer where the trained part starts (default: per backbone, see below)")
