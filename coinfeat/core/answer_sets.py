@@ -11,7 +11,7 @@ The calibration scores are saved beside the head as arrays (``answer_sets.npz``,
 so ``predict``, ``serve``, ``similar`` and ``count`` can show sets without the calibration photos.
 Photos from another camera are not exchangeable with val: expect lower coverage there, and measure
 it (``compare --test-features``). Calibrating on labelled photos from that camera instead
-(``fit-head --head DIR --calibrate STORE``) makes the guarantee hold for photos like those.
+(``fit-head --head DIR --calibrate DATA``) makes the guarantee hold for photos like those.
 """
 
 from __future__ import annotations
