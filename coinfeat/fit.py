@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from coinfeat.core.answer_sets import MIN_CALIBRATION, calibrate_beside
+from coinfeat.core.answer_sets import AnswerSets, calibrate_beside
 from coinfeat.core.embedder import Embedder
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extract import ExtractConfig, extract_features
-from coinfeat.core.heads import IncrementalHead, load_head, make_head
+from coinfeat.core.heads import Head, IncrementalHead, load_head, make_head
 from coinfeat.core.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, check_compatible, provenance
@@ -176,31 +176,24 @@ def calibrate_head(
     store = open_store(data)
     check_compatible(head, store)
     X, items = store.select(None)
-    labels = items["label"].astype(str).to_numpy()
-    known = np.isin(labels, head.classes_.astype(str))
-    if known.sum() < MIN_CALIBRATION:
-        raise CoinfeatError(
-            f"{store.path} has {int(known.sum())} photos of the head's classes; calibrating needs at "
-            f"least {MIN_CALIBRATION}"
-        )
-    calibrate_beside(
-        head_dir,
-        head.predict_proba(X[known]),
-        labels[known],
+    sets = AnswerSets.calibrate(
+        head.predict_proba(X),
+        items["label"].to_numpy(),
         head.classes_,
         class_conditional=class_conditional,
         source=str(Path(store.path).resolve()),
     )
+    sets.save(head_dir)
     return Calibration(
         head_dir=str(head_dir),
         store=str(store.path),
-        photos=int(known.sum()),
-        left_out=int((~known).sum()),
+        photos=len(sets.scores),
+        left_out=len(X) - len(sets.scores),
         class_conditional=class_conditional,
     )
 
 
-def head_extract_config(head: Any, head_dir: str | Path, *, progress: bool = True) -> ExtractConfig:
+def head_extract_config(head: Head, head_dir: str | Path, *, progress: bool = True) -> ExtractConfig:
     """How to embed new photos into a store of their own, as the head's own vectors were (all train)."""
     record = head.meta.extractor(head_dir)
     spec = Embedder(record).spec

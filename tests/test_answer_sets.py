@@ -111,6 +111,11 @@ def test_recalibrated_on_other_photos_the_sets_cover_those(tmp_path, capsys):
     again = calibrate_head(tmp_path / "head", tmp_path / "head" / "calibration" / "mine", progress=False)
     assert again.photos == 90 and np.array_equal(AnswerSets.load(tmp_path / "head").scores, sets.scores)
 
+    few = write_class_folders(tmp_path / "few", per_class=4, colours=shifted)
+    with pytest.raises(CoinfeatError, match="at least 20 calibration photos"):
+        calibrate_head(tmp_path / "head", few, progress=False)
+    assert np.array_equal(AnswerSets.load(tmp_path / "head").scores, sets.scores), "the old sets are kept"
+
     other = extract_features(own, tmp_path / "other", tiny_config(image_size=48)).store
     with pytest.raises(FingerprintMismatch):
         calibrate_head(tmp_path / "head", other)
