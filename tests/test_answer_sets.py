@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coinfeat.core.answer_sets import ANSWER_SETS_FILE, AnswerSets
+from coinfeat.core.answer_sets import ANSWER_SETS_FILE, SCORES, AnswerSets
 from coinfeat.core.errors import CoinfeatError
 
 CLASSES = np.array(["1c", "2c", "5c", "10c"])
@@ -21,9 +21,12 @@ def _problem(n: int, seed: int, skill: float = 1.5):
     return proba, CLASSES[y]
 
 
+@pytest.mark.parametrize("score", SCORES)
 @pytest.mark.parametrize("class_conditional", [False, True])
-def test_coverage_is_about_the_level_asked_for(class_conditional):
-    calibration = AnswerSets.calibrate(*_problem(3000, 0), CLASSES, class_conditional=class_conditional)
+def test_coverage_is_about_the_level_asked_for(class_conditional, score):
+    calibration = AnswerSets.calibrate(
+        *_problem(3000, 0), CLASSES, class_conditional=class_conditional, score=score
+    )
     proba, y = _problem(6000, 1)
     for level in (0.8, 0.9, 0.95):
         result = calibration.evaluate(proba, y, level)
@@ -33,6 +36,23 @@ def test_coverage_is_about_the_level_asked_for(class_conditional):
     )
     top1 = np.mean(CLASSES[proba.argmax(axis=1)] == y)
     assert top1 < 0.8, "the problem is hard enough that single answers could not reach 0.9"
+
+
+def test_a_head_surer_on_val_than_elsewhere_still_gets_sets_where_it_is_unsure():
+    """A head right on 96% of its calibration photos: hinge sets are all single classes, so on
+    harder photos they cover only as often as the head is right; RAPS sets grow on the unsure
+    photos, and the same probabilities always give the same set."""
+    calibration = {s: AnswerSets.calibrate(*_problem(400, 0, skill=3.0), CLASSES, score=s) for s in SCORES}
+    proba, y = _problem(3000, 1, skill=2.0)
+    top1 = np.mean(CLASSES[proba.argmax(axis=1)] == y)
+    hinge = calibration["hinge"].evaluate(proba, y, 0.9)
+    raps = calibration["raps"].evaluate(proba, y, 0.9)
+    assert hinge["mean_size"] == 1.0 and hinge["coverage"] == pytest.approx(top1)
+    assert raps["coverage"] >= 0.9 > top1 and raps["mean_size"] < 1.6
+    sizes = np.array([len(s) for s in calibration["raps"].sets(proba, 0.9)])
+    sure = proba.max(axis=1) > 0.9
+    assert sizes[sure].mean() < 1.05 and sizes[proba.max(axis=1) < 0.5].mean() > 1.8
+    assert calibration["raps"].sets(proba[:50].copy(), 0.9) == calibration["raps"].sets(proba[:50], 0.9)
 
 
 def test_sets_lead_with_the_most_probable_class_and_are_never_empty():
@@ -51,6 +71,11 @@ def test_saved_as_plain_arrays_and_refused_when_tampered(tmp_path):
     calibration.save(tmp_path)
     again = AnswerSets.load(tmp_path)
     assert again.class_conditional and np.array_equal(again.scores, calibration.scores)
+    assert again.score == "raps"
+    with np.load(tmp_path / ANSWER_SETS_FILE) as data:
+        older = {k: data[k] for k in data.files if k != "score"}
+    np.savez(tmp_path / ANSWER_SETS_FILE, **older)
+    assert AnswerSets.load(tmp_path).score == "hinge", "files from before the choice keep their score"
     assert AnswerSets.load(tmp_path / "elsewhere") is None
     np.savez(tmp_path / ANSWER_SETS_FILE, classes=np.array([{"evil": 1}], dtype=object), scores=np.zeros(3))
     with pytest.raises(CoinfeatError, match="not a valid answer-set calibration"):
