@@ -109,6 +109,8 @@ def measure(work: Path, skip_finetune: bool) -> list[dict]:
         started = time.perf_counter()
         base, _ = stores(work, DEFAULT_CROP)
         tuned_store = work / "tuned"
+        for made_by_the_last_run in (tuned_store, work / f"phone-{DEFAULT_CROP}-tuned"):
+            shutil.rmtree(made_by_the_last_run, ignore_errors=True)  # another backbone file each run
         result = finetune(base, work / "ft", FinetuneConfig(progress=False, embed_out=str(tuned_store)))
         seconds = time.perf_counter() - started
         phone = phone_store(work, DEFAULT_CROP, str(work / "ft" / "backbone.keras"), "tuned")
