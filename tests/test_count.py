@@ -292,7 +292,8 @@ def test_coins_with_more_than_one_class_in_their_answer_set_give_a_range(synthet
     head = tmp_path / "head"
     shutil.copytree(synthetic_head / "head", head)
     classes = np.array(["10c", "20c", "2e"])
-    AnswerSets(classes, np.ones(30), np.repeat(classes, 10), score="hinge").save(head)  # every class always possible
+    every_class_possible = AnswerSets(classes, np.ones(30), np.repeat(classes, 10), score="hinge")
+    every_class_possible.save(head)
     [plain] = count_coins([synthetic_head / "pile.jpg"], head, sizes=False, tta="none", threshold=0.0)
     values = {"10c": 0.1, "20c": 0.2, "2e": 2.0}
     assert all(c.doubtful and c.answer_set[0] == c.label and len(c.answer_set) == 3 for c in plain.coins)
@@ -308,7 +309,8 @@ def test_coins_with_more_than_one_class_in_their_answer_set_give_a_range(synthet
         for coin in sized.coins:
             rim = img.getpixel((round(coin.x), round(coin.y - coin.diameter_px / 2)))
             assert rim == ((30, 90, 220) if coin.doubtful else (0, 170, 60))
-    AnswerSets(classes, np.zeros(30), np.repeat(classes, 10), score="hinge").save(head)  # the top class always enough
+    top_class_enough = AnswerSets(classes, np.zeros(30), np.repeat(classes, 10), score="hinge")
+    top_class_enough.save(head)
     [sure] = count_coins([synthetic_head / "pile.jpg"], head, sizes=False, tta="none", threshold=0.0)
     assert not sure.doubts and not sure.total_range and all(len(c.answer_set) == 1 for c in sure.coins)
 

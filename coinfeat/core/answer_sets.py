@@ -40,9 +40,9 @@ MIN_CALIBRATION = 20
 """Fewer val photos than this give no answer sets (the guarantee would be vacuous)."""
 SCORES = ("raps", "hinge")
 RAPS_PENALTY = 0.05
-"""RAPS's lambda: what each class beyond the first adds to the score, so that sets stay short
-(every value from 0.01 to 0.2 met the 0.88-0.95 coverage of issue 22 on the test folder; 0 gave
-sets of 1.33 classes on average)."""
+"""RAPS's lambda: what each class beyond the first adds to the score, so that sets stay short.
+Measured for 0 to 0.2 on the euro-coins test folder (fine-tuned dense head, val-calibrated): every
+value from 0.01 to 0.2 gave 90% sets covering 0.89-0.93 with 1.07-1.28 classes; 0 gave 1.33."""
 
 
 @dataclass
@@ -157,9 +157,8 @@ class AnswerSets:
                 score = str(data["score"]) if "score" in data else "hinge"
                 if score not in SCORES:
                     raise ValueError(f"unknown score {score!r}")
-                return cls(
-                    data["classes"], data["scores"], data["labels"], bool(data["class_conditional"]), source, score
-                )
+                conditional = bool(data["class_conditional"])
+                return cls(data["classes"], data["scores"], data["labels"], conditional, source, score)
         except (ValueError, KeyError, OSError) as exc:
             raise CoinfeatError(f"{path} is not a valid answer-set calibration ({exc})") from None
 
