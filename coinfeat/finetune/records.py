@@ -32,7 +32,7 @@ class FinetuneConfig:
     epochs: int = 5
     learning_rate: float = 1e-4
     batch_size: int = 32
-    patience: int = 2
+    patience: int = 1
     dropout: float = 0.2
     full: bool = False
     embed: bool = True
