@@ -15,6 +15,7 @@ import pytest
 from helpers import SMALL, small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
+from coinfeat.core.answer_sets import AnswerSets
 from coinfeat.core.backbones import build_model, resolve_backbone
 from coinfeat.core.engines import KerasEngine, cosine_rows
 from coinfeat.core.errors import StoreBusy
@@ -175,6 +176,11 @@ def test_demo_runs_offline_and_says_weights_are_random(tmp_path):
     assert not (tmp_path / "demo" / "report" / "heads").exists(), "compare reuses the heads the demo fitted"
     counted = output["count"]
     assert abs(len(counted["coins"]) - 29) <= 1 and Path(counted["annotated"]).is_file()
+    calibration = output["calibration"]
+    assert calibration["photos"] + calibration["left_out"] == 48, "every photo of the sample's test folder"
+    assert AnswerSets.load(calibration["head_dir"]).source == str(Path(calibration["store"]).resolve())
+    best = max(output["heads"], key=lambda h: h["val_accuracy"] or 0)
+    assert AnswerSets.load(best["head_dir"]) is None, "12 val photos are too few: only the copy has sets"
 
 
 def test_demo_on_ray_extracts_into_a_sharded_store(monkeypatch, tmp_path):

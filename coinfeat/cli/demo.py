@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                     "similar": result.similar.to_dict() if result.similar else None,
                     "finetuned": result.finetuned.to_dict() if result.finetuned else None,
                     "count": result.counted.to_dict() if result.counted else None,
+                    "calibration": result.calibration.to_dict() if result.calibration else None,
                 }
             )
         )
@@ -84,5 +85,11 @@ def run(args: argparse.Namespace) -> int:
         flag = "" if counted.pretrained else " (NOT PRETRAINED: labels and total are meaningless)"
         print(f"counted {Path(counted.path).name} (truth: 29 coins, 10.10 EUR): {counted.message}{flag}")
         print(f"  annotated photo: {result.counted.annotated}")
+    if result.calibration:
+        calibration = result.calibration
+        print(
+            f"answer sets recalibrated on {calibration.photos} labelled photos (as on your own camera's): "
+            f"{calibration.head_dir}"
+        )
     print(f"demo finished: outputs in {result.out}")
     return 0
