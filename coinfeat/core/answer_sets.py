@@ -54,10 +54,10 @@ class AnswerSets:
     labels: np.ndarray
     class_conditional: bool = False
     source: str = "val"
-    score: str = "raps"
-    """The non-conformity score (``SCORES``); files saved before there was a choice used ``hinge``."""
     """Which photos calibrated the sets: the head's val photos, or a store of the user's own
     (``fit-head --calibrate``)."""
+    score: str = "raps"
+    """The non-conformity score (``SCORES``); files saved before there was a choice used ``hinge``."""
     _fitted: Any = field(default=None, init=False, repr=False, compare=False)
     """The crepes classifier fitted on ``scores``, made on first use (serve asks on every request)."""
 
