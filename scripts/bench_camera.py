@@ -116,7 +116,7 @@ def measure(work: Path, skip_finetune: bool) -> list[dict]:
         phone = phone_store(work, DEFAULT_CROP, str(work / "ft" / "backbone.keras"), "tuned")
         row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}"
         rows.append({"row": row, **scores(tuned_store, phone), "seconds": seconds})
-        kept = ("cut", "views", "epochs_run", "best_epoch", "val_loss", "seconds")
+        kept = ("cut", "views", "epochs_run", "best_epoch", "stopped_by", "val_loss", "seconds")
         rows[-1]["finetune"] = {k: result.to_dict().get(k) for k in kept}
     return rows
 

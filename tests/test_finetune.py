@@ -179,10 +179,22 @@ def test_training_is_seeded_and_reproducible_and_the_head_gets_answer_sets(tuned
     b = finetune(root / "s", root / "rep-b", quick(epochs=2, patience=2, embed=False))
     history = [json.loads((root / n / "history.json").read_text()) for n in ("rep-a", "rep-b")]
     np.testing.assert_allclose(history[0]["loss"], history[1]["loss"], rtol=1e-5)
-    assert a.val_accuracy == b.val_accuracy
+    assert a.val_accuracy == b.val_accuracy and a.stopped_by == "epochs" and not a.notes
     sets = AnswerSets.load(a.head_dir)
     assert a.answer_sets == len(sets.scores) == a.val_photos, "calibrated on val like any head"
     assert list(sets.classes) == list(load_head(a.head_dir).classes_)
+
+
+def test_the_time_budget_starts_no_epoch_that_would_end_past_it(tuned):
+    root, _, _ = tuned
+    hurried = finetune(
+        root / "s", root / "hurried", quick(epochs=3, patience=3, max_minutes=1e-4, embed=False)
+    )
+    assert hurried.epochs_run == 1 and hurried.stopped_by == "time budget"
+    assert any("--max-minutes" in note for note in hurried.notes)
+    record = json.loads((root / "hurried" / "finetune.json").read_text())
+    assert record["stopped_by"] == "time budget" and record["max_minutes"] == 1e-4
+    assert load_head(hurried.head_dir).classes_.size == 3, "the kept epoch is a usable head"
 
 
 def test_a_cache_from_another_extractor_is_rebuilt_never_mixed(tuned):
@@ -202,6 +214,8 @@ def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
         finetune(root / "s", tmp_path / "a", quick(cut="block9z_add"))
     with pytest.raises(CoinfeatError, match="leaves nothing to train"):
         finetune(root / "s", tmp_path / "b", quick(cut="top_activation"))
+    with pytest.raises(CoinfeatError, match="--max-minutes must be more than 0"):
+        finetune(root / "s", tmp_path / "b", quick(max_minutes=0))
     with pytest.raises(CoinfeatError, match="bypasses it"):
         finetune(root / "s", tmp_path / "c", quick(cut="block5c_dwconv"))
     extract_features(data, tmp_path / "noval", tiny_config(split=(0.8, 0.0, 0.2)))

@@ -56,6 +56,13 @@ def add_parser(commands) -> None:
         default=d.patience,
         help=f"epochs without a better val loss before stopping (default {d.patience})",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=d.max_minutes,
+        help=f"time budget of the whole command: no epoch starts that would end past it, keeping time "
+        f"for the final embedding (default {d.max_minutes:g}; 0: none)",
+    )
     p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
     p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
     p.add_argument("--no-embed", action="store_true", help="do not embed the dataset with the tuned backbone")
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         patience=args.patience,
+        max_minutes=args.max_minutes or None,
         full=args.full,
         embed=not args.no_embed,
         embed_out=args.embed_out,
@@ -94,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"fine-tuned {f'above {result.cut}' if result.cut else 'end to end'}: {result.epochs_run} epoch(s), "
-        f"best {result.best_epoch}, val loss {result.val_loss:.3f}, val accuracy {result.val_accuracy:.3f}, "
+        f"best {result.best_epoch} ({result.stopped_by}), val loss {result.val_loss:.3f}, "
+        f"val accuracy {result.val_accuracy:.3f}, "
         f"balanced {result.val_balanced_accuracy:.3f}{cache}"
     )
     print("  seconds: " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()))

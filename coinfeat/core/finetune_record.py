@@ -34,6 +34,10 @@ class FinetuneRecord:
     augmentation: dict[str, Any]
     epochs_run: int
     best_epoch: int
+    stopped_by: str | None = None
+    """Why training ended: "early stopping", "time budget" or "epochs"; None in older records."""
+    max_minutes: float | None = None
+    """The command's time budget; None: none (or an older record)."""
     learning_rate: float
     batch_size: int
     patience: int

@@ -34,6 +34,9 @@ class FinetuneConfig:
     batch_size: int = 32
     patience: int = 1
     dropout: float = 0.2
+    max_minutes: float | None = 15.0
+    """Time budget of the whole command: no epoch is started that would end past it (with the
+    final embedding's estimated time kept free); None: no budget."""
     full: bool = False
     embed: bool = True
     embed_out: str | None = None
@@ -47,6 +50,8 @@ class FinetuneConfig:
                 raise CoinfeatError(f"--{name.replace('_', '-')} must be at least 1")
         if self.views < 0:
             raise CoinfeatError("--views must be 0 or more")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise CoinfeatError("--max-minutes must be more than 0 (0 on the command line: no budget)")
         if not 0 < self.learning_rate < 1:
             raise CoinfeatError("--learning-rate must be between 0 and 1, e.g. 1e-4")
 
@@ -65,6 +70,8 @@ class FinetuneResult:
     views: int
     epochs_run: int
     best_epoch: int
+    stopped_by: str
+    """Why training ended: "early stopping", "time budget" or "epochs" (all of them ran)."""
     val_loss: float
     val_accuracy: float
     val_balanced_accuracy: float
@@ -87,7 +94,7 @@ def _photo_set(items: pd.DataFrame) -> dict[str, Any]:
     return {"photos": len(items), "sha256_of_sorted_sha256": digest}
 
 
-def make_record(store, spec, cut, cfg, train, val, history, figures) -> FinetuneRecord:
+def make_record(store, spec, cut, cfg, train, val, history, figures, stopped_by: str) -> FinetuneRecord:
     """``finetune.json`` of a finished training (seconds are filled in as stages end)."""
     best = int(np.argmin(history["val_loss"])) + 1
     mode = "end to end" if cfg.full else f"above {cut}"
@@ -102,6 +109,8 @@ def make_record(store, spec, cut, cfg, train, val, history, figures) -> Finetune
         augmentation=asdict(FINETUNE_VIEWS),
         epochs_run=len(history["loss"]),
         best_epoch=best,
+        stopped_by=stopped_by,
+        max_minutes=cfg.max_minutes,
         learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size,
         patience=cfg.patience,

@@ -4,6 +4,7 @@ weights, early stopping, validation figures, the learning curves."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,18 +113,56 @@ def photo_batches(store: Store, spec: BackboneSpec, train, val, classes, cfg: Fi
     return out[0], out[1]
 
 
-def train_model(keras, model: Any, train: Any, val: Any, cfg: FinetuneConfig) -> dict[str, list[float]]:
-    """Adam with balanced class weights; early stopping on val loss restores the best epoch."""
+def _time_budget_class(keras):
+    class TimeBudget(keras.callbacks.Callback):
+        """Stops training before an epoch that would end past ``deadline`` (a ``time.perf_counter()``
+        value), judged by the slowest epoch so far; at least one epoch always runs."""
+
+        def __init__(self, deadline: float, epochs: int) -> None:
+            super().__init__()
+            self.deadline, self.epochs = deadline, epochs
+            self.slowest, self.began, self.stopped = 0.0, 0.0, False
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            now = time.perf_counter()
+            self.slowest = max(self.slowest, now - self.began)
+            last = epoch + 1 >= self.epochs or self.model.stop_training
+            if not last and now + self.slowest > self.deadline:
+                self.model.stop_training = True
+                self.stopped = True
+
+    return TimeBudget
+
+
+def train_model(
+    keras, model: Any, train: Any, val: Any, cfg: FinetuneConfig, deadline: float | None = None
+) -> tuple[dict[str, list[float]], str]:
+    """Adam with balanced class weights; early stopping on val loss restores the best epoch, and no
+    epoch starts that would end past ``deadline``. Returns the history and why training ended:
+    "early stopping", "time budget" or "epochs" (all of them ran)."""
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    callbacks = [stop]
+    if deadline is not None:
+        callbacks.append(_time_budget_class(keras)(deadline, cfg.epochs))
     fitted = model.fit(
-        train, validation_data=val, epochs=cfg.epochs, callbacks=[stop], verbose=keras_verbosity(cfg.progress)
+        train,
+        validation_data=val,
+        epochs=cfg.epochs,
+        callbacks=callbacks,
+        verbose=keras_verbosity(cfg.progress),
     )
-    return {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    if stop.stopped_epoch > 0:
+        return history, "early stopping"
+    return history, "time budget" if deadline is not None and callbacks[-1].stopped else "epochs"
 
 
 def val_predictions(model: Any, val: Any) -> tuple[np.ndarray, np.ndarray]:
