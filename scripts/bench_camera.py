@@ -141,7 +141,7 @@ def table(rows: list[dict]) -> str:
     for f in tuned:
         lines.append(
             f"\nThe fine-tune: cut {f['cut']}, {f['views']} views, "
-            f"{f['epochs_run']} epochs (best {f['best_epoch']}), "
+            f"{f['epochs_run']} epochs (best {f['best_epoch']}, ended by {f.get('stopped_by') or '?'}), "
             f"val loss {f['val_loss']:.3f}, {f['seconds'].get('total', 0):.0f} s for the command "
             "(cache, training, new store)."
         )
