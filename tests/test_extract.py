@@ -179,3 +179,23 @@ def test_label_conflict_and_leakage_are_warned(tmp_path):
     shutil.copy(root / "train" / "copper" / "copper0_0.jpg", root / "test" / "copper" / "y_0.jpg")
     notes = " ".join(extract_features(root, tmp_path / "s", small_config()).notes)
     assert "label conflict" in notes and "leakage" in notes
+
+
+def test_views_of_an_older_augmentation_policy_are_made_again(folders_dataset, tmp_path, monkeypatch):
+    from coinfeat.core import extract as extract_module
+    from coinfeat.core.store import keys
+
+    store = tmp_path / "store"
+    first = extract_features(folders_dataset, store, small_config(augment=1))
+    views = int(open_store(store).items["view"].gt(0).sum())
+    assert views > 0 and first.embedded == 18 + views
+    bumped = keys.AUGMENT_VERSION + 1  # the policy changed, so its version was bumped
+    for module in (keys, extract_module):
+        monkeypatch.setattr(module, "AUGMENT_VERSION", bumped)
+    again = extract_features(folders_dataset, store, small_config(augment=1))
+    assert (again.embedded, again.reused) == (views, 18)
+    after = open_store(store)
+    assert after.manifest.augment["version"] == keys.AUGMENT_VERSION
+    assert int(after.items["view"].gt(0).sum()) == views
+    third = extract_features(folders_dataset, store, small_config(augment=1))
+    assert (third.embedded, third.reused) == (0, 18 + views)

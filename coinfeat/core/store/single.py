@@ -31,6 +31,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch, StoreBusy
+from coinfeat.core.store import keys as store_keys
 from coinfeat.core.store.atomic import atomic_write, fsync_path, write_synced
 from coinfeat.core.store.keys import ITEM_COLUMNS, OK, SKIPPED, item_keys, usable
 from coinfeat.core.store.manifest import FORMAT_VERSION, Manifest, manifest_json, read_manifest_file
@@ -216,10 +217,11 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
             known.row_shape, known.dtype = (int(store.manifest.dim),), "float32"
         idx = known.add_array(store.embeddings)
         items = store.items
-        for row, (key, status, error, framing) in enumerate(
-            zip(item_keys(items), items["status"], items["error"], items["framing"])
+        stale_views = views_are_stale(store.manifest)
+        for row, (key, status, error, framing, view) in enumerate(
+            zip(item_keys(items), items["status"], items["error"], items["framing"], items["view"])
         ):
-            if key is not None:
+            if key is not None and not (stale_views and view):
                 known.add_row(key, idx, row, status, error, framing)
     for parquet in sorted((path / PARTS).glob(f"{fingerprint}-*.parquet")):
         table = pd.read_parquet(parquet)
@@ -232,6 +234,13 @@ def load_known(path: Path, store: Store | None, fingerprint: str) -> Known:
             known.add_row(key, idx, int(row), status, error, framing)
         known.part_files += [parquet, parquet.with_suffix(".npy")]
     return known
+
+
+def views_are_stale(manifest: Manifest) -> bool:
+    """The committed augmented views were made by another version of the policy (or by one that
+    did not record its version): their rows are not reused, since a row's key is computed from
+    the current version and would otherwise name an old view as a new one."""
+    return manifest.augment.get("version") != store_keys.AUGMENT_VERSION
 
 
 def foreign_parts(path: Path, fingerprint: str) -> list[Path]:
