@@ -10,7 +10,16 @@ from PIL import Image, ImageDraw
 from coinfeat.core.augment import CameraViews, augment
 
 OFF = dict(
-    light=0.0, p_colour=0, p_saturation=0, p_gamma=0, p_blur=0, p_low_res=0, p_noise=0, p_jpeg=0, p_glare=0
+    light=0.0,
+    p_colour=0,
+    p_saturation=0,
+    p_gray=0,
+    p_gamma=0,
+    p_blur=0,
+    p_low_res=0,
+    p_noise=0,
+    p_jpeg=0,
+    p_glare=0,
 )
 
 
@@ -71,3 +80,12 @@ def test_colour_parts_change_colour_and_can_be_switched_off():
         np.abs(np.asarray(plain(img, "c0")).astype(float).mean((0, 1)) - np.asarray(img).mean((0, 1))).max()
         < 3
     )
+
+
+def test_grey_views_keep_the_design_and_drop_the_colour():
+    img = _numeral()
+    grey = CameraViews(zoom=(1.0, 1.0), **{**OFF, "p_gray": 1.0})(img, "g0")
+    pixels = np.asarray(grey).astype(int)
+    assert np.abs(pixels - pixels[..., :1]).max() <= 1, "every channel equal: a grey view"
+    plain = np.asarray(CameraViews(zoom=(1.0, 1.0), **OFF)(img, "g0")).astype(float).mean(axis=2)
+    assert np.corrcoef(plain.ravel(), pixels[..., 0].ravel())[0, 1] > 0.9, "same picture, in grey"

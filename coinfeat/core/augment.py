@@ -6,7 +6,7 @@ Each view is a seeded function of the photo's key, so it is reproducible and cac
 vector. Evaluation never uses views.
 
 What a view changes is what differs between one camera and another: the coin's angle (full
-circle) and size in the frame, white balance and colour cast, saturation, exposure and gamma,
+circle) and size in the frame, white balance and colour cast, saturation (down to grey), exposure and gamma,
 blur and defocus, sensor noise, JPEG quality, low resolution (down to 40-80 px and back) and
 glare. Never a mirror: no camera produces one, and a mirrored "2" is not a coin.
 When a policy changes, bump ``coinfeat.core.store.keys.AUGMENT_VERSION`` (it is part of a view's key).
@@ -33,6 +33,9 @@ class CameraViews:
     p_colour: float = 0.6
     """Colour temperature (Planckian jitter) and an RGB cast."""
     p_saturation: float = 0.5
+    p_gray: float = 0.2
+    """Grey views: the design and the numeral must carry the class when the light's colour cannot
+    be trusted (a warm-lit brass 10c looks like a copper coin)."""
     p_gamma: float = 0.4
     p_blur: float = 0.3
     p_low_res: float = 0.25
@@ -76,6 +79,7 @@ def _compose(policy: CameraViews, side: int) -> Any:
             A.HueSaturationValue(
                 hue_shift_limit=4, sat_shift_limit=25, val_shift_limit=0, p=policy.p_saturation
             ),
+            A.ToGray(p=policy.p_gray),
             A.RandomBrightnessContrast(brightness_limit=policy.light, contrast_limit=policy.light, p=0.8),
             A.RandomGamma(gamma_limit=(70, 150), p=policy.p_gamma),
             A.OneOf(

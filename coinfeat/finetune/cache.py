@@ -46,7 +46,7 @@ from coinfeat.finetune.records import FinetuneConfig
 
 ACTIVATIONS = "activations"
 
-VIEWS_VERSION = 2
+VIEWS_VERSION = 3
 """Version of the fine-tuning views (coinfeat.core.augment.FINETUNE_VIEWS); part of the cache fingerprint."""
 
 
