@@ -208,6 +208,20 @@ def test_a_cache_from_another_extractor_is_rebuilt_never_mixed(tuned):
     assert open_store(folder).fingerprint != "another0extractor"
 
 
+def test_a_new_view_policy_remakes_the_cached_views_and_keeps_the_photos(tuned, tmp_path, monkeypatch):
+    from coinfeat.core.store import keys
+
+    root, _, _ = tuned
+    shutil.copytree(root / "s", tmp_path / "s")
+    cached = open_store(tmp_path / "s" / ACTIVATIONS / CUT).items
+    views = int(cached["view"].gt(0).sum())
+    monkeypatch.setattr(keys, "AUGMENT_VERSION", keys.AUGMENT_VERSION + 1)
+    again = finetune(tmp_path / "s", tmp_path / "out", quick(epochs=1, embed=False))
+    assert views > 0 and again.cache_rows == len(cached)
+    assert again.cache_reused == len(cached) - views, "photos kept, views of the old policy made again"
+    assert open_store(tmp_path / "s" / ACTIVATIONS / CUT).manifest.augment["version"] == keys.AUGMENT_VERSION
+
+
 def test_user_mistakes_are_one_line_errors(tuned, tmp_path, monkeypatch):
     root, data, _ = tuned
     with pytest.raises(CoinfeatError, match=r"no layer 'block9z_add'.*block"):

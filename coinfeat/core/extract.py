@@ -42,13 +42,13 @@ from coinfeat.core.quantize import DEFAULT_CALIBRATION, calibration_loader, cali
 from coinfeat.core.runtime import log
 from coinfeat.core.splits import DEFAULT_FRACTIONS
 from coinfeat.core.store import (
-    AUGMENT_VERSION,
     OK,
     SKIPPED,
     DatasetInfo,
     Layout,
     Manifest,
     Store,
+    augment_record,
     item_keys,
     manifest_counts,
     open_committed,
@@ -349,7 +349,7 @@ def build_manifest(
             label_names=dataset.label_names,
         ),
         group_regex=cfg.group_regex,
-        augment={"views_per_train_photo": cfg.augment, "version": AUGMENT_VERSION},
+        augment=augment_record(cfg.augment),
         split={"fractions": list(cfg.split), "seed": cfg.seed},
         counts=manifest_counts(final),
         created=(previous.created if previous and previous.created else now),

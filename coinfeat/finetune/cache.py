@@ -30,11 +30,11 @@ from coinfeat.core.planning import with_views
 from coinfeat.core.quantize import calibration_loader
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (
-    AUGMENT_VERSION,
     ITEM_COLUMNS,
     PARTS,
     Manifest,
     Store,
+    augment_record,
     manifest_counts,
     open_layout,
     open_store,
@@ -46,12 +46,11 @@ from coinfeat.finetune.records import FinetuneConfig
 
 ACTIVATIONS = "activations"
 
-VIEWS_VERSION = 3
-"""Version of the fine-tuning views (coinfeat.core.augment.FINETUNE_VIEWS); part of the cache fingerprint."""
-
 
 def activation_fingerprint(base_fingerprint: str, cut: str) -> str:
-    text = json.dumps({"base": base_fingerprint, "cut": cut, "views": VIEWS_VERSION, "dtype": "float16"})
+    """Which store and cut made the cache; the views' policy version is checked row by row, as in
+    any store, so a new policy remakes the views and keeps the photos' rows."""
+    text = json.dumps({"base": base_fingerprint, "cut": cut, "dtype": "float16"})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -102,12 +101,9 @@ def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: 
             crop=crop,
             engine=engine or (previous.engine if previous else None),
             dataset=store.manifest.dataset,
-            augment={
-                "views_per_train_photo": int(final["view"].max()) if len(final) else 0,
-                "policy": asdict(FINETUNE_VIEWS),
-                "version": AUGMENT_VERSION,
-                "views_version": VIEWS_VERSION,
-            },
+            augment=augment_record(
+                int(final["view"].max()) if len(final) else 0, policy=asdict(FINETUNE_VIEWS)
+            ),
             counts=manifest_counts(final),
             extra={"kind": "activations", "base_fingerprint": store.fingerprint, "cut": cut},
         )
@@ -148,12 +144,12 @@ def _cached_views(folder: Path, fp: str) -> int:
 
 def _stale(folder: Path, fp: str) -> str | None:
     """Why a cache left in ``folder`` cannot be reused (the store was rebuilt with another
-    extractor, or the views changed version), or None. It is rebuilt, never mixed."""
+    extractor or cut), or None. It is rebuilt, never mixed."""
     manifest = read_manifest(folder)
     theirs = manifest.fingerprint if manifest else None
     foreign = [p for p in (folder / PARTS).glob("*.parquet") if not p.name.startswith(f"{fp}-")]
     if theirs not in (None, fp) or foreign:
-        return f"it was made by another extractor or views version ({theirs or 'an unfinished run'})"
+        return f"it was made by another extractor ({theirs or 'an unfinished run'})"
     return None
 
 

@@ -15,10 +15,10 @@ import pandas as pd
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.core.store.atomic import atomic_write
 from coinfeat.core.store.keys import (
-    AUGMENT_VERSION,
     ITEM_COLUMNS,
     OK,
     SKIPPED,
+    augment_record,
     item_keys,
     manifest_counts,
     usable,
@@ -145,7 +145,6 @@ def wipe_all(root: Path) -> None:
 
 
 __all__ = [
-    "AUGMENT_VERSION",
     "ITEM_COLUMNS",
     "JOURNAL",
     "MANIFEST",
@@ -161,6 +160,7 @@ __all__ = [
     "ShardedArray",
     "Store",
     "atomic_write",
+    "augment_record",
     "commit",
     "describe_extractor",
     "item_keys",

@@ -15,6 +15,12 @@ AUGMENT_VERSION = 3
 """Version of the augmented views (coinfeat.core.augment); views made by another version are not reused."""
 
 
+def augment_record(views_per_train_photo: int, **details: object) -> dict:
+    """What a manifest records about its augmented views: how many per train photo and the policy
+    version that made them (read here, at call time, so one constant governs keys and manifests)."""
+    return {"views_per_train_photo": views_per_train_photo, **details, "version": AUGMENT_VERSION}
+
+
 def vector_key(sha256: str, view: int) -> str:
     """How a vector is addressed: the photo's content hash, plus the view for augmented copies."""
     return sha256 if not view else f"{sha256}#aug{AUGMENT_VERSION}.{view}"
