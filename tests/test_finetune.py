@@ -177,8 +177,11 @@ def test_training_is_seeded_and_reproducible_and_the_head_gets_answer_sets(tuned
     monkeypatch.setattr(answer_sets, "MIN_CALIBRATION", 3)  # this tiny set's val is enough here
     a = finetune(root / "s", root / "rep-a", quick(epochs=2, patience=2, embed=False))
     b = finetune(root / "s", root / "rep-b", quick(epochs=2, patience=2, embed=False))
-    history = [json.loads((root / n / "history.json").read_text()) for n in ("rep-a", "rep-b")]
+    other = finetune(root / "s", root / "rep-c", quick(epochs=2, patience=2, embed=False, seed=7))
+    history = [json.loads((root / n / "history.json").read_text()) for n in ("rep-a", "rep-b", "rep-c")]
     np.testing.assert_allclose(history[0]["loss"], history[1]["loss"], rtol=1e-5)
+    assert not np.allclose(history[0]["loss"], history[2]["loss"], rtol=1e-5), "another seed, another draw"
+    assert json.loads((root / "rep-c" / "finetune.json").read_text())["seed"] == 7 and other.epochs_run == 2
     assert a.val_accuracy == b.val_accuracy and a.stopped_by == "epochs" and not a.notes
     sets = AnswerSets.load(a.head_dir)
     assert a.answer_sets == len(sets.scores) == a.val_photos, "calibrated on val like any head"

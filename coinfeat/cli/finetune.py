@@ -63,6 +63,13 @@ def add_parser(commands) -> None:
         help=f"time budget of the whole command: no epoch starts that would end past it, keeping time "
         f"for the final embedding (default {d.max_minutes:g}; 0: none)",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"seeds the trained layers and the batch order (default {d.seed}): another seed is another "
+        "draw of the same recipe, to see how much a result owes to chance",
+    )
     p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
     p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
     p.add_argument("--no-embed", action="store_true", help="do not embed the dataset with the tuned backbone")
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         patience=args.patience,
+        seed=args.seed,
         max_minutes=args.max_minutes or None,
         full=args.full,
         embed=not args.no_embed,

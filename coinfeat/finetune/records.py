@@ -20,9 +20,6 @@ from coinfeat.core.finetune_record import FinetuneRecord
 DEFAULT_FINETUNED_DIR = Path("artifacts") / "finetuned"
 
 
-SEED = 0
-
-
 @dataclass
 class FinetuneConfig:
     """Every option of ``fine-tune``; the defaults are the CLI's."""
@@ -34,6 +31,9 @@ class FinetuneConfig:
     batch_size: int = 32
     patience: int = 1
     dropout: float = 0.2
+    seed: int = 0
+    """Seeds the trained layers' start and the order of the batches (the views are seeded by
+    photo); another seed is another draw of the same recipe."""
     max_minutes: float | None = 15.0
     """Time budget of the whole command: no epoch is started that would end past it (with the
     final embedding's estimated time kept free); None: no budget."""
@@ -115,7 +115,7 @@ def make_record(store, spec, cut, cfg, train, val, history, figures, stopped_by:
         batch_size=cfg.batch_size,
         patience=cfg.patience,
         dropout=cfg.dropout,
-        seed=SEED,
+        seed=cfg.seed,
         val=figures,
         photos={"train": _photo_set(train), "val": _photo_set(val), "test": "never used"},
         coinfeat_version=__version__,

@@ -41,7 +41,6 @@ from coinfeat.finetune.cache import build_cache
 from coinfeat.finetune.network import classifier, full_network, resolve_cut, split_network
 from coinfeat.finetune.records import (
     DEFAULT_FINETUNED_DIR,
-    SEED,
     FinetuneConfig,
     FinetuneResult,
     make_record,
@@ -83,7 +82,7 @@ def finetune(
     out = Path(out) if out else default_finetune_dir(store)
     make_writable_dir(out)
     keras = import_keras()
-    keras.utils.set_random_seed(SEED)
+    keras.utils.set_random_seed(cfg.seed)
     base = base_network(spec)
     classes = np.unique(train["label"].to_numpy(dtype=str))
     seconds: dict[str, float] = {}

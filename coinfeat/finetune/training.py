@@ -22,7 +22,7 @@ from coinfeat.core.store import (
     Store,
     atomic_write,
 )
-from coinfeat.finetune.records import SEED, FinetuneConfig
+from coinfeat.finetune.records import FinetuneConfig
 
 
 def _balanced_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -36,12 +36,12 @@ def _batches_class(keras):
         """Batches read on demand (memory-mapped cache rows, or photos decoded per batch), so
         memory does not grow with the number of photos; train batches are reshuffled per epoch."""
 
-        def __init__(self, read, n: int, codes, weights, batch_size: int, shuffle: bool) -> None:
+        def __init__(self, read, n: int, codes, weights, batch_size: int, shuffle: bool, seed: int) -> None:
             super().__init__()
             self.read, self.n, self.codes, self.weights = read, n, codes, weights
             self.batch_size, self.shuffle = batch_size, shuffle
             self.epoch = 0
-            self.rng = np.random.default_rng(SEED)
+            self.rng = np.random.default_rng(seed)
             self.order = self.rng.permutation(n) if shuffle else np.arange(n)
 
         def __len__(self) -> int:
@@ -79,7 +79,7 @@ def cached_batches(cache: Store, classes: np.ndarray, cfg: FinetuneConfig):
         def read(picked, epoch, rows=rows, array=array):
             return np.asarray(array[rows[picked]], dtype=np.float32)
 
-        out.append(Batches(read, len(rows), codes, weights, cfg.batch_size, shuffle=split == "train"))
+        out.append(Batches(read, len(rows), codes, weights, cfg.batch_size, split == "train", cfg.seed))
     return out[0], out[1]
 
 
@@ -109,7 +109,7 @@ def photo_batches(store: Store, spec: BackboneSpec, train, val, classes, cfg: Fi
                 return np.stack([image for image, _ in pool.map(reader.load, work)]).astype(np.float32)
 
         weights = _balanced_weights(codes, len(classes)) if augmented else None
-        out.append(Batches(read, len(items), codes, weights, cfg.batch_size, shuffle=augmented))
+        out.append(Batches(read, len(items), codes, weights, cfg.batch_size, augmented, cfg.seed))
     return out[0], out[1]
 
 
