@@ -9,13 +9,15 @@ test set, its marked coins cut out by ``extract-features --annotations``. Rows:
 3. ``--crop coin``, frozen (the default);
 4. ``--crop coin``, frozen, + 4 camera-like augmented views per train photo (``--use-augmented``);
 5. ``--crop coin-balanced`` (the default: grey world, then the coin crop), frozen;
-6. the default crop, fine-tuned with the defaults (``coinfeat fine-tune``), dense head on the tuned store.
+6. the default crop, fine-tuned with the defaults (``coinfeat fine-tune``), dense head on the tuned store;
+   one row per ``--seeds`` (another seed is another draw of the same recipe: the spread between
+   draws is the honest error bar of row 6).
 
 Columns: val and test top-1 and balanced accuracy (same camera, photo-disjoint), euro-coins-phone
 top-1/top-3, "right design family" accuracy (``compare --class-groups euro``), 90% answer-set
 coverage and mean size on test and on the phone coins; seconds.
 
-    python scripts/bench_camera.py [--work DIR] [--write BENCHMARKS.md] [--skip-finetune]
+    python scripts/bench_camera.py [--work DIR] [--write BENCHMARKS.md] [--skip-finetune] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
     }
 
 
-def measure(work: Path, skip_finetune: bool) -> list[dict]:
+def measure(work: Path, seeds: list[int]) -> list[dict]:
     rows = []
     for name, crop, augment in (
         ("frozen, --crop none", "none", 0),
@@ -103,22 +105,29 @@ def measure(work: Path, skip_finetune: bool) -> list[dict]:
         train, phone = stores(work, crop, augment=augment)
         rows.append({"row": name, **scores(train, phone, use_augmented=augment > 0)})
         rows[-1]["seconds"] = time.perf_counter() - started
-    if not skip_finetune:
-        from coinfeat.finetune import FinetuneConfig, finetune
-
-        started = time.perf_counter()
-        base, _ = stores(work, DEFAULT_CROP)
-        tuned_store = work / "tuned"
-        for made_by_the_last_run in (tuned_store, work / f"phone-{DEFAULT_CROP}-tuned"):
-            shutil.rmtree(made_by_the_last_run, ignore_errors=True)  # another backbone file each run
-        result = finetune(base, work / "ft", FinetuneConfig(progress=False, embed_out=str(tuned_store)))
-        seconds = time.perf_counter() - started
-        phone = phone_store(work, DEFAULT_CROP, str(work / "ft" / "backbone.keras"), "tuned")
-        row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}"
-        rows.append({"row": row, **scores(tuned_store, phone), "seconds": seconds})
-        kept = ("cut", "views", "epochs_run", "best_epoch", "stopped_by", "val_loss", "seconds")
-        rows[-1]["finetune"] = {k: result.to_dict().get(k) for k in kept}
+    for seed in seeds:
+        rows.append(fine_tuned(work, seed, named_by_seed=len(seeds) > 1))
     return rows
+
+
+def fine_tuned(work: Path, seed: int, named_by_seed: bool) -> dict:
+    """Row 6: the default store fine-tuned with the defaults (and ``seed``), scored like the others."""
+    from coinfeat.finetune import FinetuneConfig, finetune
+
+    started = time.perf_counter()
+    base, _ = stores(work, DEFAULT_CROP)
+    tag = f"-seed{seed}" if named_by_seed else ""
+    tuned_store, out = work / f"tuned{tag}", work / f"ft{tag}"
+    for made_by_the_last_run in (tuned_store, work / f"phone-{DEFAULT_CROP}-tuned{tag}"):
+        shutil.rmtree(made_by_the_last_run, ignore_errors=True)  # another backbone file each run
+    config = FinetuneConfig(progress=False, embed_out=str(tuned_store), seed=seed)
+    result = finetune(base, out, config)
+    seconds = time.perf_counter() - started
+    phone = phone_store(work, DEFAULT_CROP, str(out / "backbone.keras"), f"tuned{tag}")
+    row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}" + (f", --seed {seed}" if named_by_seed else "")
+    kept = ("cut", "views", "epochs_run", "best_epoch", "stopped_by", "val_loss", "seconds")
+    finetuned = {k: result.to_dict().get(k) for k in kept} | {"seed": seed}
+    return {"row": row, **scores(tuned_store, phone), "seconds": seconds, "finetune": finetuned}
 
 
 def table(rows: list[dict]) -> str:
@@ -140,23 +149,41 @@ def table(rows: list[dict]) -> str:
     tuned = [r["finetune"] for r in rows if "finetune" in r]
     for f in tuned:
         lines.append(
-            f"\nThe fine-tune: cut {f['cut']}, {f['views']} views, "
+            f"\nThe fine-tune (seed {f.get('seed', 0)}): cut {f['cut']}, {f['views']} views, "
             f"{f['epochs_run']} epochs (best {f['best_epoch']}, ended by {f.get('stopped_by') or '?'}), "
             f"val loss {f['val_loss']:.3f}, {f['seconds'].get('total', 0):.0f} s for the command "
             "(cache, training, new store)."
         )
+    lines += spread_across_seeds([r for r in rows if "finetune" in r])
     return "\n".join(lines)
+
+
+def spread_across_seeds(tuned: list[dict]) -> list[str]:
+    """Lowest, mean and highest of the fine-tuned rows' main figures, when there are several."""
+    if len(tuned) < 2:
+        return []
+    keys = (("phone", "phone top-1"), ("test", "test top-1"), ("test_family", "test family"),
+            ("phone_family", "phone family"), ("set_size", "test set size"))  # fmt: skip
+    parts = []
+    for key, name in keys:
+        values = [r[key] for r in tuned if r.get(key) is not None]
+        if values:
+            parts.append(f"{name} {min(values):.3f} / {sum(values) / len(values):.3f} / {max(values):.3f}")
+    return [f"\nAcross {len(tuned)} seeds (lowest / mean / highest): " + "; ".join(parts) + "."]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--write", type=Path, help="update this BENCHMARKS.md section")
-    parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--skip-finetune", action="store_true", help="the frozen rows only")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="one fine-tuned row per seed (default: 0)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-camera-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = measure(work, args.skip_finetune)
+    rows = measure(work, [] if args.skip_finetune else args.seeds)
     print(json.dumps(rows))
     text = table(rows)
     print(text)
