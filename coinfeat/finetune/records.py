@@ -29,7 +29,7 @@ class FinetuneConfig:
     epochs: int = 5
     learning_rate: float = 1e-4
     batch_size: int = 32
-    patience: int = 1
+    patience: int = 2
     dropout: float = 0.2
     seed: int = 0
     """Seeds the trained layers' start and the order of the batches (the views are seeded by
