@@ -188,6 +188,17 @@ def test_training_is_seeded_and_reproducible_and_the_head_gets_answer_sets(tuned
     assert list(sets.classes) == list(load_head(a.head_dir).classes_)
 
 
+def test_a_moving_average_of_the_weights_is_what_val_judges_and_what_is_kept(tuned):
+    root, _, _ = tuned
+    plain = finetune(root / "s", root / "ema-off", quick(epochs=2, patience=2, embed=False))
+    averaged = finetune(root / "s", root / "ema-on", quick(epochs=2, patience=2, embed=False, ema=0.9))
+    losses = [json.loads((root / n / "history.json").read_text()) for n in ("ema-off", "ema-on")]
+    np.testing.assert_allclose(losses[0]["loss"][0], losses[1]["loss"][0], rtol=1e-5)  # same steps...
+    assert not np.isclose(losses[0]["val_loss"][0], losses[1]["val_loss"][0], rtol=1e-5)  # ...other weights
+    assert json.loads((root / "ema-on" / "finetune.json").read_text())["ema"] == 0.9
+    assert plain.epochs_run == averaged.epochs_run == 2
+
+
 def test_the_time_budget_starts_no_epoch_that_would_end_past_it(tuned):
     root, _, _ = tuned
     hurried = finetune(

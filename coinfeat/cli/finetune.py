@@ -70,6 +70,13 @@ def add_parser(commands) -> None:
         help=f"seeds the trained layers and the batch order (default {d.seed}): another seed is another "
         "draw of the same recipe, to see how much a result owes to chance",
     )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=d.ema,
+        help="momentum of a moving average of the trained weights, e.g. 0.99, taken as the model at "
+        "each epoch's end (default 0: off; an experiment)",
+    )
     p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
     p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
     p.add_argument("--no-embed", action="store_true", help="do not embed the dataset with the tuned backbone")
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         patience=args.patience,
         seed=args.seed,
+        ema=args.ema,
         max_minutes=args.max_minutes or None,
         full=args.full,
         embed=not args.no_embed,

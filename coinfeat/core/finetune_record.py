@@ -43,6 +43,8 @@ class FinetuneRecord:
     patience: int
     dropout: float
     seed: int
+    ema: float | None = None
+    """Momentum of the weights' moving average (0: off); None in older records."""
     val: dict[str, float]
     photos: dict[str, Any]
     """Counts and a hash of the sorted sha256 of the train and val photos; test is never used."""

@@ -32,6 +32,10 @@ class FinetuneConfig:
     patience: int = 2
     dropout: float = 0.2
     seed: int = 0
+    ema: float = 0.0
+    """Momentum of an exponential moving average of the trained weights (Keras' ``use_ema``), written
+    into the model at each epoch's end so val judges the average; 0: off (an experiment,
+    BENCHMARKS.md "Someone else's photos")."""
     """Seeds the trained layers' start and the order of the batches (the views are seeded by
     photo); another seed is another draw of the same recipe."""
     max_minutes: float | None = 15.0
@@ -52,6 +56,8 @@ class FinetuneConfig:
             raise CoinfeatError("--views must be 0 or more")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise CoinfeatError("--max-minutes must be more than 0 (0 on the command line: no budget)")
+        if not 0 <= self.ema < 1:
+            raise CoinfeatError("--ema must be 0 (off) or a momentum below 1, e.g. 0.99")
         if not 0 < self.learning_rate < 1:
             raise CoinfeatError("--learning-rate must be between 0 and 1, e.g. 1e-4")
 
@@ -116,6 +122,7 @@ def make_record(store, spec, cut, cfg, train, val, history, figures, stopped_by:
         patience=cfg.patience,
         dropout=cfg.dropout,
         seed=cfg.seed,
+        ema=cfg.ema,
         val=figures,
         photos={"train": _photo_set(train), "val": _photo_set(val), "test": "never used"},
         coinfeat_version=__version__,

@@ -143,8 +143,9 @@ def train_model(
     """Adam with balanced class weights; early stopping on val loss restores the best epoch, and no
     epoch starts that would end past ``deadline``. Returns the history and why training ended:
     "early stopping", "time budget" or "epochs" (all of them ran)."""
+    averaged = dict(use_ema=True, ema_momentum=cfg.ema, ema_overwrite_frequency=len(train)) if cfg.ema else {}
     model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        optimizer=keras.optimizers.Adam(cfg.learning_rate, **averaged),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
