@@ -92,7 +92,7 @@ def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
     }
 
 
-def measure(work: Path, seeds: list[int]) -> list[dict]:
+def measure(work: Path, seeds: list[int], ema: float = 0.0) -> list[dict]:
     rows = []
     for name, crop, augment in (
         ("frozen, --crop none", "none", 0),
@@ -106,25 +106,27 @@ def measure(work: Path, seeds: list[int]) -> list[dict]:
         rows.append({"row": name, **scores(train, phone, use_augmented=augment > 0)})
         rows[-1]["seconds"] = time.perf_counter() - started
     for seed in seeds:
-        rows.append(fine_tuned(work, seed, named_by_seed=len(seeds) > 1))
+        rows.append(fine_tuned(work, seed, named_by_seed=len(seeds) > 1, ema=ema))
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def fine_tuned(work: Path, seed: int, named_by_seed: bool) -> dict:
+def fine_tuned(work: Path, seed: int, named_by_seed: bool, ema: float = 0.0) -> dict:
     """Row 6: the default store fine-tuned with the defaults (and ``seed``), scored like the others."""
     from coinfeat.finetune import FinetuneConfig, finetune
 
     started = time.perf_counter()
     base, _ = stores(work, DEFAULT_CROP)
-    tag = f"-seed{seed}" if named_by_seed else ""
+    tag = (f"-seed{seed}" if named_by_seed else "") + (f"-ema{ema:g}" if ema else "")
     tuned_store, out = work / f"tuned{tag}", work / f"ft{tag}"
     for made_by_the_last_run in (tuned_store, work / f"phone-{DEFAULT_CROP}-tuned{tag}"):
         shutil.rmtree(made_by_the_last_run, ignore_errors=True)  # another backbone file each run
-    config = FinetuneConfig(progress=False, embed_out=str(tuned_store), seed=seed)
+    config = FinetuneConfig(progress=False, embed_out=str(tuned_store), seed=seed, ema=ema)
     result = finetune(base, out, config)
     seconds = time.perf_counter() - started
     phone = phone_store(work, DEFAULT_CROP, str(out / "backbone.keras"), f"tuned{tag}")
     row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}" + (f", --seed {seed}" if named_by_seed else "")
+    row += f", --ema {ema:g}" if ema else ""
     kept = ("cut", "views", "epochs_run", "best_epoch", "stopped_by", "val_loss", "seconds")
     finetuned = {k: result.to_dict().get(k) for k in kept} | {"seed": seed}
     return {"row": row, **scores(tuned_store, phone), "seconds": seconds, "finetune": finetuned}
@@ -180,10 +182,11 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help="one fine-tuned row per seed (default: 0)"
     )
+    parser.add_argument("--ema", type=float, default=0.0, help="fine-tune --ema for the fine-tuned rows")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-camera-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = measure(work, [] if args.skip_finetune else args.seeds)
+    rows = measure(work, [] if args.skip_finetune else args.seeds, args.ema)
     print(json.dumps(rows))
     text = table(rows)
     print(text)
