@@ -148,15 +148,15 @@ def table(rows: list[dict]) -> str:
             f"{fmt(r['set_coverage'])} / {fmt(r['set_size'])} | "
             f"{fmt(r['phone_set_coverage'])} / {fmt(r['phone_set_size'])} | {r['seconds']:.0f} |"
         )
-    tuned = [r["finetune"] for r in rows if "finetune" in r]
-    for f in tuned:
+    tuned = [r for r in rows if "finetune" in r]
+    for f in (r["finetune"] for r in tuned):
         lines.append(
             f"\nThe fine-tune (seed {f.get('seed', 0)}): cut {f['cut']}, {f['views']} views, "
             f"{f['epochs_run']} epochs (best {f['best_epoch']}, ended by {f.get('stopped_by') or '?'}), "
             f"val loss {f['val_loss']:.3f}, {f['seconds'].get('total', 0):.0f} s for the command "
             "(cache, training, new store)."
         )
-    lines += spread_across_seeds([r for r in rows if "finetune" in r])
+    lines += spread_across_seeds(tuned)
     return "\n".join(lines)
 
 

@@ -32,12 +32,12 @@ class FinetuneConfig:
     patience: int = 2
     dropout: float = 0.2
     seed: int = 0
+    """Seeds the trained layers' start and the order of the batches (the views are seeded by
+    photo); another seed is another draw of the same recipe."""
     ema: float = 0.0
     """Momentum of an exponential moving average of the trained weights (Keras' ``use_ema``), written
     into the model at each epoch's end so val judges the average; 0: off (an experiment,
-    BENCHMARKS.md "Someone else's photos")."""
-    """Seeds the trained layers' start and the order of the batches (the views are seeded by
-    photo); another seed is another draw of the same recipe."""
+    BENCHMARKS.md "Weight averaging")."""
     max_minutes: float | None = 15.0
     """Time budget of the whole command: no epoch is started that would end past it (with the
     final embedding's estimated time kept free); None: no budget."""
