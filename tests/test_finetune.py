@@ -33,6 +33,7 @@ from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.heads import load_head
 from coinfeat.core.store import PARTS
 from coinfeat.finetune import ACTIVATIONS, DEFAULT_CUTS, FinetuneConfig, finetune
+from coinfeat.finetune.training import EMA_START_SHARE, ema_momentum
 from coinfeat.predict import predict_images
 
 pytestmark = pytest.mark.slow  # fine-tuning and int8 conversions take minutes
@@ -195,8 +196,19 @@ def test_a_moving_average_of_the_weights_is_what_val_judges_and_what_is_kept(tun
     losses = [json.loads((root / n / "history.json").read_text()) for n in ("ema-off", "ema-on")]
     np.testing.assert_allclose(losses[0]["loss"][0], losses[1]["loss"][0], rtol=1e-5)  # same steps...
     assert not np.isclose(losses[0]["val_loss"][0], losses[1]["val_loss"][0], rtol=1e-5)  # ...other weights
-    assert json.loads((root / "ema-on" / "finetune.json").read_text())["ema"] == 0.9
+    steps = -(-averaged.train_photos * 3 // 8)  # photos and 2 views each, in batches of 8
+    used = json.loads((root / "ema-on" / "finetune.json").read_text())["ema"]
+    assert used == round(ema_momentum(0.9, steps), 4) < 0.9, "a small collection lowers the momentum"
+    assert any(note.startswith(f"--ema 0.9 lowered to {used:.3f}") for note in averaged.notes)
     assert plain.epochs_run == averaged.epochs_run == 2
+
+
+def test_the_moving_average_forgets_the_start_of_an_epoch_however_few_its_steps():
+    assert ema_momentum(0.99, 243) == 0.99, "the euro-coins train folder, 6 views: 243 steps an epoch"
+    assert ema_momentum(0.0, 5) == 0.0
+    for steps in (1, 9, 20, 100):
+        momentum = ema_momentum(0.99, steps)
+        assert momentum < 0.99 and momentum**steps == pytest.approx(EMA_START_SHARE)
 
 
 def test_the_time_budget_starts_no_epoch_that_would_end_past_it(tuned):

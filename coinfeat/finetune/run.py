@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from coinfeat.finetune.records import (
 )
 from coinfeat.finetune.training import (
     cached_batches,
+    ema_momentum,
     photo_batches,
     save_history,
     train_model,
@@ -101,6 +103,8 @@ def finetune(
             measured = seconds["cache"] / filled.stats.embedded
         model = classifier(keras, upper, len(classes), cfg.dropout)
         data = cached_batches(cache, classes, cfg)
+    cfg, ema_note = _averaging_for(cfg, steps_per_epoch=len(data[0]))
+    notes += ema_note
     t0 = time.perf_counter()
     deadline = _training_deadline(store, cfg, started, measured)
     history, stopped_by = train_model(keras, model, *data, cfg, deadline)
@@ -163,6 +167,20 @@ def _training_deadline(
         return None
     photos = int(store.items["view"].eq(0).sum()) if cfg.embed else 0
     return started + cfg.max_minutes * 60 - photos * (measured or EMBED_SECONDS_PER_PHOTO)
+
+
+def _averaging_for(cfg: FinetuneConfig, steps_per_epoch: int) -> tuple[FinetuneConfig, list[str]]:
+    """``cfg`` with the ``--ema`` momentum this collection allows (recorded in finetune.json) and a
+    note when it had to be lowered."""
+    momentum = ema_momentum(cfg.ema, steps_per_epoch)
+    if momentum == cfg.ema:
+        return cfg, []
+    note = (
+        f"--ema {cfg.ema:g} lowered to {momentum:.3f}: with {steps_per_epoch} steps an epoch, the "
+        "average would otherwise keep mostly the weights the epoch started from"
+    )
+    log.info(note)
+    return replace(cfg, ema=round(momentum, 4)), [note]
 
 
 def _budget_note(history: dict[str, list[float]], cfg: FinetuneConfig) -> str:

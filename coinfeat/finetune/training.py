@@ -24,6 +24,19 @@ from coinfeat.core.store import (
 )
 from coinfeat.finetune.records import FinetuneConfig
 
+EMA_START_SHARE = 0.1
+"""With ``--ema``, the weights an epoch started from may weigh at most this much in the average at
+its end (:func:`ema_momentum`)."""
+
+
+def ema_momentum(requested: float, steps_per_epoch: int) -> float:
+    """The ``--ema`` momentum to train with: ``requested``, lowered on a small collection so that the
+    average forgets the epoch's start (Keras' average is not bias-corrected and replaces the weights
+    at each epoch's end: 0.99 over 20 steps would keep mostly the first step's weights)."""
+    if requested == 0:
+        return 0.0
+    return min(requested, EMA_START_SHARE ** (1 / max(1, steps_per_epoch)))
+
 
 def _balanced_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
     counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
