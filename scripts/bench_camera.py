@@ -92,7 +92,7 @@ def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
     }
 
 
-def measure(work: Path, seeds: list[int], ema: float = 0.0) -> list[dict]:
+def measure(work: Path, seeds: list[int], ema: float | None = None) -> list[dict]:
     rows = []
     for name, crop, augment in (
         ("frozen, --crop none", "none", 0),
@@ -111,13 +111,17 @@ def measure(work: Path, seeds: list[int], ema: float = 0.0) -> list[dict]:
     return rows
 
 
-def fine_tuned(work: Path, seed: int, named_by_seed: bool, ema: float = 0.0) -> dict:
-    """Row 6: the default store fine-tuned with the defaults (and ``seed``), scored like the others."""
+def fine_tuned(work: Path, seed: int, named_by_seed: bool, ema: float | None = None) -> dict:
+    """Row 6: the default store fine-tuned with the defaults (and ``seed``, and ``ema`` when given),
+    scored like the others."""
     from coinfeat.finetune import FinetuneConfig, finetune
 
     started = time.perf_counter()
     base, _ = stores(work, DEFAULT_CROP)
-    tag = (f"-seed{seed}" if named_by_seed else "") + (f"-ema{ema:g}" if ema else "")
+    default_ema = FinetuneConfig().ema
+    ema = default_ema if ema is None else ema
+    other_ema = ema != default_ema
+    tag = (f"-seed{seed}" if named_by_seed else "") + (f"-ema{ema:g}" if other_ema else "")
     tuned_store, out = work / f"tuned{tag}", work / f"ft{tag}"
     for made_by_the_last_run in (tuned_store, work / f"phone-{DEFAULT_CROP}-tuned{tag}"):
         shutil.rmtree(made_by_the_last_run, ignore_errors=True)  # another backbone file each run
@@ -126,7 +130,7 @@ def fine_tuned(work: Path, seed: int, named_by_seed: bool, ema: float = 0.0) -> 
     seconds = time.perf_counter() - started
     phone = phone_store(work, DEFAULT_CROP, str(out / "backbone.keras"), f"tuned{tag}")
     row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}" + (f", --seed {seed}" if named_by_seed else "")
-    row += f", --ema {ema:g}" if ema else ""
+    row += f", --ema {ema:g}" if other_ema else ""
     kept = ("cut", "views", "epochs_run", "best_epoch", "stopped_by", "val_loss", "seconds")
     finetuned = {k: result.to_dict().get(k) for k in kept} | {"seed": seed}
     return {"row": row, **scores(tuned_store, phone), "seconds": seconds, "finetune": finetuned}
@@ -182,7 +186,7 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help="one fine-tuned row per seed (default: 0)"
     )
-    parser.add_argument("--ema", type=float, default=0.0, help="fine-tune --ema for the fine-tuned rows")
+    parser.add_argument("--ema", type=float, help="--ema of the fine-tuned rows (default: fine-tune's)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-camera-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -74,8 +74,8 @@ def add_parser(commands) -> None:
         "--ema",
         type=float,
         default=d.ema,
-        help="momentum of a moving average of the trained weights, e.g. 0.99, taken as the model at "
-        "each epoch's end (default 0: off; an experiment)",
+        help=f"momentum of a moving average of the trained weights, taken as the model at each epoch's "
+        f"end (default {d.ema:g}, lowered on small collections; 0: off)",
     )
     p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
     p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
@@ -116,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
     cache = (
         f", cache {result.cache_rows} rows ({result.cache_reused} reused)" if result.mode == "cached" else ""
     )
+    averaged = f", weights averaged (EMA {result.ema:g})" if result.ema else ""
     print(
         f"fine-tuned {f'above {result.cut}' if result.cut else 'end to end'}: {result.epochs_run} epoch(s), "
-        f"best {result.best_epoch} ({result.stopped_by}), val loss {result.val_loss:.3f}, "
+        f"best {result.best_epoch} ({result.stopped_by}){averaged}, val loss {result.val_loss:.3f}, "
         f"val accuracy {result.val_accuracy:.3f}, "
         f"balanced {result.val_balanced_accuracy:.3f}{cache}"
     )

