@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
         "the dataset again with the tuned backbone into a new store. Test photos are never used.",
         epilog=f"Cost: caching runs the lower part about (1 + views) x train photos times; each epoch "
         "then trains only the part above the cut (measured on 2 cores, 1,110 train photos, Lite0 at "
-        "block4c_add: cache 72 s, 129-165 s per epoch, 9-11 min in all with 3 epochs). Default cuts: "
+        "block4c_add: cache 72 s, 118-165 s per epoch, 10-13 min in all with 5 epochs). Default cuts: "
         f"{cuts}; .keras files with B0's layer names are cut like efficientnetb0, or like "
         "efficientnet-lite when they have no squeeze-excite layers (EfficientNet-Lite0) and the store "
         "has a coin crop. A lower cut trains more of the network: slower, more capacity, larger cache. "
