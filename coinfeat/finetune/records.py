@@ -27,7 +27,8 @@ class FinetuneConfig:
     cut: str | None = None
     views: int = 6
     epochs: int = 5
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
+    """Adam's step; 2e-4 with the weight average (1e-4 before it: BENCHMARKS.md "Learning rate")."""
     batch_size: int = 32
     patience: int = 2
     dropout: float = 0.2
