@@ -109,15 +109,21 @@ def measure_crops(paths: list[Path], labels: list[str]) -> dict[str, Any]:
 def coin_centred(img: Image.Image, masked: bool = False) -> tuple[Image.Image, str]:
     """The canonical coin input for a photo and what happened: ``cropped``, ``small`` (kept
     whole, short side under ``MIN_SEARCH_SIDE``) or ``no coin`` (kept whole)."""
-    short = min(img.size)
-    if short < MIN_SEARCH_SIDE:
+    if min(img.size) < MIN_SEARCH_SIDE:
         return img, "small"
-    scale = min(1.0, SEARCH_SIDE / short)
-    small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)))
-    coin = central_coin(np.asarray(small), min_share=0.12)
+    coin = find_central(img)
     if coin is None:
         return img, "no coin"
-    return coin_square(img, Circle(coin.x / scale, coin.y / scale, coin.radius / scale), masked), "cropped"
+    return coin_square(img, coin, masked), "cropped"
+
+
+def find_central(img: Image.Image) -> Circle | None:
+    """The coin a photo is centred on, searched in a copy of short side ``SEARCH_SIDE``, in the
+    photo's own pixels; None when there is none."""
+    scale = min(1.0, SEARCH_SIDE / min(img.size))
+    small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)))
+    coin = central_coin(np.asarray(small), min_share=0.12)
+    return None if coin is None else Circle(coin.x / scale, coin.y / scale, coin.radius / scale)
 
 
 def coin_square(img: Image.Image, coin: Circle, masked: bool = False) -> Image.Image:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -147,15 +148,22 @@ def load_image(
 
 
 def model_square(
-    data: bytes, size: int, policy: str, max_pixels: int, crop: str
+    data: bytes,
+    size: int,
+    policy: str,
+    max_pixels: int,
+    crop: str,
+    scene: Callable[[Image.Image], Image.Image] | None = None,
 ) -> tuple[Image.Image, str | None]:
     """Decode (at reduced scale where the crop allows), frame by ``crop`` and resize to the square
     the model sees: the one preprocessing of extraction, ``predict`` and ``serve``. Also says how
-    the photo was framed (:func:`coinfeat.core.crop.framed`)."""
+    the photo was framed (:func:`coinfeat.core.crop.framed`). ``scene`` changes the decoded photo
+    before it is framed (an augmented view's light and table)."""
     from coinfeat.core.crop import framed
 
     draft = size if crop == "none" else 4 * size  # a coin crop keeps only part of the photo
-    img, how = framed(decode(data, draft_size=draft, max_pixels=max_pixels), crop)
+    img = decode(data, draft_size=draft, max_pixels=max_pixels)
+    img, how = framed(scene(img) if scene else img, crop)
     return fit_square(img, size, policy), how
 
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -75,7 +76,13 @@ class Writer(Protocol):
     ) -> None: ...
 
 
-Augmenter = Callable[[Image.Image, str], Image.Image]
+class Augmenter(Protocol):
+    """Makes a view in two stages (:class:`coinfeat.core.augment.CameraViews`): ``scene`` on the
+    decoded photo before it is framed, the call on the framed square; both seeded by the view's key."""
+
+    def scene(self, img: Image.Image, key: str) -> Image.Image: ...
+
+    def __call__(self, img: Image.Image, key: str) -> Image.Image: ...
 
 
 class ImageReader:
@@ -105,8 +112,9 @@ class ImageReader:
         self.crop = crop
 
     def load(self, item: WorkItem) -> tuple[np.ndarray, str | None]:
+        scene = partial(self.augmenter.scene, key=item.key) if item.view else None
         img, how = model_square(
-            read_bytes(item.path), self.image_size, self.resize, self.max_pixels, self.crop
+            read_bytes(item.path), self.image_size, self.resize, self.max_pixels, self.crop, scene
         )
         if item.view:
             img = self.augmenter(img, item.key)

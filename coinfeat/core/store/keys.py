@@ -11,7 +11,7 @@ ITEM_COLUMNS = [
 coinfeat.core.crop.framed); None for ``--crop none`` and for stores made before it was recorded."""
 OK, SKIPPED = "ok", "skipped"
 
-AUGMENT_VERSION = 3
+AUGMENT_VERSION = 4
 """Version of the augmented views (coinfeat.core.augment); views made by another version are not reused."""
 
 
