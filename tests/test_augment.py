@@ -100,6 +100,7 @@ def test_table_views_paint_the_paper_around_the_coin_and_leave_the_coin():
     assert len({tuple(v[10, 10]) for v in views}) > 1, "keys pick different tables"
     blank = Image.new("RGB", (160, 160), (236, 234, 228))
     assert np.array_equal(np.asarray(table.scene(blank, "t0")), np.asarray(blank)), "no coin, no table"
+    assert table.scene(_coin_on_paper().convert("L"), "t0").mode == "RGB", "a grey photo is painted too"
 
 
 def test_grey_views_keep_the_design_and_drop_the_colour():

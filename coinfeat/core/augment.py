@@ -93,10 +93,11 @@ def on_table(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     nor, mostly, paper-bright."""
     from coinfeat.core.crop import find_central
 
+    img = img.convert("RGB")
     coin = find_central(img)
     if coin is None:
         return img
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+    arr = np.asarray(img, dtype=np.float32)
     rows, cols = np.ogrid[: arr.shape[0], : arr.shape[1]]
     outside = (cols - coin.x) ** 2 + (rows - coin.y) ** 2 > (0.99 * coin.radius) ** 2
     brightest, darkest = arr.max(axis=2), arr.min(axis=2)
