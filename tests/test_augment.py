@@ -81,8 +81,8 @@ def test_colour_parts_change_the_scene_colour_and_can_be_switched_off():
         assert np.abs(np.asarray(view).astype(float).mean((0, 1)) - np.asarray(img).mean((0, 1))).max() < 3
 
 
-def _coin_on_paper(side: int = 160) -> Image.Image:
-    img = Image.new("RGB", (side, side), (236, 234, 228))
+def _coin_on_paper(side: int = 160, paper: tuple[int, int, int] = (236, 234, 228)) -> Image.Image:
+    img = Image.new("RGB", (side, side), paper)
     draw = ImageDraw.Draw(img)
     draw.ellipse([30, 30, side - 30, side - 30], fill=(190, 120, 70), outline=(90, 60, 30), width=3)
     return img
@@ -101,6 +101,13 @@ def test_table_views_paint_the_paper_around_the_coin_and_leave_the_coin():
     blank = Image.new("RGB", (160, 160), (236, 234, 228))
     assert np.array_equal(np.asarray(table.scene(blank, "t0")), np.asarray(blank)), "no coin, no table"
     assert table.scene(_coin_on_paper().convert("L"), "t0").mode == "RGB", "a grey photo is painted too"
+
+
+def test_table_views_keep_a_table_that_is_not_pale_paper():
+    table = CameraViews(zoom=(1.0, 1.0), **{**OFF, "p_table": 1.0})
+    for own_table in [(70, 45, 30), (150, 30, 40)]:  # dark wood, red cloth: the user's own table stays
+        img = _coin_on_paper(paper=own_table)
+        assert np.array_equal(np.asarray(table.scene(img, "t0")), np.asarray(img))
 
 
 def test_grey_views_keep_the_design_and_drop_the_colour():
