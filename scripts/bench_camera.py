@@ -6,10 +6,11 @@ test set, its marked coins cut out by ``extract-features --annotations``. Rows:
 
 1. ``--crop none``, frozen: the photos as they are (before the coin crop);
 2. ``--crop coin-masked``, frozen: the coin crop with the outside painted grey;
-3. ``--crop coin``, frozen (the default);
+3. ``--crop coin``, frozen;
 4. ``--crop coin``, frozen, + 4 camera-like augmented views per train photo (``--use-augmented``);
 5. ``--crop coin-balanced`` (the default: grey world, then the coin crop), frozen;
-6. the default crop, fine-tuned with the defaults (``coinfeat fine-tune``), dense head on the tuned store;
+6. the default crop (or ``--tune-crop``), fine-tuned with the defaults (``coinfeat fine-tune``), dense
+   head on the tuned store;
    one row per ``--seeds`` (another seed is another draw of the same recipe: the spread between
    draws is the honest error bar of row 6).
 
@@ -18,6 +19,7 @@ top-1/top-3, "right design family" accuracy (``compare --class-groups euro``), 9
 coverage and mean size on test and on the phone coins; seconds.
 
     python scripts/bench_camera.py [--work DIR] [--write BENCHMARKS.md] [--skip-finetune] [--seeds 0 1 2]
+                                   [--tune-crop coin]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from benchlib import write_section
 
-from coinfeat.core.crop import DEFAULT_CROP
+from coinfeat.core.crop import CROPS, DEFAULT_CROP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -92,7 +94,9 @@ def scores(train: Path, phone: Path, use_augmented: bool = False) -> dict:
     }
 
 
-def measure(work: Path, seeds: list[int], ema: float | None = None) -> list[dict]:
+def measure(
+    work: Path, seeds: list[int], ema: float | None = None, tune_crop: str = DEFAULT_CROP
+) -> list[dict]:
     rows = []
     for name, crop, augment in (
         ("frozen, --crop none", "none", 0),
@@ -106,30 +110,33 @@ def measure(work: Path, seeds: list[int], ema: float | None = None) -> list[dict
         rows.append({"row": name, **scores(train, phone, use_augmented=augment > 0)})
         rows[-1]["seconds"] = time.perf_counter() - started
     for seed in seeds:
-        rows.append(fine_tuned(work, seed, named_by_seed=len(seeds) > 1, ema=ema))
+        rows.append(fine_tuned(work, seed, named_by_seed=len(seeds) > 1, ema=ema, crop=tune_crop))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def fine_tuned(work: Path, seed: int, named_by_seed: bool, ema: float | None = None) -> dict:
-    """Row 6: the default store fine-tuned with the defaults (and ``seed``, and ``ema`` when given),
-    scored like the others."""
+def fine_tuned(
+    work: Path, seed: int, named_by_seed: bool, ema: float | None = None, crop: str = DEFAULT_CROP
+) -> dict:
+    """Row 6: the ``crop`` store fine-tuned with the defaults (and ``seed``, and ``ema`` when
+    given), scored like the others."""
     from coinfeat.finetune import FinetuneConfig, finetune
 
     started = time.perf_counter()
-    base, _ = stores(work, DEFAULT_CROP)
+    base, _ = stores(work, crop)
     default_ema = FinetuneConfig().ema
     ema = default_ema if ema is None else ema
     other_ema = ema != default_ema
-    tag = (f"-seed{seed}" if named_by_seed else "") + (f"-ema{ema:g}" if other_ema else "")
+    tag = (f"-{crop}" if crop != DEFAULT_CROP else "") + (f"-seed{seed}" if named_by_seed else "")
+    tag += f"-ema{ema:g}" if other_ema else ""
     tuned_store, out = work / f"tuned{tag}", work / f"ft{tag}"
-    for made_by_the_last_run in (tuned_store, work / f"phone-{DEFAULT_CROP}-tuned{tag}"):
+    for made_by_the_last_run in (tuned_store, work / f"phone-{crop}-tuned{tag}"):
         shutil.rmtree(made_by_the_last_run, ignore_errors=True)  # another backbone file each run
     config = FinetuneConfig(progress=False, embed_out=str(tuned_store), seed=seed, ema=ema)
     result = finetune(base, out, config)
     seconds = time.perf_counter() - started
-    phone = phone_store(work, DEFAULT_CROP, str(out / "backbone.keras"), f"tuned{tag}")
-    row = f"fine-tuned (defaults), --crop {DEFAULT_CROP}" + (f", --seed {seed}" if named_by_seed else "")
+    phone = phone_store(work, crop, str(out / "backbone.keras"), f"tuned{tag}")
+    row = f"fine-tuned (defaults), --crop {crop}" + (f", --seed {seed}" if named_by_seed else "")
     row += f", --ema {ema:g}" if other_ema else ""
     kept = ("cut", "views", "epochs_run", "best_epoch", "stopped_by", "val_loss", "seconds")
     finetuned = {k: result.to_dict().get(k) for k in kept} | {"seed": seed}
@@ -187,10 +194,16 @@ def main() -> None:
         "--seeds", type=int, nargs="+", default=[0], help="one fine-tuned row per seed (default: 0)"
     )
     parser.add_argument("--ema", type=float, help="--ema of the fine-tuned rows (default: fine-tune's)")
+    parser.add_argument(
+        "--tune-crop",
+        default=DEFAULT_CROP,
+        choices=CROPS,
+        help=f"crop of the fine-tuned rows (default: {DEFAULT_CROP})",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-camera-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = measure(work, [] if args.skip_finetune else args.seeds, args.ema)
+    rows = measure(work, [] if args.skip_finetune else args.seeds, args.ema, args.tune_crop)
     print(json.dumps(rows))
     text = table(rows)
     print(text)
