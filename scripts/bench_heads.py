@@ -130,9 +130,9 @@ def report(rows: list[dict], dense_fit: dict, classic: dict, store) -> str:
         "",
         f"Measured {time.strftime('%Y-%m-%d')}, 2 cores. Features: **EfficientNet-Lite0** with real ImageNet "
         "weights (`../shared/weights`, B0's layout without squeeze-excite; these are Lite0's figures, not "
-        f"B0's), 224 px, `--crop {store.manifest.crop}`. euro-coins: train {len(store.select('train')[0])} "
-        f"photos (+{AUGMENT} cached augmented views each, view policy "
-        f"{store.manifest.augment.get('version')}), "
+        f"B0's), 224 px, {store.manifest.resize}, `--crop {store.manifest.crop}`. "
+        f"euro-coins: train {len(store.select('train')[0])} photos (+{AUGMENT} cached augmented views "
+        f"each, view policy {store.manifest.augment.get('version')}), "
         f"val {len(store.select('val')[0])} (whole photo groups carved from train), "
         f"test {len(store.select('test')[0])} (the photo-disjoint `test/` folder). Default parameters.",
         "",
