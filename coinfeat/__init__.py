@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 from coinfeat.core.errors import CoinfeatError
 
 _LAZY = {
-    "extract_features": "coinfeat.core.extract",
-    "ExtractConfig": "coinfeat.core.extract",
-    "ExtractSummary": "coinfeat.core.extract",
+    "extract_features": "coinfeat.core.extraction.extract",
+    "ExtractConfig": "coinfeat.core.extraction.extract",
+    "ExtractSummary": "coinfeat.core.extraction.extract",
     "open_store": "coinfeat.core.store",
     "Store": "coinfeat.core.store",
     "fit_head": "coinfeat.fit",

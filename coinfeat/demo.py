@@ -14,7 +14,7 @@ from pathlib import Path
 from coinfeat.compare import CompareConfig, compare_heads
 from coinfeat.compare.report import write_report
 from coinfeat.core.errors import WeightsUnavailable
-from coinfeat.core.extract import ExtractConfig, ExtractSummary, extract_features
+from coinfeat.core.extraction.extract import ExtractConfig, ExtractSummary, extract_features
 from coinfeat.core.heads import head_types
 from coinfeat.core.runtime import log
 from coinfeat.core.store import open_store

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from coinfeat.core.backbones import PRECISIONS, build_model
-from coinfeat.core.embedder import Embedder
-from coinfeat.core.engines import convert_to_tflite
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.backbones import PRECISIONS, build_model
+from coinfeat.core.extraction.embedder import Embedder
+from coinfeat.core.extraction.engines import convert_to_tflite
+from coinfeat.core.extraction.quantize import calibration_loader, calibration_sample
 from coinfeat.core.heads import ExtractorRecord, Head, load_head
 from coinfeat.core.options import resolve
-from coinfeat.core.quantize import calibration_loader, calibration_sample
 from coinfeat.core.runtime import import_keras
 from coinfeat.core.store import atomic_write, open_store
 
@@ -131,10 +131,11 @@ def _labels(head: Head, record: ExtractorRecord, spec, fmt: str, precision: str)
             "centre square; stretch: resize as is",
             "crop": record.crop,
             "crop_note": "applied before resize. coin: find the coin the photo is centred on and crop "
-            "to its rim plus 4% (coinfeat.core.crop.frame(img, 'coin'), or coinfeat.core.images."
-            "load_image(path, size, resize, crop=...) for the whole preprocessing); coin-balanced: "
-            "each channel of the photo scaled so its mean is grey (coinfeat.core.crop.grey_world), then "
-            "the coin crop; coin-masked: the coin crop with the outside painted grey; none: the photo "
+            "to its rim plus 4% (coinfeat.core.images.crop.frame(img, 'coin'), or "
+            "coinfeat.core.images.model_input.load_image(path, size, resize, crop=...) for the whole "
+            "preprocessing); coin-balanced: "
+            "each channel of the photo scaled so its mean is grey (coinfeat.core.images.crop.grey_world), "
+            "then the coin crop; coin-masked: the coin crop with the outside painted grey; none: the photo "
             "as it is",
         },
         "output": "probabilities, one column per class in 'classes' order",

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from coinfeat.core.answer_sets import AnswerSets, calibrate_beside
-from coinfeat.core.embedder import Embedder
+from coinfeat.core.data.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.extract import ExtractConfig, extract_features
+from coinfeat.core.extraction.embedder import Embedder
+from coinfeat.core.extraction.extract import ExtractConfig, extract_features
 from coinfeat.core.heads import Head, IncrementalHead, load_head, make_head
-from coinfeat.core.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, check_compatible, provenance
 from coinfeat.core.store import MANIFEST, Store, open_store

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets, check_confidence
-from coinfeat.core.datasets import collect_photos
-from coinfeat.core.embedder import DEFAULT_TTA, Embedder
+from coinfeat.core.data.datasets import collect_photos
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.heads import load_head
 from coinfeat.core.metrics import label_parts, part_answers
 from coinfeat.core.options import resolve

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchlib import write_section
 
-from coinfeat.core.crop import CROPS, DEFAULT_CROP
+from coinfeat.core.images.crop import CROPS, DEFAULT_CROP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -89,9 +89,9 @@ def equality(folder: str, keras) -> dict:
     """Same input tensors through Keras predict and coinfeat's engine; plus end-to-end vectors."""
     import numpy as np
 
-    from coinfeat.core.backbones import build_model, resolve_backbone
-    from coinfeat.core.engines import cosine_rows, open_engine
-    from coinfeat.core.images import load_image
+    from coinfeat.core.extraction.backbones import build_model, resolve_backbone
+    from coinfeat.core.extraction.engines import cosine_rows, open_engine
+    from coinfeat.core.images.model_input import load_image
 
     spec = resolve_backbone("efficientnetb0", "none", image_size=SIZE)
     ds = keras.utils.image_dataset_from_directory(
@@ -116,7 +116,7 @@ def int8_accuracy(work: Path) -> dict:
     from sklearn.metrics import balanced_accuracy_score
 
     from coinfeat import ExtractConfig, extract_features, open_store
-    from coinfeat.core.engines import cosine_rows
+    from coinfeat.core.extraction.engines import cosine_rows
     from coinfeat.core.heads import make_head
 
     stores = {}
@@ -151,9 +151,9 @@ def export_sizes(store, work: Path) -> dict:
     each file's top-1 on 300 test photos equals ``coinfeat predict`` (TTA off)."""
     import numpy as np
 
-    from coinfeat.core.engines import TFLiteEngine
+    from coinfeat.core.extraction.engines import TFLiteEngine
     from coinfeat.core.heads import load_head
-    from coinfeat.core.images import load_image
+    from coinfeat.core.images.model_input import load_image
     from coinfeat.export import export_head
     from coinfeat.fit import fit_head
 
@@ -176,8 +176,8 @@ def export_sizes(store, work: Path) -> dict:
 
 def convert_once() -> float:
     """Make sure the converted model is cached; return how long the conversion took (0 if cached)."""
-    from coinfeat.core.backbones import resolve_backbone
-    from coinfeat.core.engines import open_engine, tflite_cache_paths
+    from coinfeat.core.extraction.backbones import resolve_backbone
+    from coinfeat.core.extraction.engines import open_engine, tflite_cache_paths
 
     spec = resolve_backbone("efficientnetb0", "none", image_size=SIZE)
     if tflite_cache_paths(spec)[0].exists():

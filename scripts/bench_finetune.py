@@ -77,7 +77,7 @@ def scores(proba: np.ndarray, classes: np.ndarray, y: np.ndarray) -> dict[str, f
 def accuracy(work: Path, tuned_head: str) -> list[dict]:
     """Heads on the frozen and the tuned store (test split), and the fine-tuned head, with TTA."""
     from coinfeat import open_store
-    from coinfeat.core.embedder import Embedder
+    from coinfeat.core.extraction.embedder import Embedder
     from coinfeat.core.heads import ExtractorRecord, load_head, make_head
 
     rows = []
@@ -127,7 +127,7 @@ def accuracy(work: Path, tuned_head: str) -> list[dict]:
 
 def render(runs: dict, rows: list[dict]) -> str:
     cold, warm, warm2, full = runs["cold"], runs["warm"], runs["warm2"], runs["full"]
-    from coinfeat.core.crop import DEFAULT_CROP
+    from coinfeat.core.images.crop import DEFAULT_CROP
     from coinfeat.finetune import FinetuneConfig
 
     d = FinetuneConfig()

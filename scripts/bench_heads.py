@@ -25,7 +25,7 @@ from benchlib import write_section
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
 from coinfeat import ExtractConfig, extract_features, open_store
-from coinfeat.core.embedder import Embedder
+from coinfeat.core.extraction.embedder import Embedder
 from coinfeat.core.heads import ExtractorRecord, head_types, make_head
 from coinfeat.core.runtime import import_keras
 

@@ -7,7 +7,7 @@ with the stores' backbone, side by side in one run:
 
 * ``none``: the coin crop as extraction makes it (reproduces the stores' vectors);
 * ``grey-world``: every channel scaled so the decoded photo's mean is grey, then the coin crop
-  (``--crop coin-balanced``, :func:`coinfeat.core.crop.grey_world`);
+  (``--crop coin-balanced``, :func:`coinfeat.core.images.crop.grey_world`);
 * ``surround``: the same gains measured on the pixels outside the central coin only (the table),
   when they are at least 15% of the photo; otherwise unchanged.
 
@@ -26,11 +26,11 @@ from benchlib import write_section
 from PIL import Image
 
 from coinfeat import open_store
-from coinfeat.core.backbones import build_model, resolve_backbone
-from coinfeat.core.crop import SEARCH_SIDE, balanced, coin_centred, grey_world
-from coinfeat.core.detect import central_coin
+from coinfeat.core.extraction.backbones import build_model, resolve_backbone
 from coinfeat.core.heads import make_head
-from coinfeat.core.images import decode, fit_square, read_bytes
+from coinfeat.core.images.crop import SEARCH_SIDE, balanced, coin_centred, grey_world
+from coinfeat.core.images.decode import decode, fit_square, read_bytes
+from coinfeat.core.images.detect import central_coin
 
 
 def surround(img: Image.Image) -> Image.Image:

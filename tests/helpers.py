@@ -100,7 +100,7 @@ def pile(
 
 
 def small_config(**overrides):
-    from coinfeat.core.extract import ExtractConfig
+    from coinfeat.core.extraction.extract import ExtractConfig
 
     options = {
         "weights": "none",

@@ -8,8 +8,8 @@ import pytest
 from helpers import pile, small_config
 from PIL import Image
 
-from coinfeat.core.annotations import cut_coins, detect_format, read_annotations
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.images.annotations import cut_coins, detect_format, read_annotations
 
 DISCS = [(150, 120, 50), (330, 200, 70)]
 SIZE = (480, 320)

@@ -34,11 +34,11 @@ def test_a_core_module_importing_an_application_breaks_them(tmp_path):
     shutil.copytree(
         REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
     )
-    images = tmp_path / "coinfeat" / "core" / "images.py"
+    images = tmp_path / "coinfeat" / "core" / "images" / "decode.py"
     images.write_text(images.read_text() + "\nfrom coinfeat.fit import fit_head  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
-    assert "coinfeat.core.images -> coinfeat.fit" in result.stdout
+    assert "coinfeat.core.images.decode -> coinfeat.fit" in result.stdout
 
 
 def test_two_applications_importing_each_other_break_them(tmp_path):
@@ -50,3 +50,43 @@ def test_two_applications_importing_each_other_break_them(tmp_path):
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "coinfeat.export -> coinfeat.predict" in result.stdout
+
+
+def test_the_store_importing_extraction_breaks_them(tmp_path):
+    shutil.copytree(
+        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
+    )
+    keys = tmp_path / "coinfeat" / "core" / "store" / "keys.py"
+    keys.write_text(keys.read_text() + "\nfrom coinfeat.core.extraction import engines  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "coinfeat.core.store.keys -> coinfeat.core.extraction.engines" in result.stdout
+
+
+def import_circles(package: str = "coinfeat") -> list[tuple[str, str]]:
+    """Pairs (a, b) where a imports b and b leads back to a, at module level or inside functions."""
+    import grimp
+
+    graph = grimp.build_graph(package)
+    return sorted(
+        (a, b)
+        for a in graph.modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if graph.chain_exists(importer=b, imported=a)
+    )
+
+
+def test_no_module_imports_itself_back():
+    assert import_circles() == []
+
+
+def test_the_core_has_few_loose_modules_and_no_long_one():
+    core = REPO / "coinfeat" / "core"
+    loose = [p.name for p in core.glob("*.py") if p.name != "__init__.py"]
+    assert len(loose) <= 12, loose
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "coinfeat").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 450
+    }
+    assert long == {}

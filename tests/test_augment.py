@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageDraw
 
-from coinfeat.core.augment import CameraViews, augment
+from coinfeat.core.images.augment import CameraViews, augment
 
 OFF = dict(
     light=0.0,
@@ -120,7 +120,7 @@ def test_grey_views_keep_the_design_and_drop_the_colour():
 
 
 def test_a_view_changes_the_scene_before_the_photo_is_framed(tmp_path):
-    from coinfeat.core.pipeline import ImageReader, WorkItem
+    from coinfeat.core.extraction.pipeline import ImageReader, WorkItem
 
     path = tmp_path / "coin.png"
     photo = Image.new("RGB", (300, 200), (236, 234, 228))

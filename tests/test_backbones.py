@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from helpers import EURO, LITE0, SMALL, needs_euro, needs_lite0
 
-from coinfeat.core import engines
-from coinfeat.core.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone
-from coinfeat.core.engines import KerasEngine, cosine_rows, open_engine, tflite_cache_paths
 from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
-from coinfeat.core.images import load_image
+from coinfeat.core.extraction import engines
+from coinfeat.core.extraction.backbones import APPLICATIONS, build_model, fingerprint, resolve_backbone
+from coinfeat.core.extraction.engines import KerasEngine, cosine_rows, open_engine, tflite_cache_paths
+from coinfeat.core.images.model_input import load_image
 
 
 def test_fingerprint_covers_what_changes_a_vector(tmp_path):

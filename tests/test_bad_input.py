@@ -20,7 +20,8 @@ from PIL import Image
 
 from coinfeat import extract_features, open_store
 from coinfeat.core.errors import CoinfeatError, DecodeError
-from coinfeat.core.images import decode, fit_square, load_image
+from coinfeat.core.images.decode import decode, fit_square
+from coinfeat.core.images.model_input import load_image
 from coinfeat.core.store import PartWriter
 
 CLI = [sys.executable, "-m", "coinfeat"]

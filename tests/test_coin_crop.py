@@ -11,8 +11,16 @@ from helpers import SMALL, pile, tiny_config
 from PIL import Image
 
 from coinfeat import extract_features
-from coinfeat.core.backbones import fingerprint, resolve_backbone
-from coinfeat.core.crop import COIN_MARGIN, FILL, MAX_GAIN, coin_centred, frame, frame_found, grey_world
+from coinfeat.core.extraction.backbones import fingerprint, resolve_backbone
+from coinfeat.core.images.crop import (
+    COIN_MARGIN,
+    FILL,
+    MAX_GAIN,
+    coin_centred,
+    frame,
+    frame_found,
+    grey_world,
+)
 from coinfeat.core.store import Manifest
 
 
@@ -102,7 +110,7 @@ def test_a_store_made_with_the_coin_crop_records_it_and_predict_frames_alike(tmp
     head = json.loads((tmp_path / "head" / "head.json").read_text())
     assert head["features"]["crop"] == crop
     X, items = store.select(None)
-    from coinfeat.core.embedder import Embedder
+    from coinfeat.core.extraction.embedder import Embedder
     from coinfeat.core.heads import load_head
 
     embedder = Embedder(load_head(tmp_path / "head").meta.extractor(tmp_path / "head"))
@@ -165,7 +173,7 @@ def test_coin_balanced_takes_a_colour_cast_out_before_the_crop():
     unbalanced_gap = np.abs(means(frame(cast, "coin")) - means(frame(photo, "coin"))).max()
     balanced_gap = np.abs(means(balanced) - means(frame(photo, "coin-balanced"))).max()
     assert balanced_gap < unbalanced_gap / 3, "the cast photo's crop looks like the plain photo's"
-    from coinfeat.core.detect import Circle
+    from coinfeat.core.images.detect import Circle
 
     found = frame_found(cast, Circle(200, 160, 80), "coin-balanced")
     plain = frame_found(cast, Circle(200, 160, 80), "coin")

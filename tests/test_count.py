@@ -24,8 +24,8 @@ from helpers import (
 from PIL import Image, ImageDraw
 
 from coinfeat.cli import main
-from coinfeat.core.crop import crop_coin
-from coinfeat.core.detect import Circle, find_coins
+from coinfeat.core.images.crop import crop_coin
+from coinfeat.core.images.detect import Circle, find_coins
 from coinfeat.counting.count import CoinCounter, count_coins
 from coinfeat.counting.money import (
     Doubt,
@@ -229,7 +229,7 @@ def synthetic_head(tmp_path_factory):
 
 
 def extract_features_quietly(data, out):
-    from coinfeat.core.extract import extract_features
+    from coinfeat.core.extraction.extract import extract_features
 
     extract_features(data, out, small_config())
 
@@ -389,7 +389,7 @@ def test_user_mistakes_are_one_line_errors(synthetic_head, tmp_path, capsys):
 @needs_piles
 def test_a_real_pile_photo_end_to_end(tmp_path):
     """A Lite0 head fitted on part of euro-coins/test (never these coins) counts train_1.jpg."""
-    from coinfeat.core.extract import ExtractConfig, extract_features
+    from coinfeat.core.extraction.extract import ExtractConfig, extract_features
     from coinfeat.fit import fit_head
 
     for class_dir in sorted((EURO / "test").iterdir()):
@@ -409,7 +409,7 @@ def test_a_real_pile_photo_end_to_end(tmp_path):
 
 
 def test_crop_convention_tells_fixed_size_crops_from_coin_filling_ones(tmp_path):
-    from coinfeat.core.crop import CropConvention, measure_crops
+    from coinfeat.core.images.crop import CropConvention, measure_crops
 
     classes = ["1c", "10c", "20c", "2e"]
     diameters = class_diameters(classes, {})
@@ -462,7 +462,7 @@ def test_run_ahead_keeps_a_window_of_calls_in_flight_and_the_order():
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from coinfeat.core.pipeline import run_ahead
+    from coinfeat.core.extraction.pipeline import run_ahead
 
     started, lock = [], threading.Lock()
 

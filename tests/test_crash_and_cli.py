@@ -16,10 +16,10 @@ from helpers import SMALL, small_config, write_class_folders
 
 from coinfeat import extract_features, open_store
 from coinfeat.core.answer_sets import AnswerSets
-from coinfeat.core.backbones import build_model, resolve_backbone
-from coinfeat.core.engines import KerasEngine, cosine_rows
 from coinfeat.core.errors import StoreBusy
-from coinfeat.core.images import load_image
+from coinfeat.core.extraction.backbones import build_model, resolve_backbone
+from coinfeat.core.extraction.engines import KerasEngine, cosine_rows
+from coinfeat.core.images.model_input import load_image
 from coinfeat.core.store import PARTS
 
 CLI = [sys.executable, "-m", "coinfeat"]
@@ -224,7 +224,7 @@ def test_engine_ray_still_works_with_a_deprecation_line(monkeypatch, capsys):
     def fake(data, out, config):
         seen["c"] = config
 
-    monkeypatch.setattr("coinfeat.core.extract.extract_features", fake)
+    monkeypatch.setattr("coinfeat.core.extraction.extract.extract_features", fake)
     monkeypatch.setattr("coinfeat.cli.extract.print_summary", lambda summary, args: None)
     assert cli.main(["extract-features", "--data", "d", "--engine", "ray", "--workers", "3"]) == 0
     assert seen["c"].runner == "ray" and seen["c"].engine == "auto" and seen["c"].workers == 3

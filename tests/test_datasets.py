@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from helpers import coin_image, write_class_folders
 
-from coinfeat.core.datasets import discover, group_of
+from coinfeat.core.data.datasets import discover, group_of
+from coinfeat.core.data.splits import assign_splits, parse_fractions, resolve_splits
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.splits import assign_splits, parse_fractions, resolve_splits
 
 
 def test_class_folders_any_extension_case(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from helpers import EURO, EURO_GROUPS, SMALL, needs_euro
 
 from coinfeat import ExtractConfig, extract_features, open_store
-from coinfeat.core.engines import cosine_rows
 from coinfeat.core.errors import FingerprintMismatch
+from coinfeat.core.extraction.engines import cosine_rows
 from coinfeat.core.store import ShardedArray
 
 ray = pytest.importorskip("ray")
@@ -99,8 +99,8 @@ def test_ray_limit_embeds_clean_photos_before_augmented_views(photos, tmp_path):
 
 
 def test_a_coinfeat_error_inside_a_ray_actor_comes_out_as_itself():
-    from coinfeat.core.distributed import RunnerActor, _raise_fatal
     from coinfeat.core.errors import WeightsUnavailable
+    from coinfeat.core.extraction.distributed import RunnerActor, _raise_fatal
 
     class Failing:
         def make_reader(self, work):

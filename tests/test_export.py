@@ -10,9 +10,9 @@ import pytest
 from helpers import EURO_GROUPS, LITE0, needs_lite0, run_exported, run_exported_models, tiny_config
 
 from coinfeat import extract_features, open_store
-from coinfeat.core.crop import DEFAULT_CROP
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.images import load_image
+from coinfeat.core.images.crop import DEFAULT_CROP
+from coinfeat.core.images.model_input import load_image
 from coinfeat.demo import sample_dir
 from coinfeat.export import export_head
 from coinfeat.fit import fit_head

@@ -122,7 +122,7 @@ def test_head_and_backbone_work_with_predict_compare_and_extract(tuned, tmp_path
 
 
 def test_a_fine_tuned_head_exports_like_any_head(tuned):
-    from coinfeat.core.images import load_image
+    from coinfeat.core.images.model_input import load_image
     from coinfeat.export import export_head
 
     root, data, result = tuned

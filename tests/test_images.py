@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import decode, fit_square, load_image, read_bytes
+from coinfeat.core.images.decode import decode, fit_square, read_bytes
+from coinfeat.core.images.model_input import load_image
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

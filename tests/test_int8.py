@@ -8,7 +8,7 @@ from helpers import tiny_config, write_class_folders
 
 from coinfeat import extract_features, open_store
 from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
-from coinfeat.core.quantize import calibration_sample
+from coinfeat.core.extraction.quantize import calibration_sample
 from coinfeat.fit import fit_head
 from coinfeat.predict import predict_images
 

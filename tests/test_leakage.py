@@ -14,7 +14,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from coinfeat.compare import CompareConfig, compare_heads
 from coinfeat.compare.report import write_report
-from coinfeat.core.extract import extract_features
+from coinfeat.core.extraction.extract import extract_features
 from coinfeat.fit import fit_head
 
 TWINS = {"test/a/copy_0.jpg": "identical", "test/b/resaved_0.jpg": "near", "test/c/shift_0.jpg": "near"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import pile
 
-from coinfeat.core.annotations import Mark
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.images.annotations import Mark
 from coinfeat.counting.money import Doubt, FaceValue
 from coinfeat.counting.results import Coin, PhotoCount
 from coinfeat.counting.scorecard import PhotoTruth, iou, read_truth, score, write_report

@@ -16,7 +16,7 @@ from coinfeat.core.errors import CoinfeatError
 
 
 def add_parser(commands) -> None:
-    from coinfeat.core.leakage import TWIN_THRESHOLD
+    from coinfeat.core.data.leakage import TWIN_THRESHOLD
 
     p = commands.add_parser(
         "compare",

@@ -14,9 +14,9 @@ from coinfeat.cli.output import (
 
 def add_parser(commands) -> None:
     from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE
-    from coinfeat.core.crop import MARGIN
-    from coinfeat.core.embedder import DEFAULT_TTA, TTA_MODES
-    from coinfeat.core.engines import ENGINES
+    from coinfeat.core.extraction.embedder import DEFAULT_TTA, TTA_MODES
+    from coinfeat.core.extraction.engines import ENGINES
+    from coinfeat.core.images.crop import MARGIN
     from coinfeat.counting.count import CROP_MODES, DEFAULT_THRESHOLD
 
     p = commands.add_parser(

@@ -10,17 +10,17 @@ from coinfeat.cli.output import (
     common_options,
     wants_progress,
 )
-from coinfeat.core.crop import KEPT_WHOLE
+from coinfeat.core.images.crop import KEPT_WHOLE
 
 
 def add_parser(commands) -> None:
-    from coinfeat.core.annotations import ANNOTATION_FORMATS
-    from coinfeat.core.backbones import PRECISIONS
-    from coinfeat.core.crop import CROPS
-    from coinfeat.core.engines import ENGINES
-    from coinfeat.core.extract import RUNNERS
-    from coinfeat.core.images import DEFAULT_IMAGE_SIZE, RESIZE_POLICIES
-    from coinfeat.core.quantize import DEFAULT_CALIBRATION
+    from coinfeat.core.extraction.backbones import PRECISIONS
+    from coinfeat.core.extraction.engines import ENGINES
+    from coinfeat.core.extraction.extract import RUNNERS
+    from coinfeat.core.extraction.quantize import DEFAULT_CALIBRATION
+    from coinfeat.core.images.annotations import ANNOTATION_FORMATS
+    from coinfeat.core.images.crop import CROPS
+    from coinfeat.core.images.decode import DEFAULT_IMAGE_SIZE, RESIZE_POLICIES
 
     p = commands.add_parser(
         "extract-features",
@@ -136,8 +136,8 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coinfeat.core.extract import ExtractConfig, extract_features
-    from coinfeat.core.splits import parse_fractions
+    from coinfeat.core.data.splits import parse_fractions
+    from coinfeat.core.extraction.extract import ExtractConfig, extract_features
 
     engine, runner = args.engine, args.runner
     if engine == "ray":

@@ -13,7 +13,7 @@ from coinfeat.cli.output import (
 
 
 def add_parser(commands) -> None:
-    from coinfeat.core.engines import ENGINES
+    from coinfeat.core.extraction.engines import ENGINES
     from coinfeat.finetune import DEFAULT_CUTS, FinetuneConfig
 
     d = FinetuneConfig()

@@ -17,8 +17,8 @@ PRINTED = 20
 
 
 def add_parser(commands) -> None:
-    from coinfeat.core.embedder import DEFAULT_TTA, TTA_MODES
-    from coinfeat.core.engines import ENGINES
+    from coinfeat.core.extraction.embedder import DEFAULT_TTA, TTA_MODES
+    from coinfeat.core.extraction.engines import ENGINES
 
     p = commands.add_parser(
         "predict",

@@ -15,7 +15,7 @@ from coinfeat.core.errors import CoinfeatError
 
 
 def add_parser(commands) -> None:
-    from coinfeat.core.embedder import TTA_MODES
+    from coinfeat.core.extraction.embedder import TTA_MODES
     from coinfeat.core.index import INDEX_KINDS
 
     p = commands.add_parser(

@@ -18,9 +18,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, MIN_CALIBRATION, AnswerSets
-from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
-from coinfeat.core.heads import Head, head_types, load_head, make_head
-from coinfeat.core.leakage import (
+from coinfeat.core.data.leakage import (
     TWIN_THRESHOLD,
     conflicting_hashes,
     find_twins,
@@ -28,6 +26,8 @@ from coinfeat.core.leakage import (
     twin_counts,
     without_conflicts,
 )
+from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
+from coinfeat.core.heads import Head, head_types, load_head, make_head
 from coinfeat.core.metrics import (
     group_accuracy,
     parse_groups,
@@ -116,7 +116,7 @@ class Comparison:
     results: list[HeadResult]
     eval_split: str
     twins: dict[str, pd.DataFrame] = field(default_factory=dict)
-    """Per evaluated split, each photo's training twin (see :mod:`coinfeat.core.leakage`)."""
+    """Per evaluated split, each photo's training twin (see :mod:`coinfeat.core.data.leakage`)."""
     versus: Comparison | None = None
     notes: list[str] = field(default_factory=list)
 

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import leaves_list, linkage
 
 from coinfeat.compare.evaluate import Comparison, HeadResult
-from coinfeat.core.datasets import display_label
+from coinfeat.core.data.datasets import display_label
 from coinfeat.core.metrics import confusion, predicted_labels
 
 LABELLED_TICKS_MAX = 60

@@ -27,8 +27,8 @@ from coinfeat.compare.tables import (
     safe_name,
 )
 from coinfeat.core.curves import plot_history
-from coinfeat.core.images import data_url
-from coinfeat.core.leakage import SUBSETS, twin_counts
+from coinfeat.core.data.leakage import SUBSETS, twin_counts
+from coinfeat.core.images.decode import data_url
 from coinfeat.core.store import describe_extractor
 
 

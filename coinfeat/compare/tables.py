@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.compare.evaluate import Comparison
-from coinfeat.core.datasets import display_label
+from coinfeat.core.data.datasets import display_label
+from coinfeat.core.data.leakage import TWIN_COLUMNS, twin_counts
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import decode, read_bytes
-from coinfeat.core.leakage import TWIN_COLUMNS, twin_counts
+from coinfeat.core.images.decode import decode, read_bytes
 from coinfeat.core.metrics import most_confused_pairs, predicted_labels
 from coinfeat.core.store import describe_extractor
 

@@ -1,7 +1,7 @@
 """``finetune.json``: how a fine-tuned backbone was made, read and written only here.
 
 ``coinfeat fine-tune`` writes it beside ``backbone.keras``; whoever loads that backbone file
-(:mod:`coinfeat.core.backbones`) reads it to say "fine-tuned above block5c_add on train (N
+(:mod:`coinfeat.core.extraction.backbones`) reads it to say "fine-tuned above block5c_add on train (N
 photos)" and whether the base weights were pretrained.
 """
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from coinfeat import __version__
-from coinfeat.core.crop import measure_crops
 from coinfeat.core.errors import FingerprintMismatch
 from coinfeat.core.heads import ExtractorRecord, Head, HeadMeta
+from coinfeat.core.images.crop import measure_crops
 from coinfeat.core.store import Store, describe_extractor, usable
 
 

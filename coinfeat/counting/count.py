@@ -1,6 +1,6 @@
 """``coinfeat count``: find every coin in a whole photo, identify each, and total the money.
 
-Per photo: decode at reduced scale and find circles (:mod:`coinfeat.core.detect`); decode at full
+Per photo: decode at reduced scale and find circles (:mod:`coinfeat.core.images.detect`); decode at full
 resolution and crop each coin square with ``margin`` around it, as the training crops were cut;
 embed all crops in one batch through the head's own extractor (TTA as ``predict``); classify;
 estimate the photo's scale from all coins and re-weigh each coin's classes by its size
@@ -21,7 +21,7 @@ side over the coin's diameter. Two conventions are told apart:
   for the classifier alone.
 
 A head whose store was made with ``extract-features --crop coin`` (the default) needs none of
-this: every coin goes through the same coin crop (:func:`coinfeat.core.crop.frame_found`) as
+this: every coin goes through the same coin crop (:func:`coinfeat.core.images.crop.frame_found`) as
 its training photos, in one pass, and the photo's scale comes from the coins' sizes alone.
 
 A crop larger than the head's training photos is brought down to their size, so a 300-pixel coin
@@ -40,15 +40,15 @@ import numpy as np
 from PIL import Image
 
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets, check_confidence
-from coinfeat.core.crop import CropConvention, crop_coin, frame_found
-from coinfeat.core.datasets import collect_photos
-from coinfeat.core.detect import MIN_RADIUS, WORK_SIZE, Circle, Detection, find_coins
-from coinfeat.core.embedder import DEFAULT_TTA, Embedder
+from coinfeat.core.data.datasets import collect_photos
 from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
+from coinfeat.core.extraction.pipeline import run_ahead
 from coinfeat.core.heads import load_head
-from coinfeat.core.images import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
+from coinfeat.core.images.crop import CropConvention, crop_coin, frame_found
+from coinfeat.core.images.decode import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
+from coinfeat.core.images.detect import MIN_RADIUS, WORK_SIZE, Circle, Detection, find_coins
 from coinfeat.core.options import resolve
-from coinfeat.core.pipeline import run_ahead
 from coinfeat.core.progress import progress_bar
 from coinfeat.core.runtime import default_threads
 from coinfeat.counting.annotate import annotated

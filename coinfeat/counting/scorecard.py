@@ -1,7 +1,7 @@
 """``coinfeat count --truth``: how well counting did on photos whose coins are known.
 
 Truth comes from what the path holds: marked coins (YOLO boxes with ``classes.txt``, LabelMe or
-COCO JSON, read by :mod:`coinfeat.core.annotations`) and/or a per-photo counts CSV such as
+COCO JSON, read by :mod:`coinfeat.core.images.annotations`) and/or a per-photo counts CSV such as
 ``euro-coins-photos/truth.csv`` (``photo`` and one column per class, optionally ``value_cents``).
 A folder holding both (``euro-coins-phone``) gives both. Photos are matched by file name.
 
@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from PIL import ImageDraw
 
-from coinfeat.core.annotations import Mark, detect_format, read_annotations
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads.record import read_head_record
-from coinfeat.core.images import data_url, decode, read_bytes
+from coinfeat.core.images.annotations import Mark, detect_format, read_annotations
+from coinfeat.core.images.decode import data_url, decode, read_bytes
 from coinfeat.counting.count import count_coins
 from coinfeat.counting.money import face_value
 from coinfeat.counting.results import PhotoCount

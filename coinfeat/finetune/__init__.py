@@ -3,8 +3,8 @@
 The same idea as the feature store, a few blocks lower: the frozen lower part of the network (up
 to ``cut``) runs ONCE over the train and val photos and ``views`` augmented views of each train
 photo; its activations are cached (float16) as an ordinary store in the feature store's folder
-(``activations/<cut>/``, written by :func:`coinfeat.core.pipeline.fill_store`, so it is incremental and
-crash-safe like the features). Only the upper part (batch norms kept in inference mode) and a
+(``activations/<cut>/``, written by :func:`coinfeat.core.extraction.pipeline.fill_store`, so it is
+incremental and crash-safe like the features). Only the upper part (batch norms kept in inference mode) and a
 softmax layer are trained, streaming batches from the memory-mapped cache.
 
 The result is an ordinary backbone file (``backbone.keras``, 0..255 RGB -> pooled vector) and an

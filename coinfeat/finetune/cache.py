@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coinfeat.core.augment import FINETUNE_VIEWS
-from coinfeat.core.backbones import (
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.backbones import (
     BackboneSpec,
 )
-from coinfeat.core.engines import Network, open_engine
-from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.extract import (
+from coinfeat.core.extraction.engines import Network, open_engine
+from coinfeat.core.extraction.extract import (
     make_writable_dir,
     write_errors_explained,
 )
-from coinfeat.core.images import DEFAULT_MAX_PIXELS
-from coinfeat.core.pipeline import ImageReader, Runner, SequentialDistributor, fill_store
-from coinfeat.core.planning import with_views
-from coinfeat.core.quantize import calibration_loader
+from coinfeat.core.extraction.pipeline import ImageReader, Runner, SequentialDistributor, fill_store
+from coinfeat.core.extraction.planning import with_views
+from coinfeat.core.extraction.quantize import calibration_loader
+from coinfeat.core.images.augment import FINETUNE_VIEWS
+from coinfeat.core.images.decode import DEFAULT_MAX_PIXELS
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (
     ITEM_COLUMNS,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from coinfeat.core.backbones import (
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.backbones import (
     BackboneSpec,
     image_input,
     preprocess,
 )
-from coinfeat.core.crop import DEFAULT_CROP
-from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.images.crop import DEFAULT_CROP
 
 DEFAULT_CUTS = {
     "efficientnetb0": "block5c_add",

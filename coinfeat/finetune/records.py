@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from coinfeat import __version__
-from coinfeat.core.augment import FINETUNE_VIEWS
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.finetune_record import FinetuneRecord
+from coinfeat.core.images.augment import FINETUNE_VIEWS
 
 DEFAULT_FINETUNED_DIR = Path("artifacts") / "finetuned"
 

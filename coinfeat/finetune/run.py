@@ -13,23 +13,23 @@ import pandas as pd
 
 from coinfeat import __version__
 from coinfeat.core.answer_sets import calibrate_beside
-from coinfeat.core.backbones import (
+from coinfeat.core.data.leakage import identical_copies
+from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.backbones import (
     BackboneSpec,
     assemble,
     base_network,
     fingerprint,
     resolve_backbone,
 )
-from coinfeat.core.embedder import Embedder
-from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.extract import (
+from coinfeat.core.extraction.embedder import Embedder
+from coinfeat.core.extraction.extract import (
     ExtractConfig,
     default_store_dir,
     extract_features,
     make_writable_dir,
 )
 from coinfeat.core.heads import ExtractorRecord, HeadMeta, head_types
-from coinfeat.core.leakage import identical_copies
 from coinfeat.core.provenance import crop_record
 from coinfeat.core.runtime import import_keras, log
 from coinfeat.core.store import (

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from coinfeat.core.augment import FINETUNE_VIEWS
-from coinfeat.core.backbones import (
+from coinfeat.core.curves import plot_history
+from coinfeat.core.extraction.backbones import (
     BackboneSpec,
 )
-from coinfeat.core.curves import plot_history
-from coinfeat.core.pipeline import ImageReader, WorkItem
+from coinfeat.core.extraction.pipeline import ImageReader, WorkItem
+from coinfeat.core.images.augment import FINETUNE_VIEWS
 from coinfeat.core.progress import keras_verbosity
 from coinfeat.core.runtime import default_threads, import_keras
 from coinfeat.core.store import (

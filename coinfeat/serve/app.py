@@ -30,10 +30,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 from PIL import Image
 
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets
-from coinfeat.core.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.heads import load_head
-from coinfeat.core.images import data_url, load_image
+from coinfeat.core.images.decode import data_url
+from coinfeat.core.images.model_input import load_image
 from coinfeat.core.metrics import label_parts, part_answers
 from coinfeat.core.provenance import check_compatible
 from coinfeat.core.store import open_store

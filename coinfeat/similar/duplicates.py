@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coinfeat.core.datasets import display_label
+from coinfeat.core.data.datasets import display_label
 from coinfeat.core.store import open_store
 from coinfeat.similar.search import Collection
 from coinfeat.similar.sheets import duplicates_sheet

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coinfeat.core.embedder import Embedder
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.embedder import Embedder
 from coinfeat.core.heads import ExtractorRecord
 from coinfeat.core.index import (
     RERANK_FACTOR,

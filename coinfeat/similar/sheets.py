@@ -8,7 +8,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import decode, read_bytes
+from coinfeat.core.images.decode import decode, read_bytes
 from coinfeat.similar.search import SimilarResult
 
 TILE = 160

@@ -67,7 +67,7 @@ class HeadMeta:
     features: ExtractorRecord | None = None
     label_names: dict[str, str] = field(default_factory=dict)
     crops: dict[str, Any] = field(default_factory=dict)
-    """How the training photos frame their coins (:class:`~coinfeat.core.crop.CropConvention`)."""
+    """How the training photos frame their coins (:class:`~coinfeat.core.images.crop.CropConvention`)."""
     counts: dict[str, Any] = field(default_factory=dict)
     val_accuracy: float | None = None
     dropped_conflicts: int = 0

@@ -8,11 +8,12 @@ ITEM_COLUMNS = [
     "path", "sha256", "size", "mtime_ns", "label", "split", "group", "status", "error", "view", "framing"
 ]  # fmt: skip
 """``framing``: how an embedded photo was framed (``cropped``, ``small`` or ``no coin``: see
-coinfeat.core.crop.framed); None for ``--crop none`` and for stores made before it was recorded."""
+coinfeat.core.images.crop.framed); None for ``--crop none`` and for stores made before it was recorded."""
 OK, SKIPPED = "ok", "skipped"
 
 AUGMENT_VERSION = 4
-"""Version of the augmented views (coinfeat.core.augment); views made by another version are not reused."""
+"""Version of the augmented views (coinfeat.core.images.augment); views made by another version are
+not reused."""
 
 
 def augment_record(views_per_train_photo: int, **details: object) -> dict:

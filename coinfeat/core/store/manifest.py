@@ -46,7 +46,8 @@ class Manifest:
     backbone: dict[str, Any] = field(default_factory=dict)
     resize: str | None = None
     crop: str = "none"
-    """How photos were framed (:data:`coinfeat.core.crop.CROPS`); stores older than the coin crop: none."""
+    """How photos were framed (:data:`coinfeat.core.images.crop.CROPS`); stores older than the coin crop:
+    none."""
     pretrained: bool = False
     precision: str = "fp32"
     int8: dict[str, Any] | None = None

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.images import IMAGE_EXTENSIONS, is_image_path
+from coinfeat.core.images.decode import IMAGE_EXTENSIONS, is_image_path
 from coinfeat.core.runtime import read_json_object
 
 _SPLIT_ALIASES = {

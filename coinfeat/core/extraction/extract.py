@@ -3,8 +3,8 @@
 Planning is cheap and TensorFlow-free: files whose size and mtime match the store reuse their
 sha256 and vector, so a re-run with nothing new finishes in about a second. Only new or changed
 content is decoded and embedded: this module plans (discovery, hashes, groups, splits, views) and
-builds the runner; :func:`coinfeat.core.pipeline.fill_store` does the rest, in this process or, with
-``runner="ray"``, on Ray actors (``coinfeat.core.distributed``) into a sharded store.
+builds the runner; :func:`coinfeat.core.extraction.pipeline.fill_store` does the rest, in this process
+or, with ``runner="ray"``, on Ray actors (``coinfeat.core.extraction.distributed``) into a sharded store.
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ from typing import Any
 import pandas as pd
 
 from coinfeat import __version__
-from coinfeat.core.annotations import ANNOTATION_FORMATS, cut_coins, read_annotations
-from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
-from coinfeat.core.crop import CROPS, DEFAULT_CROP, KEPT_WHOLE
-from coinfeat.core.datasets import Dataset, discover
-from coinfeat.core.engines import ENGINES, Network, int8_record, open_engine
+from coinfeat.core.data.datasets import Dataset, discover
+from coinfeat.core.data.splits import DEFAULT_FRACTIONS
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.images import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES
-from coinfeat.core.pipeline import (
+from coinfeat.core.extraction.backbones import BackboneSpec, fingerprint, resolve_backbone
+from coinfeat.core.extraction.engines import ENGINES, Network, int8_record, open_engine
+from coinfeat.core.extraction.pipeline import (
     Distributor,
     Filled,
     ImageReader,
@@ -37,10 +35,12 @@ from coinfeat.core.pipeline import (
     SequentialDistributor,
     fill_store,
 )
-from coinfeat.core.planning import plan
-from coinfeat.core.quantize import DEFAULT_CALIBRATION, calibration_loader, calibration_sample
+from coinfeat.core.extraction.planning import plan
+from coinfeat.core.extraction.quantize import DEFAULT_CALIBRATION, calibration_loader, calibration_sample
+from coinfeat.core.images.annotations import ANNOTATION_FORMATS, cut_coins, read_annotations
+from coinfeat.core.images.crop import CROPS, DEFAULT_CROP, KEPT_WHOLE
+from coinfeat.core.images.decode import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES
 from coinfeat.core.runtime import log
-from coinfeat.core.splits import DEFAULT_FRACTIONS
 from coinfeat.core.store import (
     OK,
     SKIPPED,
@@ -71,7 +71,7 @@ class ExtractConfig:
     image_size: int = DEFAULT_IMAGE_SIZE
     resize: str = "pad"
     crop: str | None = None
-    """How each photo is framed (:data:`coinfeat.core.crop.CROPS`); None: the store's own crop when
+    """How each photo is framed (:data:`coinfeat.core.images.crop.CROPS`); None: the store's own crop when
     it exists (so a re-run never changes it), ``DEFAULT_CROP`` for a new store."""
     engine: str = "auto"
     batch_size: int = 32
@@ -96,7 +96,7 @@ class ExtractConfig:
     """Shards of a new store; None: single for ``local``, 4 for ``ray``."""
     ray_address: str | None = None
     annotations: str | None = None
-    """A format of :mod:`coinfeat.core.annotations` (or ``auto``): ``data`` holds whole photos with
+    """A format of :mod:`coinfeat.core.images.annotations` (or ``auto``): ``data`` holds whole photos with
     marked coins, cut into single-coin photos under ``cut_dir`` before embedding."""
     cut_dir: str | None = None
     """Where marked coins are cut to (default ``artifacts/crops/<data folder name>``)."""
@@ -226,7 +226,7 @@ def extract_features(
 
 def cut_annotated(data: str | Path, fmt: str, cut_dir: str | Path | None) -> tuple[Path, list[str]]:
     """Cut the coins marked on the photos of ``data`` into a class-folder dataset (see
-    :mod:`coinfeat.core.annotations`); returns its folder and a note per photo left out."""
+    :mod:`coinfeat.core.images.annotations`); returns its folder and a note per photo left out."""
     photos = read_annotations(data, fmt)
     out = Path(cut_dir) if cut_dir else DEFAULT_CROPS_DIR / Path(data).expanduser().resolve().name
     folder, problems = cut_coins(photos, out)
@@ -239,7 +239,7 @@ def make_distributor(cfg: ExtractConfig) -> Distributor:
     """Where the work runs: this process (``local``) or Ray actors (``ray``)."""
     if cfg.runner == "local":
         return SequentialDistributor()
-    from coinfeat.core.distributed import RayDistributor
+    from coinfeat.core.extraction.distributed import RayDistributor
 
     return RayDistributor(cfg.ray_address, cfg.workers)
 

@@ -1,11 +1,12 @@
 """The inference pipeline: reader (files -> decoded batches), mapper (batch -> vectors), writer
 (vectors -> store parts), composed by a :class:`Runner`; a distributor decides where the work runs.
 
-:class:`SequentialDistributor` runs it in this process; ``coinfeat.core.distributed.RayDistributor``
-hands batches to Ray actors that run the same runner's reader and mapper while this process
-writes. :func:`fill_store` is the one write path every stage that runs a network over many photos
-goes through (feature extraction, fine-tuning's activation cache): find what is already stored,
-run what is missing, commit each store folder, and never lose a finished batch.
+:class:`SequentialDistributor` runs it in this process;
+``coinfeat.core.extraction.distributed.RayDistributor`` hands batches to Ray actors that run the
+same runner's reader and mapper while this process writes. :func:`fill_store` is the one write path
+every stage that runs a network over many photos goes through (feature extraction, fine-tuning's
+activation cache): find what is already stored, run what is missing, commit each store folder, and
+never lose a finished batch.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from PIL import Image
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from coinfeat.core.augment import augment
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import DEFAULT_MAX_PIXELS, model_square, read_bytes
+from coinfeat.core.images.augment import augment
+from coinfeat.core.images.decode import DEFAULT_MAX_PIXELS, read_bytes
+from coinfeat.core.images.model_input import model_square
 from coinfeat.core.progress import progress_bar
 from coinfeat.core.runtime import default_threads, log
 from coinfeat.core.store import (
@@ -59,7 +61,7 @@ class Batch:
     images: np.ndarray  # (B, S, S, 3) float32, 0..255
     failures: list[tuple[str, str]]
     framing: list[str | None] = field(default_factory=list)
-    """Per key, how the photo was framed (:func:`coinfeat.core.crop.framed`); empty when unknown."""
+    """Per key, how the photo was framed (:func:`coinfeat.core.images.crop.framed`); empty when unknown."""
 
 
 class Mapper(Protocol):
@@ -77,7 +79,7 @@ class Writer(Protocol):
 
 
 class Augmenter(Protocol):
-    """Makes a view in two stages (:class:`coinfeat.core.augment.CameraViews`): ``scene`` on the
+    """Makes a view in two stages (:class:`coinfeat.core.images.augment.CameraViews`): ``scene`` on the
     decoded photo before it is framed, the call on the framed square; both seeded by the view's key."""
 
     def scene(self, img: Image.Image, key: str) -> Image.Image: ...

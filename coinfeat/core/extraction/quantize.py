@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.core.errors import CoinfeatError, DecodeError
-from coinfeat.core.images import load_image
+from coinfeat.core.images.model_input import load_image
 from coinfeat.core.store import usable
 
 DEFAULT_CALIBRATION = 200

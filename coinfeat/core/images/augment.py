@@ -91,7 +91,7 @@ def on_table(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     taken on) painted a random colour, keeping their shading and adding grain; unchanged when no
     coin or no paper is found. Neighbouring coins keep their colour: they are neither pale grey
     nor, mostly, paper-bright."""
-    from coinfeat.core.crop import find_central
+    from coinfeat.core.images.crop import find_central
 
     img = img.convert("RGB")
     coin = find_central(img)

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from coinfeat.core.crop import CROP_VERSION
 from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
 from coinfeat.core.finetune_record import FinetuneRecord
-from coinfeat.core.images import DECODER_VERSION, DEFAULT_IMAGE_SIZE
+from coinfeat.core.images.crop import CROP_VERSION
+from coinfeat.core.images.decode import DECODER_VERSION, DEFAULT_IMAGE_SIZE
 from coinfeat.core.runtime import import_keras, keras_cache_dir
 
 DEFAULT_BACKBONE = "efficientnetb0"

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from coinfeat.core.detect import Circle, central_coin
 from coinfeat.core.errors import DecodeError
-from coinfeat.core.images import decode, read_bytes
+from coinfeat.core.images.decode import decode, read_bytes
+from coinfeat.core.images.detect import Circle, central_coin
 
 CROPS = ("coin", "coin-balanced", "coin-masked", "none")
 """``coin``: :func:`coin_centred`; ``coin-balanced``: the photo white-balanced first

@@ -1,7 +1,7 @@
 """A Ray distributor: the same runner's reader and mapper run in a pool of Ray actors.
 
 Planning, locking, fingerprint checks and commits stay in the driver
-(:func:`coinfeat.core.pipeline.fill_store`); this module only decides where batches are decoded and
+(:func:`coinfeat.core.extraction.pipeline.fill_store`); this module only decides where batches are decoded and
 embedded. The work becomes a Ray Dataset; ``map_batches`` hands batches to ``workers`` actors,
 each of which receives the runner, opens its mapper (loads the frozen model) once, and decodes
 and embeds whole batches. The driver writes every finished batch with the runner's writer (for a
@@ -24,7 +24,7 @@ import numpy as np
 
 from coinfeat.core import errors
 from coinfeat.core.errors import CoinfeatError
-from coinfeat.core.pipeline import Batch, Runner, RunStats, WorkItem
+from coinfeat.core.extraction.pipeline import Batch, Runner, RunStats, WorkItem
 
 DEFAULT_SHARDS = 4
 

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from coinfeat.core.backbones import BackboneSpec, build_model
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.extraction.backbones import BackboneSpec, build_model
 from coinfeat.core.runtime import cache_dir, default_threads, import_tensorflow, log, quiet_native_output
 from coinfeat.core.store.atomic import atomic_write
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from coinfeat.core.crop import square_around
 from coinfeat.core.errors import CoinfeatError, DecodeError
-from coinfeat.core.images import IMAGE_EXTENSIONS, decode, read_bytes
+from coinfeat.core.images.crop import square_around
+from coinfeat.core.images.decode import IMAGE_EXTENSIONS, decode, read_bytes
 
 ANNOTATION_FORMATS = ("auto", "yolo", "labelme", "coco")
 CUT_SCALE = 1.3

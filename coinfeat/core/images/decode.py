@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -132,39 +131,6 @@ def fit_square(img: Image.Image, size: int = DEFAULT_IMAGE_SIZE, policy: str = "
 def to_model_input(img: Image.Image) -> np.ndarray:
     """An RGB image as the float32 array the backbone expects: H x W x 3, values 0..255."""
     return np.asarray(img, dtype=np.float32)
-
-
-def load_image(
-    source: str | Path | bytes,
-    size: int = DEFAULT_IMAGE_SIZE,
-    policy: str = "pad",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    crop: str = "none",
-) -> np.ndarray:
-    """Read, decode, frame (:func:`coinfeat.core.crop.frame`) and resize one image for the model;
-    raises :class:`DecodeError`."""
-    data = source if isinstance(source, bytes) else read_bytes(source)
-    return to_model_input(model_square(data, size, policy, max_pixels, crop)[0])
-
-
-def model_square(
-    data: bytes,
-    size: int,
-    policy: str,
-    max_pixels: int,
-    crop: str,
-    scene: Callable[[Image.Image], Image.Image] | None = None,
-) -> tuple[Image.Image, str | None]:
-    """Decode (at reduced scale where the crop allows), frame by ``crop`` and resize to the square
-    the model sees: the one preprocessing of extraction, ``predict`` and ``serve``. Also says how
-    the photo was framed (:func:`coinfeat.core.crop.framed`). ``scene`` changes the decoded photo
-    before it is framed (an augmented view's light and table)."""
-    from coinfeat.core.crop import framed
-
-    draft = size if crop == "none" else 4 * size  # a coin crop keeps only part of the photo
-    img = decode(data, draft_size=draft, max_pixels=max_pixels)
-    img, how = framed(scene(img) if scene else img, crop)
-    return fit_square(img, size, policy), how
 
 
 def data_url(img: Image.Image | bytes, image_format: str = "PNG", **save: object) -> str:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pandas as pd
 
-from coinfeat.core.datasets import Dataset, group_of
-from coinfeat.core.leakage import content_warnings
+from coinfeat.core.data.datasets import Dataset, group_of
+from coinfeat.core.data.leakage import content_warnings
+from coinfeat.core.data.splits import resolve_splits
 from coinfeat.core.runtime import default_threads
-from coinfeat.core.splits import resolve_splits
 from coinfeat.core.store import (
     ITEM_COLUMNS,
     OK,
@@ -21,11 +21,20 @@ from coinfeat.core.store import (
     Store,
 )
 
-if TYPE_CHECKING:
-    from coinfeat.core.extract import ExtractConfig
+
+class PlanSettings(Protocol):
+    """What planning reads of an extraction's settings
+    (:class:`~coinfeat.core.extraction.extract.ExtractConfig` has them
+    all), so planning never imports the command that uses it."""
+
+    group_regex: str | None
+    threads: int | None
+    split: tuple[float, float, float]
+    seed: int
+    augment: int
 
 
-def plan(dataset: Dataset, store: Store | None, cfg: ExtractConfig) -> tuple[pd.DataFrame, list[str]]:
+def plan(dataset: Dataset, store: Store | None, cfg: PlanSettings) -> tuple[pd.DataFrame, list[str]]:
     """One row per discovered file with its sha256 (reused when size and mtime are unchanged),
     group and split; unreadable files get status ``skipped`` and the reason."""
     items = dataset.items.copy()

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from coinfeat.core.backbones import BackboneSpec, fingerprint, resolve_backbone
-from coinfeat.core.engines import Engine, Network, open_engine
 from coinfeat.core.errors import CoinfeatError, DecodeError, FingerprintMismatch
+from coinfeat.core.extraction.backbones import BackboneSpec, fingerprint, resolve_backbone
+from coinfeat.core.extraction.engines import Engine, Network, open_engine
+from coinfeat.core.extraction.quantize import calibration_loader
 from coinfeat.core.heads.record import ExtractorRecord
-from coinfeat.core.images import DEFAULT_MAX_PIXELS, load_image
-from coinfeat.core.quantize import calibration_loader
+from coinfeat.core.images.decode import DEFAULT_MAX_PIXELS
+from coinfeat.core.images.model_input import load_image
 
 TTA_MODES = ("none", "rotations")
 DEFAULT_TTA = "rotations"

@@ -1,0 +1,1 @@
+"""Photos in: decoding, the coin crop, circle detection, augmented views and annotated photos."""
