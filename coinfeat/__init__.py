@@ -46,4 +46,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'coinfeat' has no attribute {name!r}")
 
 
-__all__ = ["CoinfeatError", "__version__", *_LAZY]
+__all__ = [
+    "CoinfeatError",
+    "CompareConfig",
+    "ExtractConfig",
+    "ExtractSummary",
+    "FinetuneConfig",
+    "Store",
+    "__version__",
+    "calibrate_unknown",
+    "compare_heads",
+    "count_coins",
+    "export_head",
+    "extract_features",
+    "find_duplicates",
+    "find_similar",
+    "fine_tune",
+    "fit_head",
+    "load_head",
+    "make_head",
+    "open_store",
+    "predict_images",
+    "write_report",
+]

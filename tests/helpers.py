@@ -216,3 +216,40 @@ def tiny_backbone() -> str:
 def tiny_config(**overrides):
     """:func:`small_config` on :func:`tiny_backbone`."""
     return small_config(**{"backbone": tiny_backbone(), **overrides})
+
+
+def raw_markdown(page: str) -> list[str]:
+    """The pieces of an HTML page's visible text that are Markdown left unrendered: table rows
+    (``| a | b |``), rules (``|---|``), ``**bold**``, backticks and ``#`` headings."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.chunks: list[str] = []
+            self.hidden = 0
+
+        def handle_starttag(self, tag, attrs):
+            self.hidden += tag in ("style", "script")
+
+        def handle_endtag(self, tag):
+            self.hidden -= tag in ("style", "script")
+
+        def handle_data(self, data):
+            if not self.hidden:
+                self.chunks.append(data)
+
+    parser = Text()
+    parser.feed(page)
+    found = []
+    for line in "\n".join(parser.chunks).splitlines():
+        text = line.strip()
+        if (
+            (text.startswith("|") and text.endswith("|") and text.count("|") >= 3)
+            or "|---" in text
+            or "**" in text
+            or "`" in text
+            or text.startswith("# ")
+        ):
+            found.append(text)
+    return found

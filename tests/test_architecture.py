@@ -90,3 +90,21 @@ def test_the_core_has_few_loose_modules_and_no_long_one():
         if (n := len(p.read_text().splitlines())) > 450
     }
     assert long == {}
+
+
+def test_every_lazy_name_of_the_package_is_public_and_resolves():
+    import coinfeat
+
+    assert set(coinfeat.__all__) == {"CoinfeatError", "__version__", *coinfeat._LAZY}
+    for name in coinfeat._LAZY:
+        assert callable(getattr(coinfeat, name)), name
+
+
+def test_every_head_documents_each_of_its_parameters():
+    from coinfeat.core.heads import head_types
+
+    shipped = {name: cls for name, cls in head_types().items() if cls.__module__.startswith("coinfeat.")}
+    assert {"dense", "logreg", "knn", "centroid"} <= set(shipped)
+    for name, cls in shipped.items():
+        missing = [key for key in cls.defaults if f"``{key}``" not in (cls.__doc__ or "")]
+        assert missing == [], f"{name} head's docstring lacks {missing}"

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import small_config, write_class_folders
+from helpers import raw_markdown, small_config, write_class_folders
 from PIL import Image
 
 from coinfeat import extract_features, open_store
@@ -44,6 +44,8 @@ def test_report_files_exist_open_and_agree(store, tmp_path):
     config = CompareConfig(heads=["logreg", "knn", "centroid"], top_k=[1, 2], cv=2, confusion_top=4)
     comparison = compare_heads(store, config, heads_dir=tmp_path / "heads")
     html_path = write_report(comparison, tmp_path)
+    assert raw_markdown(html_path.read_text()) == []
+    assert "<b>Use <code>" in html_path.read_text()
     for name in (
         "report.md",
         "report.html",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import pile
+from helpers import pile, raw_markdown
 
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.images.annotations import Mark
@@ -122,3 +122,30 @@ def test_report_files_name_the_worst_photo_first(tmp_path):
     assert rows[0].startswith("| a.jpg"), "worst first"
     text = html.read_text()
     assert text.count("data:image/jpeg;base64,") == 1, "a.jpg drawn; b.jpg cannot be read and is left out"
+    assert raw_markdown(text) == []
+    assert text.count("<table") == 2 and "<td>a.jpg</td>" in text
+
+
+def test_raw_markdown_is_found_in_a_page():
+    page = "<p>x</p><pre>| figure | value |\n|---|---|\n| coins | 3 |</pre><p>**Use** `dense`</p>"
+    assert len(raw_markdown(page)) == 4
+    assert raw_markdown("<style>a{b:c}</style><table><tr><td>3</td></tr></table><p>fine | text</p>") == []
+
+
+def test_labels_of_drawn_photos_are_readable_at_the_shown_size(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from coinfeat.counting.annotate import label_font
+    from coinfeat.counting.scorecard import SHOWN_WIDTH, _drawn
+
+    photo = tmp_path / "big.jpg"
+    pile([(800, 600, 200)], size=(4000, 3000)).save(photo)
+    result = PhotoCount(str(photo), coins=[_coin(1, 800, 600, 400, "2e", 0.9)])
+    [scored] = score([result], {"big.jpg": PhotoTruth(marks=[Mark("1e", (600, 400, 1000, 800))])}).photos
+    data = _drawn(scored, result)
+    with Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))) as shown:
+        assert max(shown.size) == SHOWN_WIDTH
+        assert label_font(shown.width).size >= 16

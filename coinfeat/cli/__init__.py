@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,7 +13,7 @@ from coinfeat import __version__
 from coinfeat.cli import compare, count, demo, export, extract, finetune, fit_head, predict, serve, similar
 from coinfeat.core.errors import CoinfeatError
 
-EPILOG = "Run `coinfeat COMMAND --help` for a command's options. Docs: README.md."
+EPILOG = "Run `coinfeat COMMAND --help` for a command's options. Manual: docs/ (mkdocs serve)."
 COMMANDS = (extract, fit_head, predict, compare, count, similar, finetune, export, serve, demo)
 
 
@@ -36,6 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(commands)
     return parser
+
+
+def command_help(name: str, width: int = 100) -> str:
+    """What ``coinfeat NAME --help`` prints in a terminal ``width`` columns wide; the manual's command
+    reference is made from it, so the two cannot drift apart."""
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        parser = build_parser()
+        if name == "coinfeat":
+            return parser.format_help()
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if name not in subparsers.choices:
+            raise CoinfeatError(f"no command {name!r}; commands: {', '.join(subparsers.choices)}")
+        return subparsers.choices[name].format_help()
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+def command_names() -> list[str]:
+    """The commands, in the order ``coinfeat --help`` lists them."""
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(subparsers.choices)
 
 
 def _configure_logging(debug: bool, quiet: bool) -> None:

@@ -30,6 +30,7 @@ from coinfeat.core.curves import plot_history
 from coinfeat.core.data.leakage import SUBSETS, twin_counts
 from coinfeat.core.images.decode import data_url
 from coinfeat.core.store import describe_extractor
+from coinfeat.core.tables import html_table, inline_markup, markdown_table
 
 
 def write_report(comparison: Comparison, out: str | Path) -> Path:
@@ -174,19 +175,6 @@ def leakage_frame(c: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
-
-
 def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
     tables = []
     if twin_counts(c.twins[c.eval_split])["twins"]:
@@ -283,20 +271,15 @@ def _inline_png(path: Path) -> str:
     return data_url(path.read_bytes()) if path.exists() else ""
 
 
-def _html_table(frame: pd.DataFrame) -> str:
-    cells = frame.map(lambda v: html.escape(_fmt(v)))
-    return cells.to_html(index=False, escape=False, border=0, classes="t")
-
-
 def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out: Path) -> str:
-    header = "".join(f"<p>{_md_bold(html.escape(line))}</p>" for line in _header_lines(c, metrics))
+    header = "".join(f"<p>{inline_markup(line)}</p>" for line in _header_lines(c, metrics))
     body = [
         f"<h1>Head comparison</h1>{header}",
-        _html_table(summary_frame(c)),
+        html_table(summary_frame(c)),
         f'<img alt="top-k" src="{_inline_png(out / "topk.png")}">',
     ]
     for title, table in _extra_tables(c):
-        body += [f"<h2>{html.escape(title)}</h2>", _html_table(table)]
+        body += [f"<h2>{html.escape(title)}</h2>", html_table(table)]
     body.append(f"<h2>Most confused pairs ({html.escape(c.best.name)})</h2>")
     if pairs.empty:
         body.append("<p>No confusions.</p>")
@@ -334,11 +317,6 @@ def render_html(c: Comparison, metrics: dict[str, Any], pairs: pd.DataFrame, out
         f"<!doctype html><html><head><meta charset='utf-8'><title>coinfeat: head comparison</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
     )
-
-
-def _md_bold(text: str) -> str:
-    pieces = text.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(pieces)).replace("`", "")
 
 
 def json_text(document: Any) -> str:

@@ -18,16 +18,16 @@ def annotated(full: Image.Image, result: PhotoCount) -> Image.Image:
     scale = min(1.0, ANNOTATED_SIZE / max(full.size))
     image = full.resize((round(full.width * scale), round(full.height * scale))) if scale < 1 else full.copy()
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(14, image.width // 70))
+    font = label_font(image.width)
     for coin in result.coins:
         x, y, r = coin.x * scale, coin.y * scale, coin.diameter_px * scale / 2
         colour = UNKNOWN_COLOUR if coin.unknown else DOUBTFUL_COLOUR if coin.doubtful else KNOWN_COLOUR
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(3, image.width // 400))
-        _label(draw, (x, y + r + 2), _coin_text(coin), font, colour)
+        label(draw, (x, y + r + 2), _coin_text(coin), font, colour)
     headline = f"{len(result.coins)} coins, total {format_range(result.total, result.doubts)}"
     if not result.pretrained:
         headline += " (NOT PRETRAINED weights: meaningless)"
-    _label(draw, (8, 8), headline, font, (0, 0, 0), anchor="la")
+    label(draw, (8, 8), headline, font, (0, 0, 0), anchor="la")
     return image
 
 
@@ -39,7 +39,13 @@ def _coin_text(coin: Coin) -> str:
     return f"{coin.number}: {coin.name} {coin.probability:.0%}"
 
 
-def _label(
+def label_font(width: int) -> ImageFont.FreeTypeFont:
+    """A font for labels on a picture ``width`` px wide, readable when a page shows the picture at
+    800 px or more (about 16 px there)."""
+    return ImageFont.load_default(size=max(16, round(width / 50)))
+
+
+def label(
     draw: ImageDraw.ImageDraw,
     at: tuple[float, float],
     text: str,
@@ -47,6 +53,7 @@ def _label(
     colour: tuple[int, int, int],
     anchor: str = "ma",
 ) -> None:
+    """``text`` on a white box at ``at`` (``anchor`` as Pillow's), so it reads on any photo."""
     box = draw.textbbox(at, text, font=font, anchor=anchor)
     draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(255, 255, 255))
     draw.text(at, text, fill=colour, font=font, anchor=anchor)

@@ -26,6 +26,8 @@ from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.heads.record import read_head_record
 from coinfeat.core.images.annotations import Mark, detect_format, read_annotations
 from coinfeat.core.images.decode import data_url, decode, read_bytes
+from coinfeat.core.tables import cell_text, html_table, markdown_table
+from coinfeat.counting.annotate import label, label_font
 from coinfeat.counting.count import count_coins
 from coinfeat.counting.money import face_value
 from coinfeat.counting.results import PhotoCount
@@ -33,6 +35,9 @@ from coinfeat.counting.results import PhotoCount
 MATCH_IOU = 0.5
 TRUTH_CSV = "truth.csv"
 WORST_SHOWN = 8
+SHOWN_WIDTH = 1000
+"""Pixels across a drawn photo of the report (its page is at most 1,100 px wide)."""
+_GREEN, _ORANGE, _RED, _BLUE = (0, 150, 50), (235, 120, 0), (220, 0, 0), (0, 90, 255)
 
 
 @dataclass
@@ -320,89 +325,96 @@ def write_report(card: Scorecard, results: list[PhotoCount], out: str | Path) ->
     """``report.md`` and a self-contained ``report.html`` (the worst photos drawn inline) in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = card.summary()
     rows = sorted(card.photos, key=lambda p: -p.badness)
-    table = _table(rows)
-    notes = [f"Note: {n}" for n in card.notes]
+    figures, photos = _summary_frame(card.summary()), _photos_frame(rows)
     lines = [
         "# Counting scorecard",
         "",
-        *notes,
+        *[f"Note: {n}" for n in card.notes],
         "",
-        _summary_table(summary),
+        markdown_table(figures),
         "",
         "## Photos, worst first",
         "",
-        table,
+        markdown_table(photos),
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     by_path = {r.path: r for r in results}
-    figures = []
+    drawn = []
     for photo in rows[:WORST_SHOWN]:
         picture = _drawn(photo, by_path.get(photo.photo))
         if picture is not None:
-            figures.append(
+            drawn.append(
                 f"<figure><img src='{picture}'><figcaption>{html.escape(photo.photo)}</figcaption></figure>"
             )
     page = (
         "<!doctype html><meta charset='utf-8'><title>Counting scorecard</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
+        "img{max-width:100%}table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+        "td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}</style>"
         f"<h1>Counting scorecard</h1>{''.join(f'<p><b>Note:</b> {html.escape(n)}</p>' for n in card.notes)}"
-        f"<pre>{html.escape(_summary_table(summary))}</pre>"
+        f"{html_table(figures)}"
         "<p>Drawn: green, a found coin of the right class; orange, right place but wrong class "
         "(found / true); red, a coin found where there is none; blue, a true coin not found.</p>"
-        f"<h2>The worst photos</h2>{''.join(figures)}<h2>All photos</h2><pre>{html.escape(table)}</pre>"
+        f"<h2>The worst photos</h2>{''.join(drawn)}<h2>All photos, worst first</h2>{html_table(photos)}"
     )
     (out / "report.html").write_text(page)
     return out / "report.md", out / "report.html"
 
 
-def _summary_table(summary: dict[str, Any]) -> str:
-    fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    return "\n".join(
-        ["| figure | value |", "|---|---|", *[f"| {k} | {fmt(v)} |" for k, v in summary.items()]]
+def _summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame({"figure": list(summary), "value": [cell_text(v) for v in summary.values()]})
+
+
+def _photos_frame(rows: list[PhotoScore]) -> pd.DataFrame:
+    def note(p: PhotoScore) -> str:
+        wrong = ", ".join(f"#{w['coin']} {w['found']} (is {w['true']})" for w in p.wrong_class)
+        return "; ".join(filter(None, [p.error, wrong, *p.notes]))
+
+    return pd.DataFrame(
+        {
+            "photo": [Path(p.photo).name for p in rows],
+            "true": [p.true for p in rows],
+            "found": [p.found for p in rows],
+            "matched": [cell_text(p.matched) for p in rows],
+            "right class": [cell_text(p.right_class) for p in rows],
+            "count error": [f"{p.count_error:+d}" for p in rows],
+            "value true": ["n/a" if p.value_true is None else f"{p.value_true:.2f}" for p in rows],
+            "value found": [f"{p.value_found:.2f}" for p in rows],
+            "note": [note(p) for p in rows],
+        },
+        columns=[
+            "photo",
+            "true",
+            "found",
+            "matched",
+            "right class",
+            "count error",
+            "value true",
+            "value found",
+            "note",
+        ],
     )
 
 
-def _table(rows: list[PhotoScore]) -> str:
-    lines = [
-        "| photo | true | found | matched | right class | count error | value true | value found | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in rows:
-        value_true = "n/a" if p.value_true is None else f"{p.value_true:.2f}"
-        wrong = ", ".join(f"#{w['coin']} {w['found']} (is {w['true']})" for w in p.wrong_class)
-        note = "; ".join(filter(None, [p.error, wrong, *p.notes]))
-        matched = "n/a" if p.matched is None else p.matched
-        right = "n/a" if p.right_class is None else p.right_class
-        lines.append(
-            f"| {Path(p.photo).name} | {p.true} | {p.found} | {matched} | {right} | {p.count_error:+d} | "
-            f"{value_true} | {p.value_found:.2f} | {note} |"
-        )
-    return "\n".join(lines)
-
-
 def _drawn(photo: PhotoScore, result: PhotoCount | None) -> str | None:
-    """The photo with its scored coins drawn, as a JPEG data URL (None if it cannot be read)."""
+    """The photo with its scored coins drawn, as a JPEG data URL (None if it cannot be read),
+    at the width the report shows it, so the labels are readable there."""
     try:
         img = decode(read_bytes(photo.photo))
     except DecodeError:
         return None
+    scale = min(1.0, SHOWN_WIDTH / max(img.size))
+    img = img.resize((round(img.width * scale), round(img.height * scale))) if scale < 1 else img
     draw = ImageDraw.Draw(img)
-    width = max(2, round(max(img.size) / 300))
-    wrong = {w["coin"] for w in photo.wrong_class}
+    font = label_font(img.width)
+    wrong = {w["coin"]: w["true"] for w in photo.wrong_class}
     for coin in result.counted if result else []:
-        colour = (
-            (230, 0, 0)
-            if coin.number in photo.false_coins
-            else (255, 140, 0)
-            if coin.number in wrong
-            else (0, 170, 60)
-        )
-        draw.ellipse(_box(coin), outline=colour, width=width)
-        draw.text((coin.x, coin.y), coin.label, fill=colour)
+        colour = _RED if coin.number in photo.false_coins else _ORANGE if coin.number in wrong else _GREEN
+        x0, y0, x1, y1 = (v * scale for v in _box(coin))
+        draw.ellipse((x0, y0, x1, y1), outline=colour, width=3)
+        text = f"{coin.label} / {wrong[coin.number]}" if coin.number in wrong else coin.label
+        label(draw, ((x0 + x1) / 2, y1 + 2), text, font, colour)
     for box in photo.missed:
-        draw.rectangle(box, outline=(0, 90, 255), width=width)
-    img.thumbnail((800, 800))
-    return data_url(img, "JPEG", quality=82)
+        draw.rectangle([v * scale for v in box], outline=_BLUE, width=3)
+    return data_url(img, "JPEG", quality=85)

@@ -16,6 +16,13 @@ CENTROIDS_FILE = "centroids.npy"
 
 @register
 class CentroidHead(Head):
+    """Nearest class mean by cosine, softmax over the similarities: ``make_head("centroid")``.
+
+    Parameters (keywords of ``make_head``, ``--param key=value``):
+
+    - ``temperature``: softmax temperature over cosine similarities; default 0.05
+    """
+
     name = "centroid"
     summary = "nearest class mean (cosine), softmax over similarities"
     defaults: ClassVar[dict[str, Any]] = {"temperature": 0.05}

@@ -25,6 +25,20 @@ SEED = 0
 
 @register
 class DenseHead(Head):
+    """A small Keras MLP on the vectors: ``make_head("dense", epochs=50)`` or ``--type dense``.
+
+    Parameters (keywords of ``make_head``, ``--param key=value``):
+
+    - ``epochs``: most epochs (early stopping usually ends sooner); default 100
+    - ``batch_size``: vectors per step; default 32
+    - ``learning_rate``: Adam's step; default 1e-3
+    - ``dropout``: after each hidden layer; default 0.3
+    - ``hidden``: hidden layer widths, comma separated; default "256,128"
+    - ``patience``: epochs without val-loss gain before stopping (the best weights are restored); default 5
+    - ``min_delta``: smallest val-loss drop that counts as a gain; default 1e-3
+    - ``class_weight``: "balanced" (every class weighs the same) or "none"; default "balanced"
+    """
+
     name = "dense"
     summary = "Keras MLP 256-128 with dropout, class weights and early stopping"
     defaults: ClassVar[dict[str, Any]] = {

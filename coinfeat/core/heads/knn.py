@@ -23,6 +23,22 @@ WEIGHTINGS = ("uniform", "distance", "softmax")
 
 @register
 class KnnHead(IncrementalHead):
+    """k nearest neighbours over L2-normalised vectors (FAISS, cosine); grows with ``add``.
+
+    Parameters (keywords of ``make_head``, ``--param key=value``):
+
+    - ``k``: neighbours that vote; default 10
+    - ``weights``: "uniform", "distance" or "softmax" (of similarity / temperature); default "softmax"
+    - ``temperature``: softmax temperature for "softmax" votes; default 0.05
+    - ``index``: "flat" (exact), "ivf", "hnsw" or "ivfpq" (compressed, millions of vectors); default "flat"
+    - ``nlist``: ivf/ivfpq clusters; default 100
+    - ``nprobe``: ivf/ivfpq clusters searched per query; default 10
+    - ``hnsw_m``: hnsw graph degree; default 32
+    - ``ef_search``: hnsw search breadth; default 64
+    - ``sample``: vectors an ivf/ivfpq index is trained on; default 100000
+    - ``chunk``: rows added to the index at a time (bounded memory); default 50000
+    """
+
     name = "knn"
     summary = "k nearest neighbours (FAISS, cosine); add new photos without refitting"
     keras_refusal = (

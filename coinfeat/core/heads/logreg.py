@@ -25,6 +25,15 @@ PICKLED_FILE = "model.joblib"
 
 @register
 class LogRegHead(Head):
+    """Multinomial logistic regression behind a standard scaler: ``make_head("logreg", C=0.5)``.
+
+    Parameters (keywords of ``make_head``, ``--param key=value``):
+
+    - ``C``: inverse regularisation strength; default 1.0
+    - ``class_weight``: "balanced" (every class weighs the same) or "none"; default "balanced"
+    - ``max_iter``: solver iterations; default 2000
+    """
+
     name = "logreg"
     summary = "logistic regression (scikit-learn) on standardised vectors"
     defaults: ClassVar[dict[str, Any]] = {"C": 1.0, "class_weight": "balanced", "max_iter": 2000}
