@@ -117,3 +117,52 @@ def test_drop_conflicts_leaves_out_photos_filed_under_two_labels(leaky_store, tm
     )
     assert len(comparison.splits["train"]) == 11
     assert any("left out 2 train and 0 val" in note for note in comparison.notes)
+
+
+def test_conflict_pairs_by_hand():
+    from coinfeat.core.data.leakage import conflict_pairs
+
+    items = pd.DataFrame(
+        {
+            "path": ["tr/a1", "tr/b1", "te/a1", "va/c1", "tr/c9", "te/x"],
+            "sha256": ["h1", "h1", "h2", "h3", "h4", "h5"],
+            "label": ["a", "b", "a", "c", "c", "d"],
+            "split": ["train", "train", "test", "val", "train", "test"],
+            "status": "ok",
+            "view": 0,
+        }
+    )
+    X = np.eye(6, dtype=np.float32)
+    X[3] = X[4] = [0, 0, 0, 1, 1, 0]  # va/c1 is a near twin of tr/c9 (cosine 1)
+    X[2] = X[0]  # te/a1 looks like tr/a1 but is filed under the same label: a cross-split twin
+    pairs = conflict_pairs(items, X).sort_values("path_b").reset_index(drop=True)
+    assert pairs[["kind", "path_a", "label_a", "path_b", "label_b", "split_b"]].values.tolist() == [
+        ["cross-split twin", "tr/a1", "a", "te/a1", "a", "test"],
+        ["label conflict", "tr/a1", "a", "tr/b1", "b", "train"],
+        ["cross-split twin", "tr/c9", "c", "va/c1", "c", "val"],
+    ]
+
+
+@pytest.mark.slow
+def test_extraction_lists_label_conflicts_and_cross_split_copies_in_a_csv(tmp_path):
+    from coinfeat.core.data.leakage import CONFLICTS_FILE
+
+    data = tmp_path / "data"
+    for k, label in enumerate("ab"):
+        for split, base in (("train", 0), ("test", 500)):
+            (data / split / label).mkdir(parents=True)
+            for i in range(3):
+                photo(base + 100 * k + i).save(data / split / label / f"{split[:2]}{label}{i}_0.jpg")
+    shutil.copy(data / "train/a/tra0_0.jpg", data / "train/b/filed_twice_0.jpg")
+    shutil.copy(data / "train/b/trb1_0.jpg", data / "test/b/copy_0.jpg")
+    summary = extract_features(data, tmp_path / "store", small_config(image_size=32))
+    listed = pd.read_csv(tmp_path / "store" / CONFLICTS_FILE)
+    conflicts = listed[listed["kind"].eq("label conflict")]
+    assert {conflicts["path_a"].iloc[0], conflicts["path_b"].iloc[0]} == {
+        "train/a/tra0_0.jpg",
+        "train/b/filed_twice_0.jpg",
+    }
+    assert set(conflicts[["label_a", "label_b"]].iloc[0]) == {"a", "b"}
+    crossing = listed[listed["kind"].eq("cross-split twin") & listed["path_b"].eq("test/b/copy_0.jpg")]
+    assert crossing["path_a"].tolist() == ["train/b/trb1_0.jpg"]
+    assert any(CONFLICTS_FILE in note and "1 label conflict" in note for note in summary.notes)

@@ -121,3 +121,80 @@ def identical_copies(
     photos = items[usable(items)]
     seen = set(photos.loc[photos["split"].isin(against), "sha256"])
     return int(photos.loc[photos["split"].eq(evaluated), "sha256"].isin(seen).sum())
+
+
+CONFLICTS_FILE = "label-conflicts.csv"
+"""Written into a store's folder by ``extract-features``: the pairs a person should look at."""
+CONFLICT_COLUMNS = ["kind", "path_a", "label_a", "split_a", "path_b", "label_b", "split_b", "similarity"]
+LABEL_CONFLICT, CROSS_SPLIT = "label conflict", "cross-split twin"
+
+
+def conflict_pairs(
+    items: pd.DataFrame, X: np.ndarray | None = None, threshold: float = TWIN_THRESHOLD
+) -> pd.DataFrame:
+    """Pairs of photos to act on, one row each (:data:`CONFLICT_COLUMNS`): identical photos (same
+    sha256) filed under two labels (``label conflict``), and val or test photos with an identical
+    or, given the vectors ``X`` (rows of ``items``), near-identical copy among the train photos
+    (``cross-split twin``: it inflates accuracy). A pair that is both is listed as a label conflict."""
+    photos = items[usable(items)]
+    rows = []
+    for _, group in photos[photos.duplicated("sha256", keep=False)].groupby("sha256", sort=False):
+        group = group.sort_values("split", key=lambda split: split.ne("train"), kind="stable")
+        first = group.iloc[0]
+        for _, other in group.iloc[1:].iterrows():
+            if other["label"] != first["label"]:
+                rows.append(_pair(LABEL_CONFLICT, first, other, 1.0))
+            elif other["split"] != first["split"]:
+                rows.append(_pair(CROSS_SPLIT, first, other, 1.0))
+    if X is not None:
+        rows += _near_cross_split(photos, X, threshold)
+    return pd.DataFrame(rows, columns=CONFLICT_COLUMNS)
+
+
+def _pair(kind: str, a: pd.Series, b: pd.Series, similarity: float) -> dict:
+    return {
+        "kind": kind,
+        "path_a": a["path"],
+        "label_a": a["label"],
+        "split_a": a["split"],
+        "path_b": b["path"],
+        "label_b": b["label"],
+        "split_b": b["split"],
+        "similarity": round(float(similarity), 4),
+    }
+
+
+def _near_cross_split(photos: pd.DataFrame, X: np.ndarray, threshold: float) -> list[dict]:
+    """Val and test photos whose nearest train photo is near-identical (not the same file)."""
+    train = photos[photos["split"].eq("train")]
+    evaluated = photos[photos["split"].isin(["val", "test"])]
+    if train.empty or evaluated.empty:
+        return []
+    twins = find_twins(
+        X[train.index.to_numpy()],
+        train,
+        X=X[evaluated.index.to_numpy()],
+        items=evaluated,
+        threshold=threshold,
+    )
+    where = {path: position for position, path in enumerate(train["path"])}
+    near = twins["twin_kind"].eq(NEAR).to_numpy()
+    pairs = []
+    for (_, photo), twin, similarity in zip(
+        evaluated[near].iterrows(), twins["twin"][near], twins["twin_similarity"][near]
+    ):
+        original = train.iloc[where[twin]]
+        kind = LABEL_CONFLICT if original["label"] != photo["label"] else CROSS_SPLIT
+        pairs.append(_pair(kind, original, photo, similarity))
+    return pairs
+
+
+def conflict_summary(pairs: pd.DataFrame) -> str | None:
+    """One line for the extraction summary, or None when there is nothing to act on."""
+    if pairs.empty:
+        return None
+    counts = pairs["kind"].value_counts()
+    return (
+        f"{counts.get(LABEL_CONFLICT, 0)} label conflict(s) and {counts.get(CROSS_SPLIT, 0)} cross-split "
+        "twin(s)"
+    )

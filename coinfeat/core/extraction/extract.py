@@ -23,6 +23,7 @@ import pandas as pd
 
 from coinfeat import __version__
 from coinfeat.core.data.datasets import Dataset, discover
+from coinfeat.core.data.leakage import CONFLICTS_FILE, conflict_pairs, conflict_summary
 from coinfeat.core.data.splits import DEFAULT_FRACTIONS
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extraction.backbones import BackboneSpec, fingerprint, resolve_backbone
@@ -48,6 +49,7 @@ from coinfeat.core.store import (
     Layout,
     Manifest,
     Store,
+    atomic_write,
     augment_record,
     item_keys,
     manifest_counts,
@@ -201,6 +203,7 @@ def extract_features(
             limit=cfg.limit,
             partitions=cfg.partitions,
         )
+        notes = [*notes, *write_conflicts(out)]
     if layout.sharded:
         notes = [*notes, f"sharded store: {len(layout.dirs)} shards, runner {cfg.runner}"]
     check = int8_record(spec) if int8 else None
@@ -222,6 +225,19 @@ def extract_features(
         seconds=time.perf_counter() - started,
         crop=cfg.crop,
     )
+
+
+def write_conflicts(out: Path) -> list[str]:
+    """List label conflicts and cross-split twins of the committed store in ``out`` in
+    :data:`~coinfeat.core.data.leakage.CONFLICTS_FILE` (removed when there are none); a note says where."""
+    store = open_committed(out)
+    target = out / CONFLICTS_FILE
+    pairs = conflict_pairs(store.items, store.embeddings) if store is not None else None
+    if pairs is None or pairs.empty:
+        target.unlink(missing_ok=True)
+        return []
+    atomic_write(target, pairs.to_csv(index=False))
+    return [f"{conflict_summary(pairs)} listed in {target}: fix the labels or the splits"]
 
 
 def cut_annotated(data: str | Path, fmt: str, cut_dir: str | Path | None) -> tuple[Path, list[str]]:
