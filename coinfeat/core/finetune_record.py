@@ -49,6 +49,8 @@ class FinetuneRecord:
     photos: dict[str, Any]
     """Counts and a hash of the sorted sha256 of the train and val photos; test is never used."""
     seconds: dict[str, float] = field(default_factory=dict)
+    plan: dict[str, Any] | None = None
+    """What the time budget chose (cut, views, rows per epoch) and why; None in older records."""
     coinfeat_version: str = ""
     created: str = ""
     format_version: int = FORMAT_VERSION

@@ -71,13 +71,14 @@ def cache_items(store: Store, views: int) -> pd.DataFrame:
     return with_views(photos[ITEM_COLUMNS].reset_index(drop=True), views)
 
 
-def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: FinetuneConfig):
+def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, views: int, cfg: FinetuneConfig):
     """Fill ``<store>/activations/<cut>/`` with the lower part's output for :func:`cache_items`
-    (computing only rows not cached yet) and return it opened, with what the run did."""
+    with ``views`` views (computing only rows not cached yet) and return it opened, with what the
+    run did."""
     folder = store.path / ACTIVATIONS / cut
     make_writable_dir(folder)
     fp = activation_fingerprint(store.fingerprint, cut)
-    items = cache_items(store, max(cfg.views, _cached_views(folder, fp)))  # fewer views drop nothing
+    items = cache_items(store, max(views, cached_views(store, cut)))  # fewer views drop nothing
     row_shape = tuple(int(n) for n in lower.output.shape[1:])
     _check_space(folder, len(items) * int(np.prod(row_shape)) * 2)
     threads = cfg.threads or default_threads()
@@ -135,7 +136,9 @@ def build_cache(store: Store, spec: BackboneSpec, *, lower: Any, cut: str, cfg: 
     return open_store(folder), filled
 
 
-def _cached_views(folder: Path, fp: str) -> int:
+def cached_views(store: Store, cut: str) -> int:
+    """Views per train photo already in the store's activation cache at ``cut`` (0: none)."""
+    folder, fp = store.path / ACTIVATIONS / cut, activation_fingerprint(store.fingerprint, cut)
     manifest = read_manifest(folder)
     if not manifest or manifest.fingerprint != fp:
         return 0

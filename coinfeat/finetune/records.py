@@ -25,7 +25,10 @@ class FinetuneConfig:
     """Every option of ``fine-tune``; the defaults are the CLI's."""
 
     cut: str | None = None
-    views: int = 6
+    """Where the trained part starts; None: the backbone's default, moved up a stage when the time
+    budget cannot train it on a large collection (:mod:`coinfeat.finetune.budget`)."""
+    views: int | None = None
+    """Cached views per train photo; None: 6, fewer when the budget cannot cache them all."""
     epochs: int = 5
     learning_rate: float = 2e-4
     """Adam's step; 2e-4 with the weight average (1e-4 before it: BENCHMARKS.md "Learning rate")."""
@@ -54,7 +57,7 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise CoinfeatError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.views < 0:
+        if self.views is not None and self.views < 0:
             raise CoinfeatError("--views must be 0 or more")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise CoinfeatError("--max-minutes must be more than 0 (0 on the command line: no budget)")
@@ -104,7 +107,9 @@ def _photo_set(items: pd.DataFrame) -> dict[str, Any]:
     return {"photos": len(items), "sha256_of_sorted_sha256": digest}
 
 
-def make_record(store, spec, cut, cfg, train, val, history, figures, stopped_by: str) -> FinetuneRecord:
+def make_record(
+    store, spec, cut, cfg, train, val, history, figures, stopped_by: str, plan=None
+) -> FinetuneRecord:
     """``finetune.json`` of a finished training (seconds are filled in as stages end)."""
     best = int(np.argmin(history["val_loss"])) + 1
     mode = "end to end" if cfg.full else f"above {cut}"
@@ -115,7 +120,8 @@ def make_record(store, spec, cut, cfg, train, val, history, figures, stopped_by:
         base={"fingerprint": store.fingerprint, "backbone": spec.describe(), "store": str(store.path)},
         cut=None if cfg.full else cut,
         mode="full" if cfg.full else "cached",
-        views=0 if cfg.full else cfg.views,
+        views=plan.views if plan else 0,
+        plan=plan.to_dict() if plan else None,
         augmentation=asdict(FINETUNE_VIEWS),
         epochs_run=len(history["loss"]),
         best_epoch=best,

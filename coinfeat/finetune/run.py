@@ -38,7 +38,20 @@ from coinfeat.core.store import (
     atomic_write,
     open_store,
 )
-from coinfeat.finetune.cache import build_cache
+from coinfeat.finetune.budget import (
+    CACHE_SHARE,
+    DEFAULT_VIEWS,
+    MIN_EPOCHS,
+    FinetunePlan,
+    affordable_views,
+    higher_cut,
+    is_large,
+    rows_per_epoch,
+    seconds_left,
+    train_seconds_per_row,
+    training_fits,
+)
+from coinfeat.finetune.cache import build_cache, cached_views
 from coinfeat.finetune.network import classifier, full_network, resolve_cut, split_network
 from coinfeat.finetune.records import (
     DEFAULT_FINETUNED_DIR,
@@ -88,21 +101,17 @@ def finetune(
     base = base_network(spec)
     classes = np.unique(train["label"].to_numpy(dtype=str))
     seconds: dict[str, float] = {}
-    cut, cache_rows, cache_reused, measured = None, 0, 0, None
+    plan, cache_rows, cache_reused, measured = None, 0, 0, None
     if cfg.full:
         model = classifier(keras, full_network(keras, spec, base), len(classes), cfg.dropout)
         data = photo_batches(store, spec, train, val, classes, cfg)
     else:
-        cut = resolve_cut(spec, base, cfg.cut, store.manifest.crop)
-        lower, upper = split_network(keras, spec, base, cut)
         t0 = time.perf_counter()
-        cache, filled = build_cache(store, spec, lower=lower, cut=cut, cfg=cfg)
+        plan, model, data, cache_rows, cache_reused, measured = _cached_setup(
+            keras, store, spec, base, train, classes, cfg, started
+        )
         seconds["cache"] = round(time.perf_counter() - t0, 2)
-        cache_rows, cache_reused = len(filled.final), len(filled.final) - filled.stats.embedded
-        if filled.stats.embedded >= MEASURED_ROWS:
-            measured = seconds["cache"] / filled.stats.embedded
-        model = classifier(keras, upper, len(classes), cfg.dropout)
-        data = cached_batches(cache, classes, cfg)
+    cut = plan.cut if plan else None
     cfg = _averaging_for(cfg, steps_per_epoch=len(data[0]))
     t0 = time.perf_counter()
     deadline = _training_deadline(store, cfg, started, measured)
@@ -113,7 +122,7 @@ def finetune(
     seconds["per_epoch"] = round(seconds["training"] / max(1, len(history["loss"])), 2)
     val_proba, val_truth = val_predictions(model, data[1])
     val_metrics = validation_figures(val_proba, val_truth, history)
-    record = make_record(store, spec, cut, cfg, train, val, history, val_metrics, stopped_by)
+    record = make_record(store, spec, cut, cfg, train, val, history, val_metrics, stopped_by, plan)
     record.seconds = seconds
     record.write(out)
     assemble(spec, base).save(out / "backbone.keras")
@@ -138,7 +147,7 @@ def finetune(
         store=str(new_store) if new_store else None,
         cut=cut,
         mode="full" if cfg.full else "cached",
-        views=0 if cfg.full else cfg.views,
+        views=plan.views if plan else 0,
         ema=cfg.ema,
         epochs_run=len(history["loss"]),
         best_epoch=record.best_epoch,
@@ -155,6 +164,87 @@ def finetune(
         notes=notes,
         answer_sets=calibrated,
     )
+
+
+def _cached_setup(keras, store: Store, spec: BackboneSpec, base: Any, train, classes, cfg, started: float):
+    """Cut, cache and batches of a cached fine-tune, within the time budget: on a large collection
+    the plan measures this machine, moves the cut up if even a few epochs cannot train it, caches
+    the photos first (their speed decides how many views fit) and sizes the epochs
+    (:mod:`coinfeat.finetune.budget`). Returns (plan, model, (train, val) batches, cache rows,
+    rows reused, seconds per computed cache row or None)."""
+    requested = DEFAULT_VIEWS if cfg.views is None else cfg.views
+    plan = FinetunePlan(cut=resolve_cut(spec, base, cfg.cut, store.manifest.crop), views=requested)
+    adapt = cfg.max_minutes is not None and is_large(len(train), requested)
+    lower, model = _split(keras, spec, base, plan.cut, len(classes), cfg)
+    computed, spent = 0, 0.0
+    if adapt:
+        lower, model = _choose_cut(
+            keras, spec, base, store, len(train), classes, cfg, started, plan, lower, model
+        )
+        t0 = time.perf_counter()
+        _, first = build_cache(store, spec, lower=lower, cut=plan.cut, views=0, cfg=cfg)
+        computed, spent = first.stats.embedded, time.perf_counter() - t0
+        plan.seconds_per_cache_row = spent / computed if computed >= MEASURED_ROWS else None
+        if cfg.views is None:
+            left = seconds_left(_training_deadline(store, cfg, started, plan.seconds_per_cache_row))
+            plan.views, why = affordable_views(
+                len(train),
+                seconds=left,
+                seconds_per_row=plan.seconds_per_cache_row or EMBED_SECONDS_PER_PHOTO,
+                requested=requested,
+                cached=cached_views(store, plan.cut),
+            )
+            _adopt(plan, why)
+    t0 = time.perf_counter()
+    cache, filled = build_cache(store, spec, lower=lower, cut=plan.cut, views=plan.views, cfg=cfg)
+    computed, spent = computed + filled.stats.embedded, spent + time.perf_counter() - t0
+    measured = spent / computed if computed >= MEASURED_ROWS else None
+    if adapt:
+        plan.train_rows = int((cache.items["split"].eq("train") & cache.items["view"].le(plan.views)).sum())
+        plan.rows_per_epoch, why = rows_per_epoch(
+            plan.train_rows,
+            seconds=seconds_left(_training_deadline(store, cfg, started, measured)),
+            seconds_per_row=plan.seconds_per_train_row,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+        )
+        _adopt(plan, why)
+    data = cached_batches(cache, classes, cfg, views=plan.views, rows_per_epoch=plan.rows_per_epoch)
+    return plan, model, data, len(filled.final), len(filled.final) - filled.stats.embedded, measured
+
+
+def _split(keras, spec: BackboneSpec, base: Any, cut: str, n_classes: int, cfg: FinetuneConfig):
+    """(lower part, trainable model above ``cut``)."""
+    lower, upper = split_network(keras, spec, base, cut)
+    return lower, classifier(keras, upper, n_classes, cfg.dropout)
+
+
+def _choose_cut(keras, spec, base, store, train_photos: int, classes, cfg, started, plan, lower, model):
+    """Measure a training row at the plan's cut; while a few epochs of one row per train photo do
+    not fit the training share of the budget (and ``--cut`` was not given), move one stage up."""
+    while True:
+        shape = tuple(
+            int(n) for n in lower.compute_output_shape((1, spec.image_size, spec.image_size, 3))[1:]
+        )
+        plan.seconds_per_train_row = train_seconds_per_row(keras, model, shape, len(classes), cfg.batch_size)
+        share = (1 - CACHE_SHARE) * seconds_left(_training_deadline(store, cfg, started, None))
+        higher = higher_cut(plan.cut, [layer.name for layer in base.layers]) if cfg.cut is None else None
+        if higher is None or training_fits(train_photos, share, plan.seconds_per_train_row, cfg.epochs):
+            return lower, model
+        _adopt(
+            plan,
+            f"cut moved up from {plan.cut} to {higher}: {min(cfg.epochs, MIN_EPOCHS)} epochs over the "
+            f"{train_photos} train photos would not fit the time budget at "
+            f"{plan.seconds_per_train_row * 1000:.1f} ms a row",
+        )
+        plan.cut = higher
+        lower, model = _split(keras, spec, base, higher, len(classes), cfg)
+
+
+def _adopt(plan: FinetunePlan, why: str | None) -> None:
+    if why:
+        plan.reasons.append(why)
+        log.info("fine-tune plan: %s", why)
 
 
 def _training_deadline(

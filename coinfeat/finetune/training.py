@@ -22,6 +22,7 @@ from coinfeat.core.store import (
     Store,
     atomic_write,
 )
+from coinfeat.finetune.budget import balanced_sample
 from coinfeat.finetune.records import FinetuneConfig
 
 EMA_START_SHARE = 0.1
@@ -49,16 +50,23 @@ def _batches_class(keras):
         """Batches read on demand (memory-mapped cache rows, or photos decoded per batch), so
         memory does not grow with the number of photos; train batches are reshuffled per epoch."""
 
-        def __init__(self, read, n: int, codes, weights, batch_size: int, shuffle: bool, seed: int) -> None:
+        def __init__(
+            self, read, n: int, codes, weights, batch_size: int, shuffle: bool, seed: int, sample=None
+        ) -> None:
             super().__init__()
             self.read, self.n, self.codes, self.weights = read, n, codes, weights
-            self.batch_size, self.shuffle = batch_size, shuffle
+            self.batch_size, self.shuffle, self.sample = batch_size, shuffle, sample
             self.epoch = 0
             self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(n) if shuffle else np.arange(n)
+            self.order = self._next_order()
+
+        def _next_order(self) -> np.ndarray:
+            if self.sample is not None:
+                return self.rng.permutation(balanced_sample(self.codes, self.sample, self.rng))
+            return self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
 
         def __len__(self) -> int:
-            return -(-self.n // self.batch_size)
+            return -(-len(self.order) // self.batch_size)
 
         def __getitem__(self, index: int):
             picked = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
@@ -70,29 +78,35 @@ def _batches_class(keras):
         def on_epoch_end(self) -> None:
             self.epoch += 1
             if self.shuffle:
-                self.order = self.rng.permutation(self.n)
+                self.order = self._next_order()
 
     return Batches
 
 
-def cached_batches(cache: Store, classes: np.ndarray, cfg: FinetuneConfig):
-    """(train, val) batches of cached activations: train photos and their views, val photos."""
+def cached_batches(
+    cache: Store, classes: np.ndarray, cfg: FinetuneConfig, *, views: int, rows_per_epoch: int | None = None
+):
+    """(train, val) batches of cached activations: train photos and their first ``views`` views,
+    val photos. With ``rows_per_epoch``, each train epoch is a fresh class-balanced sample of that
+    many rows (so no class weights); else every train row, with balanced class weights."""
     keras = import_keras()
     Batches = _batches_class(keras)
     out = []
-    for split, views in (("train", True), ("val", False)):
-        rows = cache.rows(split, include_views=views)
-        rows = rows[cache.items["view"].to_numpy()[rows] <= cfg.views]
+    for split, with_views in (("train", True), ("val", False)):
+        rows = cache.rows(split, include_views=with_views)
+        rows = rows[cache.items["view"].to_numpy()[rows] <= views]
         codes = np.searchsorted(classes, cache.items["label"].to_numpy(dtype=str)[rows])
         known = np.isin(cache.items["label"].to_numpy(dtype=str)[rows], classes)
         rows, codes = rows[known], codes[known]
-        weights = _balanced_weights(codes, len(classes)) if split == "train" else None
+        train = split == "train"
+        sample = rows_per_epoch if train else None
+        weights = _balanced_weights(codes, len(classes)) if train and sample is None else None
         array = cache.embeddings
 
         def read(picked, epoch, rows=rows, array=array):
             return np.asarray(array[rows[picked]], dtype=np.float32)
 
-        out.append(Batches(read, len(rows), codes, weights, cfg.batch_size, split == "train", cfg.seed))
+        out.append(Batches(read, len(rows), codes, weights, cfg.batch_size, train, cfg.seed, sample))
     return out[0], out[1]
 
 
