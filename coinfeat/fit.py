@@ -21,6 +21,7 @@ from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extraction.embedder import Embedder
 from coinfeat.core.extraction.extract import ExtractConfig, extract_features
 from coinfeat.core.heads import Head, IncrementalHead, load_head, make_head
+from coinfeat.core.heads.unknown import calibrate_rule
 from coinfeat.core.options import resolve
 from coinfeat.core.provenance import absolute_paths, check_compatible, provenance
 from coinfeat.core.store import MANIFEST, Store, open_store
@@ -122,6 +123,8 @@ def fit_head(
     }
     head.meta.val_accuracy = val_accuracy
     head.meta.dropped_conflicts = dropped
+    rule = calibrate_rule(head, X_val, val_items["label"])
+    head.meta.unknown = rule.to_dict() if rule else None
     head_dir = Path(out) if out else default_head_dir(store, head_type)
     head.save(head_dir)
     proba_val = head.predict_proba(X_val) if len(X_val) else np.zeros((0, len(head.classes_)))

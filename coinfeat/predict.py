@@ -20,7 +20,8 @@ from coinfeat.core.data.datasets import collect_photos
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.heads import load_head
-from coinfeat.core.metrics import label_parts, part_answers
+from coinfeat.core.heads.unknown import unknown_scores
+from coinfeat.core.metrics import label_parts, part_answers, set_answer
 from coinfeat.core.options import resolve
 from coinfeat.core.progress import progress_bar
 
@@ -42,6 +43,12 @@ class Prediction:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """For hierarchical display names ("1 Cent,Euro,spain"): each part's most likely value and its
     summed probability, e.g. {"country": {"value": "spain", "probability": 0.97}}."""
+    answer: str = ""
+    """The answer set in words, at the level its classes agree on ("denmark, Danish krone: 1 Krone
+    or 2 Kroner"; :func:`~coinfeat.core.metrics.set_answer`); the top class's name without sets."""
+    unknown: bool = False
+    """The head's unknown-coin rule (calibrated on val) says this is no coin type it learned."""
+    unknown_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +84,7 @@ def predict_images(
     embedder = Embedder(head.meta.extractor(head_dir), engine)
     names = head.meta.label_names
     parts = label_parts(head.classes_, names, None)
+    rule = head.meta.unknown_rule()
     results = []
     with progress_bar(
         total=len(photos), unit="img", desc="predicting", enabled=progress and len(photos) > BATCH
@@ -89,6 +97,11 @@ def predict_images(
             )
             by_path = dict(zip(embedded.paths, proba))
             sets = dict(zip(embedded.paths, calibration.sets(proba, cfg.confidence))) if calibration else {}
+            unknown = (
+                dict(zip(embedded.paths, unknown_scores(head, embedded.vectors, rule.score, proba)))
+                if rule
+                else {}
+            )
             for path, truth in chunk:
                 if path not in by_path:
                     results.append(
@@ -100,6 +113,7 @@ def predict_images(
                 scores = [round(float(by_path[path][i]), 4) for i in order]
                 named = [names.get(x, x) for x in labels]
                 answers = part_answers(by_path[path], parts)
+                answer_set = sets.get(path, [])
                 results.append(
                     Prediction(
                         path=path,
@@ -108,7 +122,10 @@ def predict_images(
                         probabilities=scores,
                         truth=truth,
                         parts=answers,
-                        answer_set=sets.get(path, []),
+                        answer_set=answer_set,
+                        answer=set_answer(answer_set or labels[:1], names, parts, head.classes_),
+                        unknown=bool(rule.is_unknown(unknown[path])) if rule else False,
+                        unknown_score=round(float(unknown[path]), 4) if rule else None,
                     )
                 )
             bar.update(len(chunk))
@@ -156,11 +173,14 @@ def write_predictions(results: list[Prediction], path: str | Path) -> Path:
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
             row.update({f"top{rank}_label": label, f"top{rank}_name": name, f"top{rank}_probability": prob})
         row["answer_set"] = " or ".join(r.answer_set)
+        row["answer"] = r.answer
+        row["unknown"] = r.unknown
         row["error"] = r.error
         rows.append(row)
     k = max((len(r.labels) for r in results), default=0)
     ranked = [f"top{n}_{part}" for n in range(1, k + 1) for part in ("label", "name", "probability")]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=["path", "truth", *ranked, "answer_set", "error"]).to_csv(path, index=False)
+    columns = ["path", "truth", *ranked, "answer_set", "answer", "unknown", "error"]
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
     return path

@@ -67,7 +67,14 @@ def coin_store(tmp_path_factory):
 
 
 def hurried(**overrides) -> FinetuneConfig:
-    options = {"epochs": 2, "patience": 2, "batch_size": 4, "progress": False, "engine": "keras", "embed": False}
+    options = {
+        "epochs": 2,
+        "patience": 2,
+        "batch_size": 4,
+        "progress": False,
+        "engine": "keras",
+        "embed": False,
+    }
     return FinetuneConfig(**{**options, **overrides})
 
 
@@ -111,7 +118,5 @@ def test_the_cut_moves_up_when_a_few_epochs_cannot_train_it(coin_store, tmp_path
     plan = json.loads((tmp_path / "out" / "finetune.json").read_text())["plan"]
     assert result.cut == plan["cut"] == "block5c_add"
     assert any("cut moved up from block4c_add to block5c_add" in why for why in plan["reasons"])
-    pinned = finetune(
-        coin_store, tmp_path / "pinned", hurried(views=1, max_minutes=2.0, cut="block4c_add")
-    )
+    pinned = finetune(coin_store, tmp_path / "pinned", hurried(views=1, max_minutes=2.0, cut="block4c_add"))
     assert pinned.cut == "block4c_add", "a cut given on the command line is kept"

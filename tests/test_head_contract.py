@@ -65,7 +65,15 @@ def test_metadata_cannot_overwrite_what_the_head_writes(tmp_path):
 def test_a_logreg_head_is_plain_arrays_and_a_tampered_file_is_refused(tmp_path):
     X, y = clusters()
     make_head("logreg").fit(X, y).save(tmp_path / "h")
-    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["head.json", "model.npz"]
+    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["head.json", "memory.npz", "model.npz"]
+    memory = (tmp_path / "h" / "memory.npz").read_bytes()
+    np.savez(
+        tmp_path / "h" / "memory.npz", prototypes=np.array([{"code": "run me"}], dtype=object), codes=[0]
+    )
+    with pytest.raises(CoinfeatError, match="damaged"):
+        load_head(tmp_path / "h")
+    (tmp_path / "h" / "memory.npz").write_bytes(memory)
+    load_head(tmp_path / "h")
     np.savez(tmp_path / "h" / "model.npz", weights=np.array([{"code": "run me"}], dtype=object), bias=[0])
     with pytest.raises(CoinfeatError, match="damaged"):
         load_head(tmp_path / "h")

@@ -86,6 +86,24 @@ def add_parser(commands) -> None:
         "differ only by the numeral)",
     )
     p.add_argument(
+        "--open-set",
+        type=int,
+        default=0,
+        metavar="K",
+        help="hold K classes (seeded) out of training as unknown coins and report how well each head's "
+        "unknown-coin scores (best probability, similarity to what it learned) tell them: AUROC, and "
+        "the share rejected when 95%% of known coins are accepted",
+    )
+    p.add_argument(
+        "--enrol",
+        type=int,
+        default=0,
+        metavar="K",
+        help="hold K classes out of training, then enrol them from --shots photos each without refitting; "
+        "reports top-1 on the new and the old classes, and what a full refit gives",
+    )
+    p.add_argument("--shots", type=int, default=5, metavar="N", help="photos per enrolled class (default 5)")
+    p.add_argument(
         "--confusion-top",
         type=int,
         metavar="N",
@@ -113,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         test_features=args.test_features,
         twin_threshold=args.twin_threshold,
         drop_conflicts=args.drop_conflicts,
+        open_set=args.open_set,
+        enrol=args.enrol,
+        shots=args.shots,
     )
     out = Path(args.out) if args.out else default_report_dir(args.features)
     comparison = compare_heads(args.features, config, heads_dir=out / "heads")
@@ -141,10 +162,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"side by side with {comparison.versus.store.path} (balanced accuracy):")
         for row in versus_frame(comparison).itertuples(index=False):
             print(f"  {row.head:<10} {row.balanced:.3f} vs {row.balanced_versus:.3f} ({row.difference:+.3f})")
+    _print_protocols(comparison)
     print(f"recommended: {comparison.best.name}; report: {report}")
     if not comparison.store.pretrained:
         print("WARNING: NOT PRETRAINED features: these figures are meaningless")
     return 0
+
+
+def _print_protocols(comparison) -> None:
+    if comparison.open_set:
+        found = comparison.open_set
+        held = ", ".join(found["unknown_classes"])
+        print(f"unknown coins ({held} held out): AUROC / rejected when 95% of known are accepted")
+        for head, scores in found["heads"].items():
+            shown = "  ".join(f"{s} {f['auroc']:.3f} / {f['rejected_at_95']:.3f}" for s, f in scores.items())
+            print(f"  {head:<10} {shown}")
+    if comparison.enrolment:
+        found = comparison.enrolment
+        new = ", ".join(found["new_classes"])
+        print(f"enrolment ({new} from {found['shots']} photos each): top-1 on new / old classes")
+        for head, f in found["heads"].items():
+            print(
+                f"  {head:<10} enrolled {f['new_top1']:.3f} / {f['old_top1']:.3f} "
+                f"in {f['enrol_seconds']:.2f}s; refitted {f['refit_new_top1']:.3f} / "
+                f"{f['refit_old_top1']:.3f} in {f['refit_seconds']:.1f}s"
+            )
 
 
 def head_params(items: list[str] | None) -> dict[str, dict]:

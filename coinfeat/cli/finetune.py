@@ -15,6 +15,7 @@ from coinfeat.cli.output import (
 def add_parser(commands) -> None:
     from coinfeat.core.extraction.engines import ENGINES
     from coinfeat.finetune import DEFAULT_CUTS, FinetuneConfig
+    from coinfeat.finetune.budget import DEFAULT_VIEWS, LARGE_ROWS
 
     d = FinetuneConfig()
     cuts = ", ".join(f"{k} at {v}" for k, v in DEFAULT_CUTS.items())
@@ -30,7 +31,10 @@ def add_parser(commands) -> None:
         "the dataset again with the tuned backbone into a new store. Test photos are never used.",
         epilog=f"Cost: caching runs the lower part about (1 + views) x train photos times; each epoch "
         "then trains only the part above the cut (measured on 2 cores, 1,110 train photos, Lite0 at "
-        "block4c_add: cache 72 s, 118-165 s per epoch, 10-13 min in all with 5 epochs). Default cuts: "
+        "block4c_add: cache 72 s, 118-165 s per epoch, 10-13 min in all with 5 epochs). Above "
+        f"{LARGE_ROWS:,} cache rows the command measures this machine and fits --max-minutes: fewer views, "
+        "epochs on class-balanced samples of the cached rows, then a higher cut; it says what it chose "
+        "and why (finetune.json 'plan'). Default cuts: "
         f"{cuts}; .keras files with B0's layer names are cut like efficientnetb0, or like "
         "efficientnet-lite when they have no squeeze-excite layers (EfficientNet-Lite0) and the store "
         "has a coin crop. A lower cut trains more of the network: slower, more capacity, larger cache. "
@@ -38,9 +42,17 @@ def add_parser(commands) -> None:
         "slow on a CPU, meant for a GPU (Keras uses one when present).",
     )
     p.add_argument("--features", required=True, help="feature store made by extract-features")
-    p.add_argument("--cut", help="layer where the trained part starts (default: per backbone, see below)")
     p.add_argument(
-        "--views", type=int, default=d.views, help=f"augmented views per train photo (default {d.views})"
+        "--cut",
+        help="layer where the trained part starts (default: per backbone, see below; moved up a stage "
+        "when the time budget cannot train it on a large collection)",
+    )
+    p.add_argument(
+        "--views",
+        type=int,
+        default=d.views,
+        help=f"augmented views per train photo (default {DEFAULT_VIEWS}, fewer when the time budget cannot "
+        "cache them all on a large collection)",
     )
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs})")
     p.add_argument(

@@ -89,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
         for rank, (label, name, prob) in enumerate(zip(r.labels, r.names, r.probabilities), 1):
             print(f"  {rank}. {shown(label, name):<40} {prob:6.1%}")
         if len(r.answer_set) > 1:
-            print(f"  answer at {args.confidence:.0%}: {' or '.join(r.answer_set)} (one class is not enough)")
+            print(f"  answer at {args.confidence:.0%}: {r.answer} (one class is not enough)")
+        if r.unknown:
+            print(
+                f"  probably a coin type this head never learned ({r.unknown_score:.2f} under its threshold)"
+            )
         print_parts(r.parts)
     if len(listed) < len(results):
         print(f"... {len(results) - len(listed)} more photos in {written}")

@@ -17,6 +17,8 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
+from coinfeat.compare.enrolment import enrolment
+from coinfeat.compare.open_set import open_set
 from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, MIN_CALIBRATION, AnswerSets
 from coinfeat.core.data.leakage import (
     TWIN_THRESHOLD,
@@ -30,8 +32,10 @@ from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.core.heads import Head, head_types, load_head, make_head
 from coinfeat.core.metrics import (
     group_accuracy,
+    label_parts,
     parse_groups,
     part_accuracies,
+    part_set_figures,
     per_class_metrics,
     predicted_labels,
     summary_metrics,
@@ -67,6 +71,11 @@ class CompareConfig:
     """Cosine at or above which an evaluated photo counts as a near-identical twin of a training one."""
     drop_conflicts: bool = False
     """Leave out of training the photos whose identical copies carry another label."""
+    open_set: int = 0
+    """Hold this many classes out as unknown coins and measure the unknown-coin scores (0: off)."""
+    enrol: int = 0
+    """Hold this many classes out, then enrol them from ``shots`` photos each (0: off)."""
+    shots: int = 5
 
     def validate(self) -> None:
         known = set(head_types())
@@ -86,6 +95,8 @@ class CompareConfig:
                 parse_groups(self.class_groups)
             except ValueError as exc:
                 raise CoinfeatError(f"--class-groups: {exc}") from None
+        if self.open_set < 0 or self.enrol < 0 or self.shots < 1:
+            raise CoinfeatError("--open-set and --enrol take a number of classes, --shots at least 1")
         if not 0 < self.twin_threshold <= 1:
             raise CoinfeatError("--twin-threshold is a cosine similarity in (0, 1], e.g. 0.97")
 
@@ -119,6 +130,10 @@ class Comparison:
     """Per evaluated split, each photo's training twin (see :mod:`coinfeat.core.data.leakage`)."""
     versus: Comparison | None = None
     notes: list[str] = field(default_factory=list)
+    open_set: dict[str, Any] | None = None
+    """``--open-set``'s figures (:func:`coinfeat.compare.open_set.open_set`)."""
+    enrolment: dict[str, Any] | None = None
+    """``--enrol``'s figures (:func:`coinfeat.compare.enrolment.enrolment`)."""
 
     @property
     def names(self) -> dict[str, str]:
@@ -189,6 +204,12 @@ def compare_heads(
     comparison = Comparison(store, config, splits, results, eval_split, twins, notes=notes)
     if config.versus:
         comparison.versus = _versus(comparison, heads_dir)
+    if config.open_set:
+        comparison.open_set = open_set(store, config.heads, k=config.open_set, params=config.params)
+    if config.enrol:
+        comparison.enrolment = enrolment(
+            store, config.heads, k=config.enrol, shots=config.shots, params=config.params
+        )
     return comparison
 
 
@@ -265,7 +286,7 @@ def _versus(comparison: Comparison, heads_dir: Path | None) -> Comparison:
     config = comparison.config
     other = compare_heads(
         config.versus,
-        replace(config, versus=None, load={}, cv=0),
+        replace(config, versus=None, load={}, cv=0, open_set=0, enrol=0),
         heads_dir / "versus" if heads_dir else None,
     )
     mine = set(comparison.splits[comparison.eval_split]["path"])
@@ -300,9 +321,11 @@ def _evaluate(
     if "val" in proba and eval_split != "val" and len(proba["val"]) >= MIN_CALIBRATION:
         calibration = AnswerSets.calibrate(proba["val"], data["val"][1]["label"].to_numpy(), head.classes_)
         for split in {eval_split, OWN_TEST} & set(proba):
-            metrics[split]["answer_sets"] = calibration.evaluate(
-                proba[split], data[split][1]["label"].to_numpy(), DEFAULT_CONFIDENCE
-            )
+            truth = data[split][1]["label"].to_numpy()
+            metrics[split]["answer_sets"] = calibration.evaluate(proba[split], truth, DEFAULT_CONFIDENCE)
+            sets = calibration.sets(proba[split], DEFAULT_CONFIDENCE)
+            parts = label_parts(head.classes_, names, config.label_parts)
+            metrics[split]["answer_sets"]["parts"] = part_set_figures(sets, truth, parts, head.classes_)
     predict_ms = seconds[eval_split] * 1000 / len(y_true)
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file()) if saved else 0
     parts = _part_accuracies(y_true, y_pred, names, config)

@@ -21,7 +21,9 @@ from coinfeat.compare.evaluate import OWN_TEST, Comparison
 from coinfeat.compare.plots import plot_confusion, plot_topk, subset_words
 from coinfeat.compare.tables import (
     confused_pairs,
+    enrolment_frame,
     metrics_document,
+    open_set_frame,
     per_class_table,
     predictions_table,
     safe_name,
@@ -192,6 +194,20 @@ def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
         tables.append(
             (f"{c.config.cv}-fold cross-validation (stratified, group-aware; mean ± std)", pd.DataFrame(cv))
         )
+    if c.open_set:
+        found = c.open_set
+        title = (
+            f"Unknown coins (--open-set): {', '.join(found['unknown_classes'])} held out of training; "
+            f"{found['known_test']} known and {found['unknown_test']} unknown test photos"
+        )
+        tables.append((title, open_set_frame(found)))
+    if c.enrolment:
+        found = c.enrolment
+        title = (
+            f"Enrolment (--enrol): {', '.join(found['new_classes'])} added from {found['shots']} photo(s) "
+            f"each without refitting; {found['new_test']} new and {found['old_test']} old test photos"
+        )
+        tables.append((title, enrolment_frame(found)))
     if c.versus is not None:
         title = (
             f"Side by side on the same {c.eval_split} photos: this store "

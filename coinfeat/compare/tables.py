@@ -53,6 +53,8 @@ def metrics_document(c: Comparison) -> dict[str, Any]:
             for r in c.results
         },
         "versus": metrics_document(c.versus) if c.versus is not None else None,
+        "open_set": c.open_set,
+        "enrolment": c.enrolment,
         "notes": c.notes,
     }
 
@@ -113,3 +115,20 @@ def _thumbnail(source: Path, target: Path) -> None:
 
 def safe_name(label: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
+def open_set_frame(found: dict[str, Any]) -> pd.DataFrame:
+    """One row per head and unknown-coin score: AUROC, unknowns rejected at 95% of known accepted,
+    and the val-calibrated rule on test."""
+    return pd.DataFrame(
+        [
+            {"head": head, "score": score, **figures}
+            for head, scores in found["heads"].items()
+            for score, figures in scores.items()
+        ]
+    )
+
+
+def enrolment_frame(found: dict[str, Any]) -> pd.DataFrame:
+    """One row per head: top-1 on the new and the old classes after enrolment, before, and refitted."""
+    return pd.DataFrame([{"head": head, **figures} for head, figures in found["heads"].items()])

@@ -150,6 +150,47 @@ def part_answers(proba: np.ndarray, parts: pd.DataFrame | None) -> dict[str, dic
     return answers
 
 
+def set_answer(
+    answer_set: list[str], names: dict[str, str], parts: pd.DataFrame | None, classes: np.ndarray
+) -> str:
+    """An answer set in words, at the level the classes agree on: one class by its name; classes
+    that share label parts as those parts then what differs ("denmark, Danish krone: 1 Krone or 2
+    Kroner", most general part first); else the names joined by "or"."""
+    if not answer_set:
+        return ""
+    shown = [names.get(label, label) for label in answer_set]
+    if len(answer_set) == 1 or parts is None:
+        return " or ".join(shown)
+    rows = parts.iloc[[int(np.flatnonzero(classes == label)[0]) for label in answer_set]]
+    shared = [column for column in reversed(parts.columns) if rows[column].nunique() == 1]
+    varying = [column for column in parts.columns if column not in shared]
+    if not shared or not varying:
+        return " or ".join(shown)
+    differing = [", ".join(values) for values in rows[varying].astype(str).itertuples(index=False)]
+    return f"{', '.join(str(rows[column].iloc[0]) for column in shared)}: {' or '.join(differing)}"
+
+
+def part_set_figures(
+    sets: list[list[str]], y_true: np.ndarray, parts: pd.DataFrame | None, classes: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Per label part: how often the answer set holds the true value of that part (coverage) and
+    how many values of it a set holds on average (size): a set "1 or 2 Kroner" is sure of the country."""
+    if parts is None or not len(sets):
+        return {}
+    index = {label: i for i, label in enumerate(classes)}
+    known = [i for i, label in enumerate(y_true) if label in index]
+    figures = {}
+    for column in parts.columns:
+        values = parts[column].astype(str).to_numpy()
+        held = [{values[index[label]] for label in sets[i]} for i in known]
+        truth = [values[index[y_true[i]]] for i in known]
+        figures[column] = {
+            "coverage": round(float(np.mean([t in h for t, h in zip(truth, held)])), 4),
+            "size": round(float(np.mean([len(h) for h in held])), 3),
+        }
+    return figures
+
+
 EURO_FAMILIES = "1c,2c,5c;10c,20c,50c;1e,2e"
 """The euro's design families: within one, the common sides differ only by the numeral."""
 CLASS_GROUPS = {"euro": EURO_FAMILIES}

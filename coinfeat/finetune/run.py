@@ -112,6 +112,7 @@ def finetune(
         )
         seconds["cache"] = round(time.perf_counter() - t0, 2)
     cut = plan.cut if plan else None
+    notes += plan.reasons if plan else []
     cfg = _averaging_for(cfg, steps_per_epoch=len(data[0]))
     t0 = time.perf_counter()
     deadline = _training_deadline(store, cfg, started, measured)

@@ -22,8 +22,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.heads.prototypes import class_prototypes, nearest_similarity
 from coinfeat.core.heads.record import FORMAT_VERSION, HEAD_FILE, HeadMeta, read_head_record
 from coinfeat.core.store.atomic import atomic_write
+
+MEMORY_FILE = "memory.npz"
+"""A head's prototypes per class (float16) and their class codes; see :mod:`.prototypes`."""
 
 
 class Head(ABC):
@@ -32,6 +36,9 @@ class Head(ABC):
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
     summary: ClassVar[str] = ""
+    keeps_memory: ClassVar[bool] = True
+    """Whether the head keeps a few prototypes per class (:mod:`.prototypes`) beside its weights:
+    for the unknown-coin score and for enrolling new classes (k-NN keeps every vector instead)."""
 
     def __init__(self, **params: Any) -> None:
         self._check_param_names(params)
@@ -64,7 +71,9 @@ class Head(ABC):
     def fit(self, X: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Head:
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
         X = check_matrix(X, "X")
-        return self._train(y, X.shape, X_val, y_val, lambda codes, val: self._fit(X, codes, val))
+        self._train(y, X.shape, X_val, y_val, lambda codes, val: self._fit(X, codes, val))
+        self._memorise(X, y)
+        return self
 
     def fit_from_store(
         self, store: Any, rows: np.ndarray, y: Any, *, X_val: np.ndarray | None = None, y_val: Any = None
@@ -73,9 +82,63 @@ class Head(ABC):
         :meth:`_fit_rows` for how each head reads them."""
         rows = np.asarray(rows)
         shape = (len(rows), store.embeddings.shape[1])
-        return self._train(
+        self._train(
             y, shape, X_val, y_val, lambda codes, val: self._fit_rows(store.embeddings, rows, codes, val)
         )
+        if self.keeps_memory:
+            self._memorise(check_matrix(store.embeddings[rows], "X"), y)
+        return self
+
+    def similarity_to_known(self, X: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each vector to the nearest thing the head learned (a prototype of
+        one of its classes): low for a coin of a type it never saw. An unknown-coin score."""
+        self._check_fitted()
+        X = self._check_dim(check_matrix(X, "X"))
+        if not hasattr(self, "memory_"):
+            raise CoinfeatError(
+                f"this {self.name} head keeps no memory of its classes (saved by an older coinfeat): "
+                "fit it again"
+            )
+        return nearest_similarity(X, self.memory_)
+
+    def enrol(self, X: np.ndarray, labels: Any) -> Head:
+        """Add classes from a few labelled vectors each, without refitting the head: labels it has
+        not seen become new classes (:meth:`_enrol` says how, per head); returns the head."""
+        self._check_fitted()
+        X = self._check_dim(check_matrix(X, "X"))
+        labels = np.asarray(labels).astype(str)
+        if len(labels) != len(X) or len(X) == 0:
+            raise CoinfeatError(
+                f"enrolment needs one label per vector, got {len(X)} vectors and {len(labels)}"
+            )
+        if self.keeps_memory:
+            self._check_memory("to enrol new coins")
+        classes = np.unique(np.concatenate([self.classes_, labels]))
+        self._enrol(X, labels, classes)
+        if self.keeps_memory:
+            old = np.searchsorted(classes, self.classes_)[self.memory_codes_]
+            new, owners = class_prototypes(X, np.searchsorted(classes, labels))
+            self.memory_ = np.concatenate([self.memory_, new])
+            self.memory_codes_ = np.concatenate([old, owners])
+        self.classes_ = classes
+        return self
+
+    def _enrol(self, X: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> None:
+        """Take in ``X`` (labelled ``labels``) so the head predicts over ``classes`` (the old and
+        the new, sorted); the base class refuses."""
+        raise CoinfeatError(f"a {self.name} head cannot enrol new classes without refitting")
+
+    def _check_memory(self, purpose: str) -> None:
+        if not hasattr(self, "memory_"):
+            raise CoinfeatError(
+                f"this {self.name} head keeps no memory of its classes (saved by an older coinfeat): "
+                f"fit it again {purpose}"
+            )
+
+    def _memorise(self, X: np.ndarray, y: Any) -> None:
+        if self.keeps_memory:
+            codes = np.searchsorted(self.classes_, np.asarray(y).astype(str))
+            self.memory_, self.memory_codes_ = class_prototypes(X, codes)
 
     def _train(self, y: Any, shape: tuple[int, int], X_val, y_val, fit) -> Head:
         """Validate parameters, labels and validation data, then time ``fit(codes, val)``."""
@@ -106,6 +169,10 @@ class Head(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save(directory)
+        if hasattr(self, "memory_"):
+            np.savez(
+                directory / MEMORY_FILE, prototypes=self.memory_.astype(np.float16), codes=self.memory_codes_
+            )
         record = {
             **self.meta.to_dict(),
             "format_version": FORMAT_VERSION,
@@ -128,6 +195,10 @@ class Head(ABC):
         head.meta = HeadMeta.from_dict(record)
         try:
             head._load(Path(directory))
+            if (Path(directory) / MEMORY_FILE).exists():
+                with np.load(Path(directory) / MEMORY_FILE, allow_pickle=False) as memory:
+                    head.memory_ = memory["prototypes"].astype(np.float32)
+                    head.memory_codes_ = memory["codes"].astype(np.int64)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise CoinfeatError(f"head at {directory} is damaged ({exc}); fit it again") from None
         return head

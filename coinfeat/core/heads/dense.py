@@ -16,6 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from coinfeat.core.heads import register
 from coinfeat.core.heads.base import Head
+from coinfeat.core.heads.prototypes import enrol_softmax
 from coinfeat.core.runtime import import_keras
 from coinfeat.core.store.atomic import atomic_write
 
@@ -112,6 +113,28 @@ class DenseHead(Head):
         return np.concatenate(
             [np.asarray(self.model_(X[i : i + 4096], training=False)) for i in range(0, len(X), 4096)]
         )
+
+    def _enrol(self, X, labels, classes) -> None:
+        keras = import_keras()
+        hidden, last = self.model_.layers[:-1], self.model_.layers[-1]
+
+        def features(x: np.ndarray) -> np.ndarray:
+            for layer in hidden:
+                x = layer(x, training=False)
+            return np.asarray(x)
+
+        kernel, bias = enrol_softmax(
+            features,
+            *last.get_weights(),
+            memory=(self.memory_, self.memory_codes_),
+            old_classes=self.classes_,
+            X=X,
+            labels=labels,
+            classes=classes,
+        )
+        output = keras.layers.Dense(len(classes), activation="softmax")
+        self.model_ = keras.Sequential([keras.Input((int(self.n_features_in_),)), *hidden, output])
+        output.set_weights([kernel, bias])
 
     def to_keras(self, keras: Any) -> Any:
         return self.model_

@@ -19,6 +19,7 @@ from coinfeat.core.index import INDEX_KINDS, VectorIndex, fill_index
 
 INDEX_FILE, ROWS_FILE = "index.faiss", "rows.parquet"
 WEIGHTINGS = ("uniform", "distance", "softmax")
+BALANCES = ("none", "class")
 
 
 @register
@@ -37,9 +38,14 @@ class KnnHead(IncrementalHead):
     - ``ef_search``: hnsw search breadth; default 64
     - ``sample``: vectors an ivf/ivfpq index is trained on; default 100000
     - ``chunk``: rows added to the index at a time (bounded memory); default 50000
+    - ``balance``: "class" divides each vote by its class's number of stored photos (a class with
+      many photos wins no more often for it), "none" counts votes as they are; default "class"
+      (euro coins, frozen Lite0: balanced accuracy 0.749 against 0.693, top-1 0.642 against 0.709 on
+      a test folder where one class holds a quarter of the photos)
     """
 
     name = "knn"
+    keeps_memory = False  # every training vector is in its index
     summary = "k nearest neighbours (FAISS, cosine); add new photos without refitting"
     keras_refusal = (
         "k-NN searches every stored vector (a database, not a layer); export a dense, logreg or "
@@ -56,6 +62,7 @@ class KnnHead(IncrementalHead):
         "ef_search": 64,
         "sample": 100_000,
         "chunk": 50_000,
+        "balance": "class",
     }
 
     def _validate_params(self) -> None:
@@ -65,6 +72,8 @@ class KnnHead(IncrementalHead):
             raise CoinfeatError(f"knn index must be one of {', '.join(INDEX_KINDS)}")
         if int(self.k) < 1:
             raise CoinfeatError("knn k must be at least 1")
+        if self.balance not in BALANCES:
+            raise CoinfeatError(f"knn balance must be one of {', '.join(BALANCES)}")
 
     def _fit(self, X, codes, val) -> None:
         self.index_ = self._empty_index(X.shape[1])
@@ -111,6 +120,24 @@ class KnnHead(IncrementalHead):
         self.classes_ = np.unique(np.concatenate([self.classes_, labels]))
         return self
 
+    def _class_counts(self) -> np.ndarray:
+        """Stored photos per class (recounted only when rows or classes were added)."""
+        key = (len(self.row_labels_), len(self.classes_))
+        if getattr(self, "_counted", (None,))[0] != key:
+            counts = np.bincount(
+                np.searchsorted(self.classes_, self.row_labels_), minlength=len(self.classes_)
+            )
+            self._counted = (key, counts)
+        return self._counted[1]
+
+    def similarity_to_known(self, X: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each vector to its nearest stored photo (an unknown-coin score)."""
+        self._check_fitted()
+        return self.neighbours(self._check_dim(check_matrix(X, "X")), 1)[0][:, 0]
+
+    def _enrol(self, X, labels, classes) -> None:
+        self.add(X, labels)
+
     def neighbours(self, X: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(cosine similarities, row ids) of the k nearest stored vectors."""
         return self.index_.search(X, k or int(self.k))
@@ -119,6 +146,11 @@ class KnnHead(IncrementalHead):
         sims, ids = self.neighbours(X)
         weights = self._vote_weights(sims) * (ids >= 0)
         codes = np.searchsorted(self.classes_, self.row_labels_[np.clip(ids, 0, None)])
+        if self.balance == "class":
+            counts = np.bincount(
+                np.searchsorted(self.classes_, self.row_labels_), minlength=len(self.classes_)
+            )
+            weights = weights / counts[codes]
         proba = np.zeros((len(X), len(self.classes_)))
         np.add.at(proba, (np.arange(len(X))[:, None].repeat(ids.shape[1], 1), codes), weights)
         empty = proba.sum(axis=1) == 0

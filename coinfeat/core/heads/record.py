@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coinfeat.core.errors import CoinfeatError
+from coinfeat.core.heads.unknown import UnknownRule
 
 HEAD_FILE = "head.json"
 FORMAT_VERSION = 1
@@ -75,6 +76,9 @@ class HeadMeta:
     finetune: dict[str, Any] | None = None
     """For the head of a fine-tuned backbone: how it was tuned (summary, cut, views, epochs)."""
     unknown_threshold: float | None = None
+    """A best probability below which ``count`` calls a coin unknown (set by hand; older heads)."""
+    unknown: dict[str, Any] | None = None
+    """The unknown-coin rule calibrated on val (:class:`~coinfeat.core.heads.unknown.UnknownRule`)."""
     coinfeat_version: str | None = None
     created: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +98,10 @@ class HeadMeta:
         if self.features is not None:
             data["features"] = self.features.to_dict()
         return {**self.extra, **data}
+
+    def unknown_rule(self) -> UnknownRule | None:
+        """The head's unknown-coin rule, or None (none was calibrated)."""
+        return UnknownRule.from_dict(self.unknown)
 
     def extractor(self, where: str | Path) -> ExtractorRecord:
         """The extractor record, or a clear error for a head that lacks one."""
