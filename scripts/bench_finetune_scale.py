@@ -108,9 +108,9 @@ def section(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['photos']} | {r['train']} | {r['minutes']} | {r['cache_s']} | {r['training_s']} | "
-            f"{r['embed_s']} | {r['cut']} | {r['views']} | {r['rows_per_epoch']} ({r['train_rows'] or 'all'}) | "
-            f"{r['epochs']} | {r['stopped_by']} | {r['ms_per_train_row'] or 'n/a'} | {r['cache_mb']} | "
-            f"{r['peak_anon_mb']} |"
+            f"{r['embed_s']} | {r['cut']} | {r['views']} | "
+            f"{r['rows_per_epoch']} ({r['train_rows'] or 'all'}) | {r['epochs']} | {r['stopped_by']} | "
+            f"{r['ms_per_train_row'] or 'n/a'} | {r['cache_mb']} | {r['peak_anon_mb']} |"
         )
     lines.append("")
     lines += [f"- {r['photos']} photos: {'; '.join(r['reasons'])}" for r in rows if r["reasons"]]
