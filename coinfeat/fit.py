@@ -9,13 +9,17 @@ on a store of the user's own photos after :func:`calibrate_head`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coinfeat.core.answer_sets import AnswerSets, calibrate_beside
+from coinfeat.core.answer_sets import ANSWER_SETS_FILE, AnswerSets, calibrate_beside
+from coinfeat.core.data.datasets import collect_photos, safe_name
 from coinfeat.core.data.leakage import conflicting_hashes, without_conflicts
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extraction.embedder import Embedder
@@ -211,28 +215,97 @@ def head_extract_config(head: Head, head_dir: str | Path, *, progress: bool = Tr
     )
 
 
-def add_to_knn(
-    head_dir: str | Path, data: str | Path, *, out_store: str | Path | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Embed the labelled photos in ``data`` with the head's extractor and add them to a k-NN head."""
+@dataclass(kw_only=True)
+class EnrolResult:
+    """What ``enrol`` added to a head."""
 
+    head_dir: str
+    photos: int
+    new_classes: list[str]
+    classes: int
+    seconds: float
+    skipped: int
+    store: str
+    answer_sets: str
+    """What became of the head's answer sets: "kept" (their score does not depend on the classes),
+    "removed" (calibrated per class: the new classes have none; recalibrate), or "none"."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def enrol_photos(
+    head_dir: str | Path,
+    data: str | Path,
+    *,
+    label: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> EnrolResult:
+    """Add the coins of ``data`` to a fitted head without refitting it: class folders (or, with
+    ``label``, a folder or files of one coin type) embedded with the head's own extractor into
+    ``<head>/enrolled/<name>/`` (a store: incremental, crash-safe), then :meth:`Head.enrol`. The
+    head is saved in place, or into ``out``."""
+    started = time.perf_counter()
     head = load_head(head_dir)
-    if not isinstance(head, IncrementalHead):
-        raise CoinfeatError(f"only k-NN heads accept new photos; {head_dir} is a {head.name} head")
-    store_dir = Path(out_store) if out_store else Path(head_dir) / "added" / Path(data).name
-    summary = extract_features(data, store_dir, head_extract_config(head, head_dir, progress=progress))
-    added = open_store(store_dir)
-    X, items = added.select(None)
-    paths = absolute_paths(added, items["path"])
+    source = _one_class_folder(data, label, Path(out or head_dir)) if label else Path(data)
+    store_dir = Path(out or head_dir) / "enrolled" / safe_name(label or source.name)
+    summary = extract_features(source, store_dir, head_extract_config(head, head_dir, progress=progress))
+    enrolled = open_store(store_dir)
+    X, items = enrolled.select(None)
+    if len(X) == 0:
+        raise CoinfeatError(f"no readable photo in {data} to enrol ({summary.skipped} skipped)")
+    paths = absolute_paths(enrolled, items["path"])
     fresh = ~np.isin(paths, list(getattr(head, "row_paths_", [])))
-    head.add(X[fresh], items["label"].to_numpy()[fresh], paths[fresh])
-    head.save(head_dir)
-    return {
-        "added": int(fresh.sum()),
-        "classes": head.classes_.tolist(),
-        "skipped": summary.skipped,
-        "store": str(store_dir),
-    }
+    labels = items["label"].to_numpy()[fresh]
+    before = set(head.classes_)
+    if isinstance(head, IncrementalHead):
+        head.add(X[fresh], labels, paths[fresh])
+    else:
+        head.enrol(X[fresh], labels)
+    head.meta.label_names = {**enrolled.manifest.label_names, **head.meta.label_names}
+    target = Path(out) if out else Path(head_dir)
+    if out:
+        shutil.copytree(head_dir, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("enrolled"))
+    head.save(target)
+    return EnrolResult(
+        head_dir=str(target),
+        photos=int(fresh.sum()),
+        new_classes=sorted(str(c) for c in set(head.classes_) - before),
+        classes=len(head.classes_),
+        seconds=round(time.perf_counter() - started, 2),
+        skipped=summary.skipped,
+        store=str(store_dir),
+        answer_sets=_sets_after_enrolment(target, head.classes_),
+    )
+
+
+def _one_class_folder(data: str | Path, label: str, head_dir: Path) -> Path:
+    """A class-folder dataset holding ``data``'s photos (links) under the class ``label``."""
+    photos = [Path(p) for p, _ in collect_photos([data])]
+    if not photos:
+        raise CoinfeatError(f"no photos found in {data}")
+    folder = head_dir / "enrolled" / "_incoming" / safe_name(label)
+    target = folder / safe_name(label)
+    target.mkdir(parents=True, exist_ok=True)
+    for photo in photos:
+        link = target / photo.name
+        if not link.exists():
+            link.symlink_to(photo.resolve())
+    label_file = folder / "cat_to_name.json"
+    label_file.write_text(json.dumps({safe_name(label): label}))
+    return folder
+
+
+def _sets_after_enrolment(head_dir: Path, classes: np.ndarray) -> str:
+    sets = AnswerSets.load(head_dir)
+    if sets is None:
+        return "none"
+    if sets.class_conditional:
+        (head_dir / ANSWER_SETS_FILE).unlink()
+        return "removed"
+    replace(sets, classes=np.asarray(classes).astype(str)).save(head_dir)
+    return "kept"
 
 
 def convert_head(head_dir: str | Path) -> Path:

@@ -13,7 +13,7 @@ from coinfeat.core.errors import CoinfeatError, FingerprintMismatch
 from coinfeat.core.heads import head_types, load_head, make_head
 from coinfeat.core.provenance import check_compatible
 from coinfeat.core.store import open_store
-from coinfeat.fit import add_to_knn, fit_head, parse_params
+from coinfeat.fit import enrol_photos, fit_head, parse_params
 from coinfeat.predict import predict_images
 
 ALL = [pytest.param(n, marks=pytest.mark.slow) if n == "dense" else n for n in head_types()]
@@ -208,9 +208,9 @@ def test_knn_add_from_a_folder_of_new_photos(store_and_data, tmp_path):
     for i in range(6):
         (new / "green").mkdir(parents=True, exist_ok=True)
         coin_image((30, 200, 60), seed=300 + i).save(new / "green" / f"g{i}_0.jpg")
-    result = add_to_knn(tmp_path / "knn", new, progress=False)
-    assert result["added"] == 6 and "green" in result["classes"]
-    assert add_to_knn(tmp_path / "knn", new, progress=False)["added"] == 0, "no double adds"
+    result = enrol_photos(tmp_path / "knn", new, progress=False)
+    assert result.photos == 6 and result.new_classes == ["green"]
+    assert enrol_photos(tmp_path / "knn", new, progress=False).photos == 0, "no double adds"
     query = tmp_path / "q.jpg"
     coin_image((30, 200, 60), seed=999).save(query)
     assert predict_images([query], tmp_path / "knn", top_k=1)[0].labels == ["green"]
@@ -246,12 +246,21 @@ def test_get_set_params_and_sklearn_clone_give_an_unfitted_copy(name):
         head.set_params(nonsense=1)
 
 
-def test_only_incremental_heads_take_new_photos(tmp_path):
-    from coinfeat.core.heads import IncrementalHead
-    from coinfeat.fit import add_to_knn
-
-    assert {n for n, cls in head_types().items() if issubclass(cls, IncrementalHead)} == {"knn"}
-    X, y = clusters()
-    make_head("centroid").fit(X, y).save(tmp_path / "centroid")
-    with pytest.raises(CoinfeatError, match="only k-NN heads"):
-        add_to_knn(tmp_path / "centroid", tmp_path)
+def test_any_head_enrols_a_new_coin_type_from_a_few_photos_of_one_folder(store_and_data, tmp_path):
+    store_path, _ = store_and_data
+    fit_head(store_path, "logreg", tmp_path / "logreg")
+    one_type = tmp_path / "my new coin"
+    one_type.mkdir()
+    for i in range(5):
+        coin_image((30, 200, 60), seed=400 + i).save(one_type / f"n{i}.jpg")
+    result = enrol_photos(tmp_path / "logreg", one_type, label="2 Euro,Euro,vatican", out=tmp_path / "grown")
+    assert result.new_classes == ["2_Euro_Euro_vatican"] and result.photos == 5
+    assert result.answer_sets in ("kept", "none")
+    query = tmp_path / "q.jpg"
+    coin_image((30, 200, 60), seed=998).save(query)
+    [answer] = predict_images([query], tmp_path / "grown", top_k=1)
+    assert answer.labels == ["2_Euro_Euro_vatican"] and answer.names == ["2 Euro,Euro,vatican"]
+    assert "2_Euro_Euro_vatican" not in load_head(tmp_path / "logreg").classes_, (
+        "the original is left as it was"
+    )
+    assert load_head(tmp_path / "grown").classes_.size == load_head(tmp_path / "logreg").classes_.size + 1

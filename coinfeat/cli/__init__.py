@@ -10,11 +10,23 @@ import sys
 from collections.abc import Sequence
 
 from coinfeat import __version__
-from coinfeat.cli import compare, count, demo, export, extract, finetune, fit_head, predict, serve, similar
+from coinfeat.cli import (
+    compare,
+    count,
+    demo,
+    enrol,
+    export,
+    extract,
+    finetune,
+    fit_head,
+    predict,
+    serve,
+    similar,
+)
 from coinfeat.core.errors import CoinfeatError
 
 EPILOG = "Run `coinfeat COMMAND --help` for a command's options. Manual: docs/ (mkdocs serve)."
-COMMANDS = (extract, fit_head, predict, compare, count, similar, finetune, export, serve, demo)
+COMMANDS = (extract, fit_head, enrol, predict, compare, count, similar, finetune, export, serve, demo)
 
 
 class _Parser(argparse.ArgumentParser):

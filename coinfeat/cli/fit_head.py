@@ -26,7 +26,7 @@ def add_parser(commands) -> None:
         help="train a classifier head on cached vectors (seconds)",
         description="Train a head on the train split of a feature store (the val split drives early "
         "stopping) and save it with the fingerprint of the features it learned from. "
-        "With --add, embed new labelled photos and add them to a fitted k-NN head "
+        "With --add, embed new labelled photos and add them to a fitted head (as coinfeat enrol) "
         "without refitting.",
         epilog=f"Head types: {listing}",
     )
@@ -48,8 +48,10 @@ def add_parser(commands) -> None:
         "coverage too, at the cost of larger sets",
     )
     drop_conflicts_option(p)
-    p.add_argument("--add", metavar="DATA", help="k-NN only: labelled photos (any dataset layout) to add")
-    p.add_argument("--head", help="with --add: the fitted k-NN head to extend; with --calibrate: any head")
+    p.add_argument(
+        "--add", metavar="DATA", help="labelled photos (class folders) to add to --head: as `coinfeat enrol`"
+    )
+    p.add_argument("--head", help="with --add: the fitted head to extend; with --calibrate: any head")
     p.add_argument(
         "--calibrate",
         metavar="DATA",
@@ -69,7 +71,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coinfeat.fit import FitConfig, add_to_knn, convert_head, fit_head, parse_params
+    from coinfeat.fit import FitConfig, convert_head, enrol_photos, fit_head, parse_params
 
     if args.convert:
         print(f"converted {convert_head(args.convert)}: it now holds no pickle")
@@ -78,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
         return _calibrate(args)
     if args.add:
         if not args.head:
-            raise CoinfeatError("--add needs --head DIR, the fitted k-NN head to extend")
-        result = add_to_knn(args.head, args.add, progress=wants_progress(args))
+            raise CoinfeatError("--add needs --head DIR, the fitted head to extend")
+        result = enrol_photos(args.head, args.add, progress=wants_progress(args))
         if args.json:
-            print(json.dumps(result))
+            print(json.dumps(result.to_dict()))
         else:
-            classes = ", ".join(result["classes"])
-            print(f"added {result['added']} photo(s) to {args.head}; classes now: {classes}")
+            print(
+                f"added {result.photos} photo(s) to {args.head}; new classes: {', '.join(result.new_classes)}"
+            )
         return 0
     if not args.features or not args.type:
         raise CoinfeatError("--type and --features DIR are required (a store made by extract-features)")

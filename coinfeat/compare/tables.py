@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from coinfeat.compare.evaluate import Comparison
-from coinfeat.core.data.datasets import display_label
+from coinfeat.core.data.datasets import display_label, safe_name
 from coinfeat.core.data.leakage import TWIN_COLUMNS, twin_counts
 from coinfeat.core.errors import DecodeError
 from coinfeat.core.images.decode import decode, read_bytes
@@ -111,10 +111,6 @@ def _thumbnail(source: Path, target: Path) -> None:
         return
     img.thumbnail((THUMB, THUMB))
     img.save(target)
-
-
-def safe_name(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
 
 
 def open_set_frame(found: dict[str, Any]) -> pd.DataFrame:

@@ -227,6 +227,11 @@ def group_of(paths: pd.Series, group_regex: str | None) -> pd.Series:
     return paths.map(key)
 
 
+def safe_name(label: str) -> str:
+    """A label as a file or folder name: letters, digits, "-", "_" and "." kept, the rest "_"."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
 def collect_photos(inputs: list[str | Path]) -> list[tuple[str, str | None]]:
     """(photo path, label or None) for every photo named by ``inputs``: files as given, folders
     and CSV manifests as ``extract-features`` discovers them (plus loose photos in a folder)."""

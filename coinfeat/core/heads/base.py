@@ -27,7 +27,7 @@ from coinfeat.core.heads.record import FORMAT_VERSION, HEAD_FILE, HeadMeta, read
 from coinfeat.core.store.atomic import atomic_write
 
 MEMORY_FILE = "memory.npz"
-"""A head's prototypes per class (float16) and their class codes; see :mod:`.prototypes`."""
+"""A head's prototypes per class and their class codes; see :mod:`.prototypes`."""
 
 
 class Head(ABC):

@@ -69,29 +69,41 @@ def refit_new_columns(
     learning_rate: float = 0.05,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A softmax layer (``features @ weights + bias``) with only the columns in ``trainable``
-    learned, by Adam on class-balanced cross-entropy over ``features`` (the old classes'
-    memory and the new classes' photos); the other columns stay as they were. New columns start
-    from their classes' mean feature direction, scaled like the old columns (weight imprinting)."""
+    learned, by Adam on class-balanced cross-entropy over ``features`` (the old classes' memory
+    and the new classes' photos); the other columns stay as they were. The new columns are learned
+    on standardised features (so any feature scale trains alike) and folded back; they start from
+    their classes' mean direction, scaled like the old columns (weight imprinting)."""
+    features = np.asarray(features, np.float64)
     W, b = weights.astype(np.float64).copy(), bias.astype(np.float64).copy()
     old = ~np.isin(np.arange(W.shape[1]), trainable)
-    scale = float(np.linalg.norm(W[:, old], axis=0).mean()) if old.any() else 1.0
-    for column in trainable:
-        direction = features[codes == column].mean(axis=0) - features.mean(axis=0)
-        W[:, column] = scale * direction / max(np.linalg.norm(direction), 1e-12)
-        b[column] = float(bias[old].mean()) if old.any() else 0.0
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-12
+    Z = (features - mean) / std
+    fixed = features @ W[:, old] + b[old]
+    scale = float(np.linalg.norm(W[:, old] * std[:, None], axis=0).mean()) if old.any() else 1.0
+    w = np.stack([_direction(Z[codes == column]) * scale for column in trainable], axis=1)
+    c = np.full(len(trainable), float((b[old] + mean @ W[:, old]).mean()) if old.any() else 0.0)
     counts = np.bincount(codes, minlength=W.shape[1]).astype(np.float64)
     sample_weight = (1.0 / np.maximum(counts, 1))[codes]
     sample_weight /= sample_weight.sum()
     onehot = np.eye(W.shape[1])[codes]
-    adam_w, adam_b = _Adam(learning_rate), _Adam(learning_rate)
+    adam_w, adam_c = _Adam(learning_rate), _Adam(learning_rate)
+    logits = np.empty((len(features), W.shape[1]))
+    logits[:, old] = fixed
     for _ in range(steps):
-        logits = features @ W + b
+        logits[:, trainable] = Z @ w + c
         proba = np.exp(logits - logits.max(axis=1, keepdims=True))
         proba /= proba.sum(axis=1, keepdims=True)
         error = (proba - onehot)[:, trainable] * sample_weight[:, None]
-        W[:, trainable] -= adam_w.step(features.T @ error + l2 * W[:, trainable])
-        b[trainable] -= adam_b.step(error.sum(axis=0))
+        w -= adam_w.step(Z.T @ error + l2 * w)
+        c -= adam_c.step(error.sum(axis=0))
+    W[:, trainable] = w / std[:, None]
+    b[trainable] = c - (mean / std) @ w
     return W.astype(np.float32), b.astype(np.float32)
+
+
+def _direction(rows: np.ndarray) -> np.ndarray:
+    centre = rows.mean(axis=0)
+    return centre / max(float(np.linalg.norm(centre)), 1e-12)
 
 
 class _Adam:
