@@ -156,7 +156,7 @@ def test_confusion_png_stays_readable_for_300_classes(tmp_path):
     proba = rng.random((3000, 300))
     proba[np.arange(3000), np.searchsorted(classes, y_true)] += 3
     result = SimpleNamespace(name="big", proba={"test": proba}, head=SimpleNamespace(classes_=classes))
-    for top in (None, 40):
+    for top in (None, 40, 300):
         comparison = SimpleNamespace(
             splits={"test": pd.DataFrame({"label": y_true})},
             eval_split="test",
@@ -166,8 +166,43 @@ def test_confusion_png_stays_readable_for_300_classes(tmp_path):
         path = plot_confusion(comparison, result, tmp_path / f"c{top}.png")
         with Image.open(path) as img:
             assert img.width <= 4000 and img.height <= 4000
-    with Image.open(tmp_path / "c40.png") as small, Image.open(tmp_path / "cNone.png") as full:
+    with Image.open(tmp_path / "c40.png") as small, Image.open(tmp_path / "c300.png") as full:
         assert small.width < full.width
+    with Image.open(tmp_path / "cNone.png") as default, Image.open(tmp_path / "c40.png") as small:
+        assert default.size == small.size, "300 classes show the 40 most confused by default"
+
+
+def test_a_300_class_report_lists_the_worst_classes_not_all_of_them():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from coinfeat.compare.tables import worst_classes_frame
+    from coinfeat.core.metrics import per_class_metrics
+
+    rng = np.random.default_rng(1)
+    classes = np.array([f"coin{i:03d}" for i in range(300)])
+    y_true = np.repeat(classes, 5)
+    y_pred = y_true.copy()
+    y_pred[y_true == "coin007"] = "coin008"  # every coin007 read as coin008
+    y_pred[(y_true == "coin100")] = ["coin100", "coin101", "coin101", "coin102", "coin100"]
+    proba = np.eye(300)[np.searchsorted(classes, y_pred)] + rng.random((1500, 300)) * 0.01
+    best = SimpleNamespace(
+        name="logreg",
+        proba={"test": proba},
+        head=SimpleNamespace(classes_=classes),
+        per_class=per_class_metrics(y_true, y_pred),
+    )
+    comparison = SimpleNamespace(
+        splits={"test": pd.DataFrame({"label": y_true})},
+        eval_split="test",
+        best=best,
+        names={"coin008": "8 Kroner,Danish krone,denmark"},
+    )
+    worst = worst_classes_frame(comparison)
+    assert len(worst) == 10
+    assert worst.iloc[0].tolist() == ["coin007", 0.0, 5, "8 Kroner,Danish krone,denmark (coin008)"]
+    assert worst.iloc[1]["class"] == "coin100" and worst.iloc[1]["most often taken for"] == "coin101"
 
 
 def test_metrics_json_is_strict_json_when_a_head_makes_no_mistake(store, tmp_path):

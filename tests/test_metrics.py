@@ -106,3 +106,36 @@ def test_accuracy_over_groups_of_classes_counts_answers_inside_the_true_group():
     assert parse_groups("a,b; c") == [{"a", "b"}, {"c"}]
     with pytest.raises(ValueError, match="appear in two groups"):
         parse_groups("a,b;b,c")
+
+
+def test_an_answer_set_is_said_at_the_level_its_classes_agree_on():
+    from coinfeat.core.metrics import label_parts, set_answer
+
+    classes = np.array(["dk1", "dk2", "no1", "se1"])
+    names = {
+        "dk1": "1 Krone,Danish krone,denmark",
+        "dk2": "2 Kroner,Danish krone,denmark",
+        "no1": "1 Krone,Norwegian krone,norway",
+        "se1": "1 Krona,Swedish krona,sweden",
+    }
+    parts = label_parts(classes, names, None)
+    assert set_answer(["dk2", "dk1"], names, parts, classes) == "denmark, Danish krone: 2 Kroner or 1 Krone"
+    assert set_answer(["dk1"], names, parts, classes) == "1 Krone,Danish krone,denmark"
+    assert set_answer(["no1", "se1"], names, parts, classes) == (
+        "1 Krone,Norwegian krone,norway or 1 Krona,Swedish krona,sweden"
+    ), "nothing shared: the names"
+    assert set_answer(["a", "b"], {}, None, np.array(["a", "b"])) == "a or b"
+
+
+def test_answer_sets_are_scored_per_label_part():
+    from coinfeat.core.metrics import label_parts, part_set_figures
+
+    classes = np.array(["dk1", "dk2", "no1"])
+    names = {"dk1": "1,krone,denmark", "dk2": "2,krone,denmark", "no1": "1,krone,norway"}
+    parts = label_parts(classes, names, None)
+    sets = [["dk1", "dk2"], ["no1"], ["dk1"]]
+    truth = np.array(["dk2", "dk1", "no1"])
+    figures = part_set_figures(sets, truth, parts, classes)
+    assert figures["country"] == {"coverage": pytest.approx(1 / 3, abs=1e-4), "size": 1.0}
+    assert figures["denomination"]["coverage"] == 1.0, "right denomination, wrong country"
+    assert figures["denomination"]["size"] == pytest.approx(4 / 3, abs=1e-3)

@@ -162,11 +162,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"side by side with {comparison.versus.store.path} (balanced accuracy):")
         for row in versus_frame(comparison).itertuples(index=False):
             print(f"  {row.head:<10} {row.balanced:.3f} vs {row.balanced_versus:.3f} ({row.difference:+.3f})")
+    _print_worst(comparison)
     _print_protocols(comparison)
     print(f"recommended: {comparison.best.name}; report: {report}")
     if not comparison.store.pretrained:
         print("WARNING: NOT PRETRAINED features: these figures are meaningless")
     return 0
+
+
+def _print_worst(comparison) -> None:
+    from coinfeat.compare.tables import WORST_SHOWN, worst_classes_frame
+
+    if len(comparison.best.head.classes_) > WORST_SHOWN:
+        worst = worst_classes_frame(comparison, 5)
+        print(f"worst classes ({comparison.best.name}), recall: ", end="")
+        print(
+            "; ".join(
+                f"{r['class']} {r['recall']:.2f} (as {r['most often taken for']})"
+                for _, r in worst.iterrows()
+            )
+        )
 
 
 def _print_protocols(comparison) -> None:

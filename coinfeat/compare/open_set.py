@@ -75,7 +75,7 @@ def _figures(head, score: str, X_val, y_val, X_test, proba, is_known: np.ndarray
     if rule is not None and rule.score == score:
         rejected = rule.is_unknown(values)
         figures.update(
-            val_threshold=rule.threshold,
+            val_threshold=rule.threshold(),
             known_accepted=round(float(np.mean(~rejected[is_known])), 4),
             unknown_rejected=round(float(np.mean(rejected[~is_known])), 4),
         )

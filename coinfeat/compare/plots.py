@@ -26,6 +26,10 @@ def cluster_order(matrix: np.ndarray) -> np.ndarray:
     return leaves_list(linkage(condensed, method="average"))
 
 
+AUTO_CONFUSION_TOP = 40
+"""Without ``--confusion-top``, a matrix of more classes shows the 40 most confused (all: per_class.csv)."""
+
+
 def plot_confusion(c: Comparison, r: HeadResult, path: Path) -> Path:
     """Row-normalised confusion matrix, clustered; ``confusion_top`` keeps the most confused classes."""
     items = c.splits[c.eval_split]
@@ -36,7 +40,7 @@ def plot_confusion(c: Comparison, r: HeadResult, path: Path) -> Path:
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     keep = np.arange(len(labels))
-    top = c.config.confusion_top
+    top = c.config.confusion_top or (AUTO_CONFUSION_TOP if len(labels) > AUTO_CONFUSION_TOP else None)
     if top and len(labels) > top:
         errors = normalised.sum(axis=1) - np.diag(normalised) + normalised.sum(axis=0) - np.diag(normalised)
         keep = np.sort(np.argsort(-errors)[:top])

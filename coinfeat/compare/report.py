@@ -20,6 +20,7 @@ import pandas as pd
 from coinfeat.compare.evaluate import OWN_TEST, Comparison
 from coinfeat.compare.plots import plot_confusion, plot_topk, subset_words
 from coinfeat.compare.tables import (
+    WORST_SHOWN,
     confused_pairs,
     enrolment_frame,
     metrics_document,
@@ -27,6 +28,7 @@ from coinfeat.compare.tables import (
     per_class_table,
     predictions_table,
     safe_name,
+    worst_classes_frame,
 )
 from coinfeat.core.curves import plot_history
 from coinfeat.core.data.leakage import SUBSETS, twin_counts
@@ -179,6 +181,8 @@ def leakage_frame(c: Comparison) -> pd.DataFrame:
 
 def _extra_tables(c: Comparison) -> list[tuple[str, pd.DataFrame]]:
     tables = []
+    if len(c.best.head.classes_) > WORST_SHOWN:
+        tables.append((f"Worst classes ({c.best.name}; every class: per_class.csv)", worst_classes_frame(c)))
     if twin_counts(c.twins[c.eval_split])["twins"]:
         tables.append((f"All, clean and twin {c.eval_split} photos", leakage_frame(c)))
     parts = {r.name: r.subsets[c.headline]["label_parts"] for r in c.results if r.parts}

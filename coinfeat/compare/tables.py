@@ -128,3 +128,28 @@ def open_set_frame(found: dict[str, Any]) -> pd.DataFrame:
 def enrolment_frame(found: dict[str, Any]) -> pd.DataFrame:
     """One row per head: top-1 on the new and the old classes after enrolment, before, and refitted."""
     return pd.DataFrame([{"head": head, **figures} for head, figures in found["heads"].items()])
+
+
+WORST_SHOWN = 10
+"""Classes listed in a report's "worst classes" table (the rest are in ``per_class.csv``)."""
+
+
+def worst_classes_frame(c: Comparison, n: int = WORST_SHOWN) -> pd.DataFrame:
+    """The best head's ``n`` classes with the lowest recall on the evaluated photos, each with the
+    class its photos are most often taken for: a 300-class report stays a page long."""
+    items = c.splits[c.eval_split]
+    y_true = items["label"].to_numpy().astype(str)
+    y_pred = predicted_labels(c.best.proba[c.eval_split], c.best.head.classes_)
+    table = c.best.per_class[c.best.per_class["support"] > 0].nsmallest(n, ["recall", "support"])
+    taken_for = []
+    for label in table["class"]:
+        wrong = pd.Series(y_pred[(y_true == label) & (y_pred != label)])
+        taken_for.append(display_label(wrong.mode().iloc[0], c.names) if len(wrong) else "")
+    return pd.DataFrame(
+        {
+            "class": [display_label(label, c.names) for label in table["class"]],
+            "recall": table["recall"].round(3).to_numpy(),
+            "photos": table["support"].to_numpy(),
+            "most often taken for": taken_for,
+        }
+    )

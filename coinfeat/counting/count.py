@@ -45,6 +45,7 @@ from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.extraction.pipeline import run_ahead
 from coinfeat.core.heads import load_head
+from coinfeat.core.heads.unknown import COUNT_ACCEPT
 from coinfeat.core.images.crop import CropConvention, crop_coin, frame_found
 from coinfeat.core.images.decode import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
 from coinfeat.core.images.detect import MIN_RADIUS, WORK_SIZE, Circle, Detection, find_coins
@@ -64,7 +65,8 @@ from coinfeat.counting.sizes import class_diameters, estimate_scale, load_sizes,
 
 CROP_MODES = ("auto", "coin", "fixed")
 DEFAULT_THRESHOLD = 0.3
-"""Below this best probability a coin is "unknown" (a head may carry its own ``unknown_threshold``)."""
+"""Below this best probability a coin is "unknown", for a head without its own rule (``unknown_threshold``
+set by hand, or the unknown-coin rule ``fit-head`` calibrates on val)."""
 
 
 @dataclass
@@ -138,15 +140,7 @@ class CoinCounter:
         if sizes is False:  # the classifier's answer only
             self.diameters[:] = np.nan
         self.values = class_values(classes, self.names, value_table)
-        self.threshold = (
-            threshold
-            if threshold is not None
-            else (
-                self.head.meta.unknown_threshold
-                if self.head.meta.unknown_threshold is not None
-                else DEFAULT_THRESHOLD
-            )
-        )
+        self.threshold = threshold if threshold is not None else self._head_threshold()
         if not 0 <= self.threshold < 1:
             raise CoinfeatError(f"--threshold {self.threshold}: a probability in [0, 1), e.g. 0.3")
         convention = CropConvention.of(self.head.meta)
@@ -155,6 +149,17 @@ class CoinCounter:
         self.side_mm = self._fixed_side(crop, convention, classes)
         self.pretrained = bool(self.head.meta.features and self.head.meta.features.pretrained)
         self.calibration, self.confidence = AnswerSets.load(head_dir), cfg.confidence
+
+    def _head_threshold(self) -> float:
+        """The head's own: a threshold set by hand, else its unknown-coin rule on the best
+        probability at :data:`~coinfeat.core.heads.unknown.COUNT_ACCEPT`, else :data:`DEFAULT_THRESHOLD`."""
+        meta = self.head.meta
+        if meta.unknown_threshold is not None:
+            return meta.unknown_threshold
+        rule = meta.unknown_rule()
+        if rule is not None and rule.score == "max_probability":
+            return rule.threshold(COUNT_ACCEPT)
+        return DEFAULT_THRESHOLD
 
     def _fixed_side(self, crop: str, convention: CropConvention, classes: list[str]) -> float | None:
         """The physical crop side (mm) for the second pass, or None for coin crops only."""

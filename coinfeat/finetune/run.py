@@ -29,7 +29,8 @@ from coinfeat.core.extraction.extract import (
     extract_features,
     make_writable_dir,
 )
-from coinfeat.core.heads import ExtractorRecord, HeadMeta, head_types
+from coinfeat.core.heads import ExtractorRecord, HeadMeta, head_types, load_head
+from coinfeat.core.heads.unknown import UnknownRule, rule_from_scores
 from coinfeat.core.provenance import crop_record
 from coinfeat.core.runtime import import_keras, log
 from coinfeat.core.store import (
@@ -131,6 +132,7 @@ def finetune(
     save_history(history, out, record.summary)
     head_dir = _save_head(model, classes, store, tuned, record, history, out / "head")
     calibrated = calibrate_beside(head_dir, val_proba, classes[val_truth], classes)
+    _set_unknown_rule(head_dir, rule_from_scores(val_proba.max(axis=1), "max_probability"))
     new_store = None
     if cfg.embed:
         t0 = time.perf_counter()
@@ -349,13 +351,20 @@ def _save_head(
 
 def _follow_store(head_dir: Path, store_dir: Path) -> None:
     """Point the head at the extractor of the store it was embedded into (for an int8 base store,
-    the tuned backbone is run in int8 there, calibrated on that store's train photos)."""
-    from coinfeat.core.heads import load_head
-
+    the tuned backbone is run in int8 there, calibrated on that store's train photos), and give it
+    its memory of the classes from that store's train vectors."""
     head, store = load_head(head_dir), open_store(store_dir)
     head.meta.features = ExtractorRecord.of_manifest(
         store.manifest, store=str(store.path.resolve()), dataset=store.manifest.dataset.name
     )
+    X_train, train = store.select("train")
+    head.memorise(X_train, train["label"])
+    head.save(head_dir)
+
+
+def _set_unknown_rule(head_dir: Path, rule: UnknownRule) -> None:
+    head = load_head(head_dir)
+    head.meta.unknown = rule.to_dict()
     head.save(head_dir)
 
 

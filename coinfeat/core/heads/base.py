@@ -72,7 +72,7 @@ class Head(ABC):
         """Learn from vectors ``X`` and labels ``y``; ``X_val``/``y_val`` drive early stopping."""
         X = check_matrix(X, "X")
         self._train(y, X.shape, X_val, y_val, lambda codes, val: self._fit(X, codes, val))
-        self._memorise(X, y)
+        self.memorise(X, y)
         return self
 
     def fit_from_store(
@@ -86,7 +86,7 @@ class Head(ABC):
             y, shape, X_val, y_val, lambda codes, val: self._fit_rows(store.embeddings, rows, codes, val)
         )
         if self.keeps_memory:
-            self._memorise(check_matrix(store.embeddings[rows], "X"), y)
+            self.memorise(check_matrix(store.embeddings[rows], "X"), y)
         return self
 
     def similarity_to_known(self, X: np.ndarray) -> np.ndarray:
@@ -135,7 +135,9 @@ class Head(ABC):
                 f"fit it again {purpose}"
             )
 
-    def _memorise(self, X: np.ndarray, y: Any) -> None:
+    def memorise(self, X: np.ndarray, y: Any) -> None:
+        """Keep a few prototypes per class of ``X`` (labels ``y``, classes the head knows): done by
+        ``fit``; for a head made another way (fine-tune's), from vectors of its own extractor."""
         if self.keeps_memory:
             codes = np.searchsorted(self.classes_, np.asarray(y).astype(str))
             self.memory_, self.memory_codes_ = class_prototypes(X, codes)

@@ -20,7 +20,11 @@ DEFAULT_SCORE = "max_probability"
 """Chosen on the euro coins, two classes held out in five draws (BENCHMARKS.md "Unknown coins"):
 mean AUROC 0.68 against 0.62 for logistic regression, 0.66 against 0.62 for the dense head."""
 ACCEPT = 0.95
-"""Share of known coins (val photos) the calibrated rule accepts."""
+"""Share of known coins (val photos) the rule accepts for ``predict`` and ``serve``."""
+COUNT_ACCEPT = 0.99
+"""Share accepted in ``count``: in a pile, a known coin left out of the total costs more than an
+unknown one counted."""
+LEVELS = (ACCEPT, COUNT_ACCEPT)
 MIN_PHOTOS = 20
 """Fewest known val photos a rule is calibrated on; fewer give no rule."""
 
@@ -30,12 +34,15 @@ class UnknownRule:
     """A photo whose ``score`` is below ``threshold`` is an unknown coin (``head.json``: ``unknown``)."""
 
     score: str
-    threshold: float
-    accept: float
+    thresholds: dict[str, float]
+    """Threshold by share of known val photos accepted ("0.95", "0.99")."""
     photos: int
 
-    def is_unknown(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) < self.threshold
+    def threshold(self, accept: float = ACCEPT) -> float:
+        return self.thresholds[f"{accept:g}"]
+
+    def is_unknown(self, scores: np.ndarray, accept: float = ACCEPT) -> np.ndarray:
+        return np.asarray(scores) < self.threshold(accept)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,14 +71,16 @@ def available_score(head: Any, score: str = DEFAULT_SCORE) -> str:
 
 
 def calibrate_rule(
-    head: Any, X_val: np.ndarray, y_val: Any, score: str = DEFAULT_SCORE, accept: float = ACCEPT
+    head: Any, X_val: np.ndarray, y_val: Any, score: str = DEFAULT_SCORE
 ) -> UnknownRule | None:
-    """The threshold that accepts ``accept`` of the val photos of classes the head knows, or None
-    when there are fewer than :data:`MIN_PHOTOS` of them."""
+    """The thresholds that accept each share of :data:`LEVELS` of the val photos of classes the
+    head knows, or None when there are fewer than :data:`MIN_PHOTOS` of them."""
     known = np.isin(np.asarray(y_val).astype(str), head.classes_)
     if known.sum() < MIN_PHOTOS:
         return None
     score = available_score(head, score)
     values = unknown_scores(head, np.asarray(X_val)[known], score)
-    threshold = float(np.quantile(values, 1 - accept, method="lower"))
-    return UnknownRule(score=score, threshold=round(threshold, 6), accept=accept, photos=int(known.sum()))
+    thresholds = {
+        f"{accept:g}": round(float(np.quantile(values, 1 - accept, method="lower")), 6) for accept in LEVELS
+    }
+    return UnknownRule(score=score, thresholds=thresholds, photos=int(known.sum()))
