@@ -70,6 +70,7 @@ def test_download_failure_names_the_fix(monkeypatch):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: Name or service not known")
 
     monkeypatch.setattr(keras.applications, "EfficientNetB0", offline)
+    monkeypatch.setattr("coinfeat.core.extraction.backbones.imagenet_weights_reachable", lambda app: True)
     with pytest.raises(WeightsUnavailable, match="--weights PATH"):
         build_model(resolve_backbone("efficientnetb0", "imagenet", image_size=SMALL))
 
@@ -166,3 +167,33 @@ def test_dividing_by_255_would_change_pretrained_features():
     right = model.predict(photos, verbose=0)
     wrong = model.predict(photos / 255.0, verbose=0)
     assert cosine_rows(right, wrong).max() < 0.9
+
+
+def test_offline_the_default_backbone_is_the_bundled_pretrained_lite0(monkeypatch, caplog, tmp_path):
+    import logging
+
+    from coinfeat.core.extraction import backbones
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached
+    monkeypatch.setenv("COINFEAT_OFFLINE", "1")
+    monkeypatch.setattr(backbones, "_FALLBACK_SAID", False)
+    with caplog.at_level(logging.WARNING, logger="coinfeat"):
+        spec = resolve_backbone("efficientnetb0", "imagenet")
+        again = resolve_backbone("efficientnetb0", "imagenet")
+    assert spec == again and spec.pretrained and spec.name == "efficientnet_lite0_imagenet_notop.keras"
+    assert spec.model_file == "coinfeat:builtin/efficientnet_lite0_imagenet_notop.keras", "portable"
+    assert backbones.local_path(spec.model_file).is_file()
+    said = [r.message for r in caplog.records if "bundled" in r.message]
+    assert len(said) == 1 and "EfficientNet-Lite0" in said[0], "said once, plainly"
+    assert not resolve_backbone("efficientnetb0", "none").pretrained, "random weights only when asked"
+
+
+def test_with_the_weights_in_keras_cache_the_default_stays_b0(monkeypatch, tmp_path):
+    from coinfeat.core.extraction import backbones
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "efficientnetb0_notop.h5").write_bytes(b"cached")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("COINFEAT_OFFLINE", "1")
+    spec = backbones.resolve_backbone("efficientnetb0", "imagenet")
+    assert spec.name == "efficientnetb0" and spec.weights == "imagenet"

@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sys
+import urllib.request
 from dataclasses import asdict, dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,18 @@ from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
 from coinfeat.core.finetune_record import FinetuneRecord
 from coinfeat.core.images.crop import CROP_VERSION
 from coinfeat.core.images.decode import DECODER_VERSION, DEFAULT_IMAGE_SIZE
-from coinfeat.core.runtime import import_keras, keras_cache_dir
+from coinfeat.core.runtime import import_keras, keras_cache_dir, log
 
 DEFAULT_BACKBONE = "efficientnetb0"
 PRECISIONS = ("fp32", "int8")
 RANDOM_SEED = 0
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"
+PACKAGED = "coinfeat:"
+"""Prefix of a model file inside the installed package (``coinfeat:builtin/...``): records keep it
+so heads and stores made with a bundled network work wherever coinfeat is installed."""
+OFFLINE_FALLBACK = PACKAGED + "builtin/efficientnet_lite0_imagenet_notop.keras"
+"""The ImageNet-pretrained EfficientNet-Lite0 shipped with coinfeat (Apache-2.0, builtin/NOTICE):
+used when EfficientNetB0's ImageNet weights cannot be downloaded."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ def _resolve(backbone: str, weights: str, image_size: int) -> BackboneSpec:
     key = backbone.lower()
     if key in APPLICATIONS:
         return _resolve_application(key, weights, image_size)
-    path = Path(backbone).expanduser()
+    path = local_path(backbone)
     if path.suffix == ".keras":
         if not path.is_file():
             raise CoinfeatError(f"backbone model file not found: {path}")
@@ -147,7 +156,7 @@ def _resolve(backbone: str, weights: str, image_size: int) -> BackboneSpec:
             weights_id=f"sha256:{file_hash(path)[:16]}",
             pretrained=bool(tuned.pretrained) if tuned else True,
             image_size=image_size,
-            model_file=str(path.resolve()),
+            model_file=portable(path),
             finetuned=tuned.summary if tuned else None,
         )
     raise CoinfeatError(
@@ -159,6 +168,9 @@ def _resolve_application(key: str, weights: str, image_size: int) -> BackboneSpe
     app = APPLICATIONS[key]
     if weights.lower() == "none":
         return BackboneSpec(key, "none", f"random-seed{RANDOM_SEED}", False, image_size)
+    if weights.lower() == "imagenet" and key == DEFAULT_BACKBONE and not imagenet_weights_reachable(app):
+        _say_fallback_once()
+        return _resolve(OFFLINE_FALLBACK, "imagenet", image_size)
     if weights.lower() == "imagenet":
         weights_id = f"imagenet:md5:{app.weights_md5}" if app.weights_md5 else f"imagenet:{app.weights_file}"
         return BackboneSpec(key, "imagenet", weights_id, True, image_size)
@@ -176,6 +188,50 @@ def _resolve_application(key: str, weights: str, image_size: int) -> BackboneSpe
     return BackboneSpec(key, str(path.resolve()), f"sha256:{file_hash(path)[:16]}", True, image_size)
 
 
+def local_path(model_file: str) -> Path:
+    """A model file on this machine: ``coinfeat:...`` inside the installed package, else the path."""
+    if model_file.startswith(PACKAGED):
+        return Path(str(resources.files("coinfeat").joinpath(model_file.removeprefix(PACKAGED))))
+    return Path(model_file).expanduser()
+
+
+def portable(path: Path) -> str:
+    """How a model file is recorded: ``coinfeat:...`` when it is inside the installed package (so
+    records made with it work wherever coinfeat is installed), else its absolute path."""
+    package = Path(str(resources.files("coinfeat"))).resolve()
+    path = path.resolve()
+    return PACKAGED + path.relative_to(package).as_posix() if path.is_relative_to(package) else str(path)
+
+
+def imagenet_weights_reachable(app: Application) -> bool:
+    """Whether Keras can have the ImageNet weights: already in its cache, or downloadable now (a
+    quick look at the server; ``COINFEAT_OFFLINE=1`` says no without looking)."""
+    if (keras_cache_dir() / app.weights_file).is_file():
+        return True
+    if os.environ.get("COINFEAT_OFFLINE") == "1":
+        return False
+    try:
+        request = urllib.request.Request(KERAS_WEIGHTS_URL + app.weights_file, method="HEAD")
+        with urllib.request.urlopen(request, timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+_FALLBACK_SAID = False
+
+
+def _say_fallback_once() -> None:
+    global _FALLBACK_SAID
+    if not _FALLBACK_SAID:
+        _FALLBACK_SAID = True
+        log.warning(
+            "EfficientNetB0's ImageNet weights cannot be downloaded here (no internet?): using the bundled "
+            "ImageNet-pretrained EfficientNet-Lite0 instead (real pretrained features; figures are "
+            "Lite0's). --weights PATH uses B0's weights file; --weights none, random weights."
+        )
+
+
 def build_model(spec: BackboneSpec):
     """Build the frozen Keras model: (batch, S, S, 3) float 0..255 -> (batch, D) float32."""
     model = assemble(spec, base_network(spec))
@@ -189,7 +245,7 @@ def base_network(spec: BackboneSpec):
     keras = import_keras()
     keras.utils.set_random_seed(RANDOM_SEED)
     if spec.model_file:
-        return keras.models.load_model(spec.model_file, compile=False)
+        return keras.models.load_model(local_path(spec.model_file), compile=False)
     return _application(spec, keras)
 
 
