@@ -79,8 +79,13 @@ def calibrate_rule(
     if known.sum() < MIN_PHOTOS:
         return None
     score = available_score(head, score)
-    values = unknown_scores(head, np.asarray(X_val)[known], score)
+    return rule_from_scores(unknown_scores(head, np.asarray(X_val)[known], score), score)
+
+
+def rule_from_scores(values: np.ndarray, score: str) -> UnknownRule:
+    """The rule whose thresholds accept each share of :data:`LEVELS` of ``values``, the scores of
+    photos of coins the head knows."""
     thresholds = {
         f"{accept:g}": round(float(np.quantile(values, 1 - accept, method="lower")), 6) for accept in LEVELS
     }
-    return UnknownRule(score=score, thresholds=thresholds, photos=int(known.sum()))
+    return UnknownRule(score=score, thresholds=thresholds, photos=len(values))
