@@ -20,6 +20,7 @@ from coinfeat.core.data.datasets import collect_photos
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.heads import load_head
+from coinfeat.core.heads.builtin import resolve_head
 from coinfeat.core.heads.unknown import unknown_scores
 from coinfeat.core.metrics import label_parts, part_answers, set_answer
 from coinfeat.core.options import resolve
@@ -72,11 +73,16 @@ class PredictConfig:
 
 
 def predict_images(
-    inputs: list[str | Path], head_dir: str | Path, config: PredictConfig | None = None, **options: Any
+    inputs: list[str | Path],
+    head_dir: str | Path | None = None,
+    config: PredictConfig | None = None,
+    **options: Any,
 ) -> list[Prediction]:
-    """Top-k labels and probabilities per photo of ``inputs`` (files, folders, CSV manifests);
+    """Top-k labels and probabilities per photo of ``inputs`` (files, folders, CSV manifests) with
+    the head at ``head_dir`` (a folder, or a built-in model's name; None: the built-in euro model);
     photos that cannot be read carry an error. Options are :class:`PredictConfig`'s."""
     cfg = resolve(PredictConfig, config, options)
+    head_dir = resolve_head(head_dir)
     top_k, tta, engine, progress = cfg.top_k, cfg.tta, cfg.engine, cfg.progress
     head = load_head(head_dir)
     calibration = AnswerSets.load(head_dir)

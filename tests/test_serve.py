@@ -52,6 +52,22 @@ def client(tmp_path_factory):
     return TestClient(app), data
 
 
+def test_a_head_alone_is_served_without_a_collection(client, tmp_path):
+    from fastapi.testclient import TestClient
+
+    _, data = client
+    head = Path(client[0].get("/api/health").json()["head_dir"])
+    api = TestClient(create_app(Recogniser(head_dir=head)))
+    assert api.get("/api/health").json()["collection"] == 0
+    assert api.get("/api/collection").json() == {"photos": []}
+    assert api.get("/api/photo", params={"path": "gold/gold1_0.jpg"}).status_code == 404
+    body = api.post(
+        "/api/predict", files={"image": ("c.jpg", (data / "gold" / "gold1_0.jpg").read_bytes())}
+    ).json()
+    assert body["predictions"][0]["label"] == "gold" and body["neighbours"] == []
+    assert isinstance(body["unknown"], bool)
+
+
 def _jpeg(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG")

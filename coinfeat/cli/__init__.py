@@ -19,6 +19,7 @@ from coinfeat.cli import (
     extract,
     finetune,
     fit_head,
+    models,
     predict,
     serve,
     similar,
@@ -26,7 +27,7 @@ from coinfeat.cli import (
 from coinfeat.core.errors import CoinfeatError
 
 EPILOG = "Run `coinfeat COMMAND --help` for a command's options. Manual: docs/ (mkdocs serve)."
-COMMANDS = (extract, fit_head, enrol, predict, compare, count, similar, finetune, export, serve, demo)
+COMMANDS = (count, predict, serve, models, extract, fit_head, enrol, compare, similar, finetune, export, demo)
 
 
 class _Parser(argparse.ArgumentParser):

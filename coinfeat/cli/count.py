@@ -30,7 +30,11 @@ def add_parser(commands) -> None:
         "'1 Cent,Euro,spain'); other coins need --sizes and/or values in their labels or --values.",
     )
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="photos of coins lying flat (files or folders)")
-    p.add_argument("--head", required=True, help="head directory made by fit-head (or fine-tune)")
+    p.add_argument(
+        "--head",
+        help="head directory made by fit-head or fine-tune, or a built-in model's name "
+        "(default: euro, the built-in euro model; `coinfeat models` lists them)",
+    )
     p.add_argument("--sizes", metavar="FILE", help='JSON label -> diameter in mm, e.g. {"10 Kroner": 23.35}')
     p.add_argument(
         "--no-sizes",

@@ -36,7 +36,11 @@ def add_parser(commands) -> None:
     p.add_argument(
         "--out", metavar="CSV", help="write one row per photo (top-k labels, names, probabilities)"
     )
-    p.add_argument("--head", required=True, help="head directory made by fit-head")
+    p.add_argument(
+        "--head",
+        help="head directory made by fit-head or fine-tune, or a built-in model's name "
+        "(default: euro, the built-in euro model; `coinfeat models` lists them)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="how many labels per photo (default 5)")
     p.add_argument(
         "--tta",

@@ -10,13 +10,18 @@ def add_parser(commands) -> None:
     p = commands.add_parser(
         "serve",
         help="a local web page to identify a coin from a photo",
-        description="Serve a page (and its JSON API) where a photo can be dropped or picked from the "
-        "collection; it shows the top coins with probabilities and the most similar photos. Its "
-        "'count the coins' mode takes a photo of a pile and shows every coin and the total. "
-        "Listens on loopback only unless --host says otherwise.",
+        description="Serve a page (and its JSON API) where a photo can be dropped (or, with --features, "
+        "picked from the collection); it shows the top coins with probabilities, the answer set, and "
+        "with --features the most similar photos of the collection. Its 'count the coins' mode takes "
+        "a photo of a pile and shows every coin and the total. With no options it serves the built-in "
+        "euro model. Listens on loopback only unless --host says otherwise.",
     )
-    p.add_argument("--features", required=True, help="feature store made by extract-features")
-    p.add_argument("--head", required=True, help="head directory made by fit-head")
+    p.add_argument(
+        "--features", help="feature store made by extract-features: its photos are shown as similar coins"
+    )
+    p.add_argument(
+        "--head", help="head directory made by fit-head or fine-tune, or a built-in model (default: euro)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, help="largest accepted photo in MB (default 20)")

@@ -7,6 +7,7 @@ commands which only read cached vectors start in a fraction of a second.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -102,3 +103,12 @@ def read_json_object(path: str | Path, what: str) -> dict:
     if not isinstance(raw, dict):
         raise CoinfeatError(f"{what} file {path} must hold one JSON object")
     return raw
+
+
+def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in 1 MB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -45,6 +45,7 @@ from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.extraction.pipeline import run_ahead
 from coinfeat.core.heads import load_head
+from coinfeat.core.heads.builtin import resolve_head
 from coinfeat.core.heads.unknown import COUNT_ACCEPT
 from coinfeat.core.images.crop import CropConvention, crop_coin, frame_found
 from coinfeat.core.images.decode import DEFAULT_MAX_PIXELS, decode, fit_square, read_bytes, to_model_input
@@ -114,7 +115,7 @@ class CoinCounter:
 
     def __init__(
         self,
-        head_dir: str | Path,
+        head_dir: str | Path | None = None,
         config: CountConfig | None = None,
         *,
         embedder: Embedder | None = None,
@@ -130,6 +131,7 @@ class CoinCounter:
             cfg.engine,
             cfg.crop,
         )
+        head_dir = resolve_head(head_dir)
         self.head = load_head(head_dir)
         self.embedder = embedder or Embedder(self.head.meta.extractor(head_dir), engine)
         self.names = self.head.meta.label_names
@@ -376,13 +378,17 @@ def photo_notes(size: tuple[int, int], work: np.ndarray, *, found: int) -> list[
 
 
 def count_coins(
-    photos: list[str | Path], head: str | Path, config: CountConfig | None = None, **options: Any
+    photos: list[str | Path],
+    head: str | Path | None = None,
+    config: CountConfig | None = None,
+    **options: Any,
 ) -> list[PhotoCount]:
     """Count the coins and the money in each photo (files, or folders of them) with the head at
-    ``head``; options are :class:`CountConfig`'s."""
+    ``head`` (a folder, or a built-in model's name; None: the built-in euro model); options are
+    :class:`CountConfig`'s."""
     photos = [path for path, _ in collect_photos(photos)]
     if not photos:
-        raise CoinfeatError("no photo given: coinfeat count PHOTO... --head HEAD")
+        raise CoinfeatError("no photo given: coinfeat count PHOTO...")
     cfg = resolve(CountConfig, config, options)
     counter = CoinCounter(head, cfg)
     folder = Path(cfg.out) if cfg.out else None

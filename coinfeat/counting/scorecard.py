@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import ImageDraw
 
 from coinfeat.core.errors import CoinfeatError, DecodeError
+from coinfeat.core.heads.builtin import resolve_head
 from coinfeat.core.heads.record import read_head_record
 from coinfeat.core.images.annotations import Mark, detect_format, read_annotations
 from coinfeat.core.images.decode import data_url, decode, read_bytes
@@ -208,7 +209,7 @@ def count_and_score(
     them against ``truth`` and write the report into ``report_dir``."""
     expected = read_truth(truth)
     results = count_coins(photos, head, config)
-    card = score(results, expected, classes=read_head_record(head)["classes"])
+    card = score(results, expected, classes=read_head_record(resolve_head(head))["classes"])
     md, html = write_report(card, results, report_dir)
     return ScoredCount(results, card, md, html)
 

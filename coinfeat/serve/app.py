@@ -33,9 +33,11 @@ from coinfeat.core.answer_sets import DEFAULT_CONFIDENCE, AnswerSets
 from coinfeat.core.errors import CoinfeatError, DecodeError
 from coinfeat.core.extraction.embedder import DEFAULT_TTA, Embedder
 from coinfeat.core.heads import load_head
+from coinfeat.core.heads.builtin import resolve_head
+from coinfeat.core.heads.unknown import unknown_scores
 from coinfeat.core.images.decode import data_url
 from coinfeat.core.images.model_input import load_image
-from coinfeat.core.metrics import label_parts, part_answers
+from coinfeat.core.metrics import label_parts, part_answers, set_answer
 from coinfeat.core.provenance import check_compatible
 from coinfeat.core.store import open_store
 from coinfeat.counting.count import CoinCounter
@@ -47,28 +49,34 @@ WEB_PICTURE = 1200
 
 
 class Recogniser:
-    """Everything a request needs, loaded once: store, head, extractor, collection index."""
+    """Everything a request needs, loaded once: the head and its extractor, and, when a store is
+    given, the collection whose most similar photos are shown beside each answer."""
 
     def __init__(
         self,
-        features: str | Path,
-        head_dir: str | Path,
+        features: str | Path | None = None,
+        head_dir: str | Path | None = None,
         top_k: int = 5,
         k: int = 8,
         tta: str = DEFAULT_TTA,
         threshold: float | None = None,
     ) -> None:
-        self.store = open_store(features)
-        self.head = load_head(head_dir)
-        self.head_dir = head_dir
-        check_compatible(self.head, self.store)
-        self.embedder = Embedder(self.head.meta.extractor(head_dir))
-        self.answer_sets = AnswerSets.load(head_dir)
-        self.collection = Collection(self.store, "train")
-        self.threshold = threshold if threshold is not None else calibrated_threshold(self.store)
+        self.head_dir = resolve_head(head_dir)
+        self.head = load_head(self.head_dir)
+        self.store = open_store(features) if features is not None else None
+        if self.store is not None:
+            check_compatible(self.head, self.store)
+        self.embedder = Embedder(self.head.meta.extractor(self.head_dir))
+        self.answer_sets = AnswerSets.load(self.head_dir)
+        self.collection = Collection(self.store, "train") if self.store is not None else None
+        self.threshold = (
+            threshold if threshold is not None or self.store is None else calibrated_threshold(self.store)
+        )
+        self.rule = self.head.meta.unknown_rule()
         self.top_k, self.k, self.tta = top_k, k, tta
-        self.names = self.store.manifest.label_names
-        self.parts = label_parts(self.head.classes_, self.head.meta.label_names or self.names, None)
+        self.names = {**(self.store.manifest.label_names if self.store else {}), **self.head.meta.label_names}
+        self.parts = label_parts(self.head.classes_, self.names, None)
+        self.pretrained = bool(self.head.meta.features and self.head.meta.features.pretrained)
         size = self.embedder.spec.image_size
         self.embedder.embed_images(np.zeros((1, size, size, 3), np.float32))  # load the engine now
         self._engine_lock = threading.Lock()  # requests run in worker threads; an interpreter is not shared
@@ -101,7 +109,7 @@ class Recogniser:
         embedded = time.perf_counter()
         proba = self.head.predict_proba(vector)[0]
         order = np.argsort(-proba)[: self.top_k]
-        answer = self.neighbours(vector)
+        answer = self.neighbours(vector) if self.collection is not None else self._unknown(vector, proba)
         done = time.perf_counter()
         return {
             "predictions": [
@@ -116,7 +124,7 @@ class Recogniser:
             "answer_set": self._answer_set(proba),
             **answer,
             "model_input": data_url(Image.fromarray(square.astype(np.uint8))),
-            "pretrained": self.store.pretrained,
+            "pretrained": self.pretrained,
             "timing_ms": {
                 "decode": _ms(started, decoded),
                 "embed": _ms(decoded, embedded),
@@ -130,7 +138,23 @@ class Recogniser:
         if self.answer_sets is None:
             return None
         labels = self.answer_sets.sets(proba[None], DEFAULT_CONFIDENCE)[0]
-        return {"confidence": DEFAULT_CONFIDENCE, "labels": labels, "names": [self._name(x) for x in labels]}
+        return {
+            "confidence": DEFAULT_CONFIDENCE,
+            "labels": labels,
+            "names": [self._name(x) for x in labels],
+            "answer": set_answer(labels, self.names, self.parts, self.head.classes_),
+        }
+
+    def _unknown(self, vector: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+        """Without a collection: the head's own unknown-coin rule (calibrated on its val photos)."""
+        if self.rule is None:
+            return {"neighbours": [], "unknown": False, "threshold": None}
+        score = unknown_scores(self.head, vector, self.rule.score, proba[None])
+        return {
+            "neighbours": [],
+            "unknown": bool(self.rule.is_unknown(score)[0]),
+            "threshold": self.rule.threshold(),
+        }
 
     def neighbours(
         self, vector: np.ndarray, exclude: set[int] | frozenset[int] = frozenset(), k: int | None = None
@@ -154,14 +178,14 @@ class Recogniser:
     def similar_to_stored(self, path: str, k: int | None = None) -> dict[str, Any]:
         """Neighbours of a collection photo, leaving out the photo and every identical copy of it
         (as ``similar --exclude-self`` does)."""
-        row = self.collection.row_of(path)
+        row = self.collection.row_of(path) if self.collection is not None else None
         if row is None:
             raise KeyError(path)
         return self.neighbours(self.collection.vectors([row]), self.collection.same_photo(row), k)
 
     def photo_path(self, path: str) -> Path:
         """A collection photo on disk; only paths the store holds are served."""
-        if self.collection.row_of(path) is None:
+        if self.collection is None or self.collection.row_of(path) is None:
             raise KeyError(path)
         return self.collection.root / path
 
@@ -184,10 +208,11 @@ def create_app(recogniser: Recogniser, max_upload_mb: float = DEFAULT_MAX_UPLOAD
         return {
             "status": "ok",
             "head": recogniser.head.name,
+            "head_dir": str(recogniser.head_dir),
             "classes": len(recogniser.head.classes_),
-            "collection": len(recogniser.collection.items),
-            "pretrained": recogniser.store.pretrained,
-            "fingerprint": recogniser.store.fingerprint,
+            "collection": len(recogniser.collection.items) if recogniser.collection is not None else 0,
+            "pretrained": recogniser.pretrained,
+            "fingerprint": recogniser.head.meta.extractor(recogniser.head_dir).fingerprint,
             "max_upload_mb": max_upload_mb,
         }
 
@@ -218,6 +243,8 @@ def create_app(recogniser: Recogniser, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 
     @app.get("/api/collection")
     def collection(limit: int = Query(24, ge=1, le=500)) -> dict[str, Any]:
+        if recogniser.collection is None:
+            return {"photos": []}
         items = recogniser.collection.items
         picked = items.groupby("label").head(max(1, limit // max(1, items["label"].nunique()))).head(limit)
         return {"photos": [{"path": p, "label": str(lbl)} for p, lbl in zip(picked["path"], picked["label"])]}
@@ -233,14 +260,15 @@ def create_app(recogniser: Recogniser, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 
 
 def serve(
-    features: str | Path,
-    head_dir: str | Path,
+    features: str | Path | None = None,
+    head_dir: str | Path | None = None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 ) -> None:
-    """Load everything, then serve until interrupted."""
+    """Load everything, then serve until interrupted: ``head_dir`` (a folder or a built-in model's
+    name; None: the built-in euro model) and, with ``features``, its store's photos to show."""
     import uvicorn
 
     if port < 1 or port > 65535:

@@ -22,7 +22,7 @@ from coinfeat.core.errors import CoinfeatError, WeightsUnavailable
 from coinfeat.core.finetune_record import FinetuneRecord
 from coinfeat.core.images.crop import CROP_VERSION
 from coinfeat.core.images.decode import DECODER_VERSION, DEFAULT_IMAGE_SIZE
-from coinfeat.core.runtime import import_keras, keras_cache_dir, log
+from coinfeat.core.runtime import file_hash, import_keras, keras_cache_dir, log
 
 DEFAULT_BACKBONE = "efficientnetb0"
 PRECISIONS = ("fp32", "int8")
@@ -99,14 +99,6 @@ class BackboneSpec:
 
 def _digest(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:length]
-
-
-def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(spec: BackboneSpec, resize: str, crop: str = "none") -> str:

@@ -29,7 +29,7 @@ def head_types() -> dict[str, type[Head]]:
     global _DISCOVERED
     if not _DISCOVERED:
         for module in pkgutil.iter_modules(__path__):
-            if module.name not in ("base", "record", "prototypes", "unknown"):
+            if module.name not in ("base", "builtin", "record", "prototypes", "unknown"):
                 importlib.import_module(f"{__name__}.{module.name}")
         _DISCOVERED = True
     return dict(sorted(_REGISTRY.items()))
