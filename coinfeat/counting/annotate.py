@@ -20,10 +20,11 @@ def annotated(full: Image.Image, result: PhotoCount) -> Image.Image:
     draw = ImageDraw.Draw(image)
     font = label_font(image.width)
     for coin in result.coins:
-        x, y, r = coin.x * scale, coin.y * scale, coin.diameter_px * scale / 2
         colour = UNKNOWN_COLOUR if coin.unknown else DOUBTFUL_COLOUR if coin.doubtful else KNOWN_COLOUR
-        draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(3, image.width // 400))
-        label(draw, (x, y + r + 2), _coin_text(coin), font, colour)
+        outline = [(x * scale, y * scale) for x, y in coin.outline()]
+        draw.polygon(outline, outline=colour, width=max(3, image.width // 400))
+        bottom = coin.box()[3] * scale
+        label(draw, (coin.x * scale, bottom + 2), _coin_text(coin), font, colour)
     headline = f"{len(result.coins)} coins, total {format_range(result.total, result.doubts)}"
     if not result.pretrained:
         headline += " (NOT PRETRAINED weights: meaningless)"

@@ -322,6 +322,8 @@ class CoinCounter:
             value.currency if value else None,
             self._answer(classifier),
             self._answer(sized) if sized is not None else None,
+            minor_px=round(2 * circle.minor, 1) if circle.minor else None,
+            angle=round(circle.angle, 1) if circle.minor else None,
         )
 
     def _answer(self, proba: np.ndarray) -> dict[str, Any]:

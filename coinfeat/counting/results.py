@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from coinfeat.core.images.detect import Circle
 from coinfeat.counting.money import Doubt, format_range, total_range
 
 
@@ -37,6 +38,22 @@ class Coin:
     answer_set_names: list[str] = field(default_factory=list)
     overlaps: list[int] = field(default_factory=list)
     """Numbers of the coins this one lies partly over or under (its crop shows part of them)."""
+    minor_px: float | None = None
+    """A coin seen at an angle: its outline's minor axis in pixels (``diameter_px`` is the major
+    axis, the coin's true diameter); None for a coin seen from straight above."""
+    angle: float | None = None
+    """Direction of the major axis, degrees (with ``minor_px``)."""
+
+    def outline(self, points: int = 72) -> list[tuple[float, float]]:
+        """The coin's outline in photo pixels: its circle, or its ellipse when seen at an angle."""
+        minor = self.minor_px / 2 if self.minor_px else None
+        circle = Circle(self.x, self.y, self.diameter_px / 2, minor, self.angle or 0.0)
+        return [tuple(p) for p in circle.outline(points).tolist()]
+
+    def box(self) -> tuple[float, float, float, float]:
+        """The outline's bounding box (x0, y0, x1, y1)."""
+        xs, ys = zip(*self.outline())
+        return min(xs), min(ys), max(xs), max(ys)
 
     @property
     def doubtful(self) -> bool:

@@ -267,7 +267,7 @@ def score_photo(result: PhotoCount, truth: PhotoTruth) -> PhotoScore:
 
 def _match(card: PhotoScore, coins: list, marks: list[Mark]) -> None:
     pairs = sorted(
-        ((iou(_box(c), m.box), i, j) for i, c in enumerate(coins) for j, m in enumerate(marks)),
+        ((iou(c.box(), m.box), i, j) for i, c in enumerate(coins) for j, m in enumerate(marks)),
         reverse=True,
     )
     used_coins, used_marks = set(), set()
@@ -286,11 +286,6 @@ def _match(card: PhotoScore, coins: list, marks: list[Mark]) -> None:
     card.right_class = card.matched - len(card.wrong_class)
     card.missed = [list(m.box) for j, m in enumerate(marks) if j not in used_marks]
     card.false_coins = [c.number for i, c in enumerate(coins) if i not in used_coins]
-
-
-def _box(coin) -> tuple[float, float, float, float]:
-    r = coin.diameter_px / 2
-    return (coin.x - r, coin.y - r, coin.x + r, coin.y + r)
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -412,8 +407,9 @@ def _drawn(photo: PhotoScore, result: PhotoCount | None) -> str | None:
     wrong = {w["coin"]: w["true"] for w in photo.wrong_class}
     for coin in result.counted if result else []:
         colour = _RED if coin.number in photo.false_coins else _ORANGE if coin.number in wrong else _GREEN
-        x0, y0, x1, y1 = (v * scale for v in _box(coin))
-        draw.ellipse((x0, y0, x1, y1), outline=colour, width=3)
+        outline = [(x * scale, y * scale) for x, y in coin.outline()]
+        draw.polygon(outline, outline=colour, width=3)
+        x0, _, x1, y1 = (v * scale for v in coin.box())
         text = f"{coin.label} / {wrong[coin.number]}" if coin.number in wrong else coin.label
         label(draw, ((x0 + x1) / 2, y1 + 2), text, font, colour)
     for box in photo.missed:

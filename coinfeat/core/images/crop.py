@@ -173,7 +173,9 @@ def balanced(img: Image.Image, means: np.ndarray) -> Image.Image:
 
 def frame_found(full: Image.Image, circle: Circle, crop: str) -> Image.Image:
     """A coin found in a whole photo, framed by a coin ``crop`` policy as single-coin photos are
-    (``coin-balanced``: the coin's own square is balanced, as a single-coin photo, mostly coin, is)."""
+    (``coin-balanced``: the coin's own square is balanced, as a single-coin photo, mostly coin, is);
+    a coin seen at an angle is first made round again (:func:`unsquashed`)."""
+    full, circle = unsquashed(full, circle)
     square = coin_square(full, circle, masked=_masked(crop))
     return grey_world(square) if crop == "coin-balanced" else square
 
@@ -188,11 +190,36 @@ def crop_coin(
     full: Image.Image, circle: Circle, margin: float = MARGIN, max_side: int | None = None
 ) -> Image.Image:
     """A square crop centred on the coin, its side ``diameter * (1 + 2 * margin)`` (at most
-    ``max_side`` pixels, scaled down); what lies outside the photo is filled with its edge colour."""
+    ``max_side`` pixels, scaled down); what lies outside the photo is filled with its edge colour.
+    A coin seen at an angle is first made round again (:func:`unsquashed`)."""
+    full, circle = unsquashed(full, circle)
     canvas = square_around(full, circle.x, circle.y, circle.radius * (1 + 2 * margin))
     if max_side and canvas.width > max_side:
         return canvas.resize((max_side, max_side), Image.Resampling.BICUBIC)
     return canvas
+
+
+UNSQUASH_SIDE = 1.6
+"""Half-side of the region made round around a tilted coin, in coin radii (room for any margin)."""
+
+
+def unsquashed(full: Image.Image, coin: Circle) -> tuple[Image.Image, Circle]:
+    """A coin seen at an angle (an ellipse) and its surroundings stretched along its minor axis so
+    that it is round again, an affine un-squash, with the coin as a circle of its major radius in
+    the result's pixels; a round coin comes back as it is."""
+    if not coin.tilted:
+        return full, coin
+    theta, squash = np.radians(coin.angle), coin.axis_ratio
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    to_photo = rotation @ np.diag([1.0, squash]) @ rotation.T  # round output -> squashed photo
+    half = coin.radius * UNSQUASH_SIDE
+    side = max(1, round(2 * half))
+    shift = np.array([coin.x, coin.y]) - to_photo @ np.array([half, half])
+    data = (*to_photo[0], shift[0], *to_photo[1], shift[1])
+    region = full.transform(
+        (side, side), Image.Transform.AFFINE, data, Image.Resampling.BICUBIC, fillcolor=_edge_colour(full)
+    )
+    return region, Circle(half, half, coin.radius)
 
 
 def square_around(full: Image.Image, cx: float, cy: float, half: float) -> Image.Image:

@@ -18,6 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from coinfeat.core.images.rims import (
+    ROUND,
+    fit_ellipse,
+    fit_rim,
+    outer_rim,
+    refine,
+    rim_strength,
+    typical_radius,
+)
+
 MIN_RADIUS, MAX_RADIUS = 0.015, 0.25
 """Radius limits of the first, wide pass, as shares of the photo's short side."""
 WORK_SIZE = 1000
@@ -33,15 +43,39 @@ BACKGROUND_CONTRAST = 12.0
 
 @dataclass
 class Circle:
-    """A coin found in the photo, in full-resolution pixels."""
+    """A coin found in the photo, in full-resolution pixels. A coin seen at an angle is an ellipse:
+    ``radius`` is then its semi-major axis (the coin's true radius, for its size), ``minor`` its
+    semi-minor axis and ``angle`` the major axis's direction in degrees."""
 
     x: float
     y: float
     radius: float
+    minor: float | None = None
+    angle: float = 0.0
 
     @property
     def diameter(self) -> float:
         return 2 * self.radius
+
+    @property
+    def axis_ratio(self) -> float:
+        """Minor over major axis: 1 for a coin seen from straight above."""
+        return self.minor / self.radius if self.minor else 1.0
+
+    @property
+    def tilted(self) -> bool:
+        """Foreshortened enough that its crop must be un-squashed."""
+        return self.axis_ratio < ROUND
+
+    def outline(self, points: int = 72) -> np.ndarray:
+        """(points, 2) pixels along the coin's outline: its circle, or its ellipse."""
+        b = self.minor or self.radius
+        theta = np.radians(self.angle)
+        t = np.linspace(0, 2 * np.pi, points, endpoint=False)
+        u, v = self.radius * np.cos(t), b * np.sin(t)
+        return np.column_stack(
+            [self.x + u * np.cos(theta) - v * np.sin(theta), self.y + u * np.sin(theta) + v * np.cos(theta)]
+        )
 
 
 @dataclass
@@ -56,9 +90,13 @@ def find_coins(
     work: np.ndarray,
     work_scale: float = 1.0,
     radius_range: tuple[float, float] = RADIUS_RANGE,
+    *,
+    rectify: bool = True,
 ) -> Detection:
-    """Circles in an RGB ``work`` image (uint8, long side about ``WORK_SIZE``); coordinates in the
-    result are multiplied by ``work_scale`` to give full-resolution pixels."""
+    """Coins in an RGB ``work`` image (uint8, long side about ``WORK_SIZE``); coordinates in the
+    result are multiplied by ``work_scale`` to give full-resolution pixels. When the clearest
+    coins are ellipses of one tilt (a photo taken at an angle), the image is rectified (stretched
+    along their minor axis until they are round), searched again, and the coins mapped back."""
     import cv2
 
     grey = cv2.medianBlur(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), 5)
@@ -67,10 +105,14 @@ def find_coins(
     detection = Detection()
     if len(first) == 0:
         return detection
-    typical = typical_radius(first, rim_strength(grey, first))
+    strength = rim_strength(grey, first)
+    background = _background_colour(work)
+    tilt = photo_tilt(grey, work, first[strength >= 0.5 * strength.max()], background) if rectify else None
+    if tilt is not None:
+        return _found_rectified(work, work_scale, radius_range, tilt)
+    typical = typical_radius(first, strength)
     low, high = typical * radius_range[0], typical * radius_range[1]
     candidates = _hough(grey, low, high)
-    background = _background_colour(work)
     kept: list[np.ndarray] = []
     for x, y, r in sorted(candidates, key=lambda c: -c[2]):
         reason = _drop_reason(work, (x, y, r), kept, background)
@@ -82,70 +124,92 @@ def find_coins(
         if (r < low or r > high) and not _inside(x, y, kept):
             size = "smaller" if r < low else "larger"
             detection.dropped.append(_dropped((x, y, r), work_scale, f"much {size} than the other coins"))
-    kept = [refine(grey, circle) for circle in kept]
-    kept.sort(key=lambda c: (round(c[1] / typical), c[0]))
-    detection.coins = [
-        Circle(float(x * work_scale), float(y * work_scale), float(r * work_scale)) for x, y, r in kept
+    rims = [
+        outer_rim(
+            grey, fit_rim(grey, work, circle, background, ROUND_SPAN, round_only=True), background, work
+        )
+        for circle in kept
     ]
+    rims.sort(key=lambda c: (round(c[1] / typical), c[0]))
+    detection.coins = [_scaled(rim, work_scale) for rim in rims]
     return detection
 
 
-RAYS = 90
+TILT_SPREAD = 15.0
+"""Degrees within which the major axes of the clearest coins must agree to be one tilt."""
+ROUND_SPAN = (0.8, 1.2)
+"""Radii searched for the rim of a coin of a photo taken from above (Hough is good to a few pixels)."""
+TILT_SPAN = (0.7, 1.7)
+"""Radii searched for the rim of a coin that may be seen at an angle (Hough finds its minor axis)."""
+MOST_CLEAR = 12
+"""Clearest circles whose rims decide whether a photo was taken at an angle."""
 
 
-def _ray_steps(grey: np.ndarray, circle: np.ndarray, span: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Brightness steps along ``RAYS`` rays from the centre, between (1 - span) and (1 + span)
-    radii: (rays, samples - 1) step sizes and the radii they lie between."""
-    from scipy.ndimage import map_coordinates
-
-    x, y, r = circle
-    angles = np.linspace(0, 2 * np.pi, RAYS, endpoint=False)
-    steps = np.linspace((1 - span) * r, (1 + span) * r, max(16, int(4 * span * r)))
-    xs = x + np.cos(angles)[:, None] * steps[None, :]
-    ys = y + np.sin(angles)[:, None] * steps[None, :]
-    profile = map_coordinates(grey, [ys.ravel(), xs.ravel()], order=1, mode="nearest")
-    return np.abs(np.diff(profile.reshape(len(angles), len(steps)), axis=1)), steps
-
-
-def rim_strength(grey: np.ndarray, circles: np.ndarray) -> np.ndarray:
-    """How clearly each circle's rim stands out: the median over rays of the strongest brightness
-    step within 10% of its radius. A coin's rim is a step almost all the way round; a blob of
-    texture that Hough reads as a circle has a step here and there."""
-    image = grey.astype(float)
-    return np.array([float(np.median(_ray_steps(image, c, 0.1)[0].max(axis=1))) for c in circles])
+def photo_tilt(
+    grey: np.ndarray, work: np.ndarray, clear: np.ndarray, background: np.ndarray
+) -> tuple[float, float] | None:
+    """(minor/major axis ratio, major axis angle in degrees) shared by the clearest coins when the
+    photo was taken at an angle, else None."""
+    rims = np.array([fit_rim(grey, work, c, background, TILT_SPAN) for c in clear[:MOST_CLEAR]])
+    if not len(rims):
+        return None
+    ratios = rims[:, 3] / rims[:, 2]
+    if np.median(ratios) >= ROUND:
+        return None
+    tilted = ratios < ROUND
+    doubled = np.radians(2 * rims[tilted, 4])  # axes: 0 and 180 degrees are one direction
+    weight = 1 - ratios[tilted]  # the more foreshortened, the surer its axis
+    sin, cos = np.average(np.sin(doubled), weights=weight), np.average(np.cos(doubled), weights=weight)
+    mean = np.degrees(np.arctan2(sin, cos)) / 2
+    spread = np.degrees(np.arccos(min(1.0, np.hypot(sin, cos)))) / 2
+    return (float(np.median(ratios)), float(mean % 180)) if spread <= TILT_SPREAD else None
 
 
-def typical_radius(circles: np.ndarray, rims: np.ndarray) -> float:
-    """The radius of the photo's coins: the median radius of the circles with clear rims (at least
-    half the clearest), so that many small texture circles cannot pull it down."""
-    clear = rims >= 0.5 * rims.max() if len(rims) and rims.max() > 0 else np.ones(len(circles), bool)
-    return float(np.median(circles[clear, 2]))
+def _found_rectified(
+    work: np.ndarray, work_scale: float, radius_range: tuple[float, float], tilt: tuple[float, float]
+) -> Detection:
+    """Coins found in ``work`` stretched by 1 / ratio along the minor axis, mapped back as ellipses."""
+    import cv2
+
+    ratio, angle = tilt
+    theta = np.radians(angle)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    stretch = rotation @ np.diag([1.0, 1.0 / ratio]) @ rotation.T
+    height, width = work.shape[:2]
+    corners = stretch @ np.array([[0, width, 0, width], [0, 0, height, height]], dtype=float)
+    shift = -corners.min(axis=1)
+    size = np.ceil(corners.max(axis=1) + shift).astype(int)
+    matrix = np.column_stack([stretch, shift])
+    rectified = cv2.warpAffine(work, matrix, (int(size[0]), int(size[1])), borderMode=cv2.BORDER_REPLICATE)
+    found = find_coins(rectified, 1.0, radius_range, rectify=False)
+    back = np.linalg.inv(stretch)
+
+    def home(x: float, y: float) -> tuple[float, float]:
+        px, py = back @ (np.array([x, y]) - shift)
+        return float(px * work_scale), float(py * work_scale)
+
+    grey = cv2.medianBlur(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY), 5)
+    background = _background_colour(work)
+    coins = []
+    for c in found.coins:
+        mapped = fit_ellipse((back @ (c.outline().T - shift[:, None])).T)
+        shape = (mapped[3] / mapped[2], mapped[4])
+        direct = fit_rim(grey, work, mapped[:3], background, (0.85, 1.2), shape)
+        near = (
+            np.hypot(*(direct[:2] - mapped[:2])) < 0.15 * mapped[3] and abs(direct[2] / mapped[2] - 1) < 0.15
+        )
+        coins.append(_scaled(direct if near else mapped, work_scale))
+    dropped = [
+        {**d, **dict(zip(("x", "y"), (round(v, 1) for v in home(d["x"], d["y"]))))} for d in found.dropped
+    ]
+    return Detection(coins=coins, dropped=dropped)
 
 
-def refine(grey: np.ndarray, circle: np.ndarray) -> np.ndarray:
-    """The circle fitted to the coin's rim: along rays from the centre, the strongest brightness
-    step between 0.8 and 1.2 radii is an edge point; a least-squares circle through those points,
-    refitted without the worst third (rays that met a touching coin or a shadow). Hough's
-    answer is good to a few pixels; sizes need better than 2% of a diameter."""
-    x, y, r = circle
-    angles = np.linspace(0, 2 * np.pi, RAYS, endpoint=False)
-    step, steps = _ray_steps(grey.astype(float), circle)
-    best = step.argmax(axis=1)
-    at = (steps[best] + steps[best + 1]) / 2
-    points = np.column_stack([x + np.cos(angles) * at, y + np.sin(angles) * at])
-    fitted = _fit_circle(points)
-    residual = np.abs(np.hypot(*(points - fitted[:2]).T) - fitted[2])
-    fitted = _fit_circle(points[residual <= np.quantile(residual, 2 / 3)])
-    moved = np.hypot(fitted[0] - x, fitted[1] - y)
-    return fitted if moved < 0.2 * r and abs(fitted[2] - r) < 0.2 * r else np.asarray(circle, dtype=float)
-
-
-def _fit_circle(points: np.ndarray) -> np.ndarray:
-    """Least-squares (Kasa) circle through 2-D points: (x, y, r)."""
-    a = np.column_stack([2 * points, np.ones(len(points))])
-    b = (points**2).sum(axis=1)
-    (cx, cy, c), *_ = np.linalg.lstsq(a, b, rcond=None)
-    return np.array([cx, cy, np.sqrt(max(c + cx**2 + cy**2, 0.0))])
+def _scaled(rim: np.ndarray, scale: float) -> Circle:
+    x, y, a, b, angle = (float(v) for v in rim)
+    return Circle(
+        x * scale, y * scale, a * scale, b * scale if b < ROUND * a else None, angle if b < ROUND * a else 0.0
+    )
 
 
 def central_coin(image: np.ndarray, min_share: float = 0.2) -> Circle | None:
