@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from coinfeat.compare import CompareConfig, compare_heads
+from coinfeat.compare.enrolment import enrolment
 from coinfeat.compare.report import write_report
 from coinfeat.core.errors import WeightsUnavailable
 from coinfeat.core.extraction.extract import ExtractConfig, ExtractSummary, extract_features
@@ -57,6 +58,10 @@ class DemoResult:
     finetuned: FinetuneResult | None = None
     counted: PhotoCount | None = None
     calibration: Calibration | None = None
+    builtin_count: PhotoCount | None = None
+    """The same pile counted by the built-in euro model (no head of one's own)."""
+    enrolment: dict | None = None
+    """``compare --enrol 1 --shots 3`` on the sample: a class added from 3 photos without refitting."""
 
 
 def sample_dir(name: str = SAMPLE_NAME) -> Path:
@@ -115,7 +120,9 @@ def run_demo(
         ),
     )
     [counted] = count_coins(sorted(sample_dir(PILE_NAME).glob("*.jpg")), best.head_dir, out=out / "count")
+    [builtin] = count_coins(sorted(sample_dir(PILE_NAME).glob("*.jpg")), None, out=out / "count-builtin")
     calibration = _recalibrated_copy(best, out / "heads" / f"{best.type}-calibrated", progress)
+    grown = enrolment(store, ["logreg", "centroid"], k=1, shots=3)
     return DemoResult(
         summary,
         summary.pretrained,
@@ -128,6 +135,8 @@ def run_demo(
         tuned,
         counted,
         calibration,
+        builtin,
+        grown,
     )
 
 

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
                     "finetuned": result.finetuned.to_dict() if result.finetuned else None,
                     "count": result.counted.to_dict() if result.counted else None,
                     "calibration": result.calibration.to_dict() if result.calibration else None,
+                    "builtin_count": result.builtin_count.to_dict() if result.builtin_count else None,
+                    "enrolment": result.enrolment,
                 }
             )
         )
@@ -85,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
         flag = "" if counted.pretrained else " (NOT PRETRAINED: labels and total are meaningless)"
         print(f"counted {Path(counted.path).name} (truth: 29 coins, 10.10 EUR): {counted.message}{flag}")
         print(f"  annotated photo: {result.counted.annotated}")
+    if result.builtin_count:
+        print(f"the built-in euro model counted it: {result.builtin_count.message}")
+    if result.enrolment:
+        grown = result.enrolment
+        shown = "; ".join(
+            f"{head} {f['new_top1']:.2f} new / {f['old_top1']:.2f} old" for head, f in grown["heads"].items()
+        )
+        added = ", ".join(grown["new_classes"])
+        print(f"enrolled {added} from {grown['shots']} photos each, without refitting: {shown}")
     if result.calibration:
         calibration = result.calibration
         print(
