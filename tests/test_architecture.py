@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,37 +32,37 @@ def test_contracts_are_kept():
     assert "0 broken" in result.stdout
 
 
-def test_a_core_module_importing_an_application_breaks_them(tmp_path):
+def lint_with_an_extra_import(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of the package where ``module`` (a path under coinfeat/) imports more."""
     shutil.copytree(
-        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
+        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "builtin", "*.pyc")
     )
-    images = tmp_path / "coinfeat" / "core" / "images" / "decode.py"
-    images.write_text(images.read_text() + "\nfrom coinfeat.fit import fit_head  # noqa\n")
-    result = lint_imports(tmp_path)
+    path = tmp_path / "coinfeat" / module
+    path.write_text(path.read_text() + f"\n{line}  # noqa\n")
+    return lint_imports(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        (
+            "core/images/decode.py",
+            "from coinfeat.fit import fit_head",
+            "coinfeat.core.images.decode -> coinfeat.fit",
+        ),
+        ("export.py", "from coinfeat.predict import predict_images", "coinfeat.export -> coinfeat.predict"),
+        (
+            "core/store/keys.py",
+            "from coinfeat.core.extraction import engines",
+            "coinfeat.core.store.keys -> coinfeat.core.extraction.engines",
+        ),
+    ],
+    ids=["core imports an application", "two applications", "store imports extraction"],
+)
+def test_an_import_across_the_layers_breaks_the_contracts(tmp_path, module, line, broken):
+    result = lint_with_an_extra_import(tmp_path, module, line)
     assert result.returncode != 0
-    assert "coinfeat.core.images.decode -> coinfeat.fit" in result.stdout
-
-
-def test_two_applications_importing_each_other_break_them(tmp_path):
-    shutil.copytree(
-        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
-    )
-    export = tmp_path / "coinfeat" / "export.py"
-    export.write_text(export.read_text() + "\nfrom coinfeat.predict import predict_images  # noqa\n")
-    result = lint_imports(tmp_path)
-    assert result.returncode != 0
-    assert "coinfeat.export -> coinfeat.predict" in result.stdout
-
-
-def test_the_store_importing_extraction_breaks_them(tmp_path):
-    shutil.copytree(
-        REPO / "coinfeat", tmp_path / "coinfeat", ignore=shutil.ignore_patterns("sample", "*.pyc")
-    )
-    keys = tmp_path / "coinfeat" / "core" / "store" / "keys.py"
-    keys.write_text(keys.read_text() + "\nfrom coinfeat.core.extraction import engines  # noqa\n")
-    result = lint_imports(tmp_path)
-    assert result.returncode != 0
-    assert "coinfeat.core.store.keys -> coinfeat.core.extraction.engines" in result.stdout
+    assert broken in result.stdout
 
 
 def import_circles(package: str = "coinfeat") -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -145,35 +146,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.browser
-@needs_browser
-@needs_euro
-@needs_lite0
-def test_page_end_to_end_in_headless_chromium(tmp_path):
+@contextlib.contextmanager
+def browsing(app, tmp_path):
+    """The app served on a free loopback port and a headless Chromium at its page."""
     import uvicorn
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    data = tmp_path / "euro"
-    for class_dir in sorted((EURO / "train").iterdir()):
-        (data / "train" / class_dir.name).mkdir(parents=True)
-        for photo in sorted(class_dir.glob("*.jpg"))[:20]:
-            shutil.copy(photo, data / "train" / class_dir.name / photo.name)
-    config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
-    extract_features(data, tmp_path / "s", config)
-    fit_head(tmp_path / "s", "knn", tmp_path / "knn", params={"k": 5})
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Recogniser(tmp_path / "s", tmp_path / "knn")),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -196,6 +177,31 @@ def test_page_end_to_end_in_headless_chromium(tmp_path):
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         driver.get(f"http://127.0.0.1:{port}/")
+        yield driver
+    finally:
+        driver.quit()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.browser
+@needs_browser
+@needs_euro
+@needs_lite0
+def test_page_end_to_end_in_headless_chromium(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data = tmp_path / "euro"
+    for class_dir in sorted((EURO / "train").iterdir()):
+        (data / "train" / class_dir.name).mkdir(parents=True)
+        for photo in sorted(class_dir.glob("*.jpg"))[:20]:
+            shutil.copy(photo, data / "train" / class_dir.name / photo.name)
+    config = ExtractConfig(backbone=str(LITE0), group_regex=EURO_GROUPS, progress=False)
+    extract_features(data, tmp_path / "s", config)
+    fit_head(tmp_path / "s", "knn", tmp_path / "knn", params={"k": 5})
+    with browsing(create_app(Recogniser(tmp_path / "s", tmp_path / "knn")), tmp_path) as driver:
         query = sorted((EURO / "test" / "1e").glob("*.jpg"))[0]
         driver.find_element(By.ID, "file").send_keys(str(query))
         wait = WebDriverWait(driver, 60)
@@ -224,10 +230,29 @@ def test_page_end_to_end_in_headless_chromium(tmp_path):
             assert "EUR" in driver.find_element(By.ID, "total").text
             assert driver.find_element(By.ID, "annotated").get_attribute("src").startswith("data:image/png")
             driver.save_screenshot(str(tmp_path / "count.png"))
-    finally:
-        driver.quit()
-        server.should_exit = True
-        thread.join(timeout=10)
+
+
+@pytest.mark.browser
+@needs_browser
+def test_serve_with_nothing_set_up_identifies_an_uploaded_photo_with_the_built_in_model(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from coinfeat.demo import sample_dir
+
+    with browsing(create_app(Recogniser()), tmp_path) as driver:
+        query = sorted((sample_dir() / "test" / "2e").glob("*.jpg"))[0]
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: not d.find_element(By.ID, "pick").is_displayed())
+        driver.find_element(By.ID, "file").send_keys(str(query))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#bars .prediction")))
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#bars .prediction .label")]
+        assert labels[0] == "2e"
+        assert driver.find_elements(By.CSS_SELECTOR, "#grid .neighbour") == []
+        assert not driver.find_element(By.ID, "similar-title").is_displayed()
+        assert not driver.find_element(By.ID, "warning").is_displayed(), "pretrained: no warning"
+        driver.save_screenshot(str(tmp_path / "serve-builtin.png"))
 
 
 @pytest.mark.slow
