@@ -35,6 +35,13 @@ MIN_EPOCHS = 3
 SAFETY = 1.25
 """Measured seconds are scaled by this before planning (validation, checkpoints, other load)."""
 
+PROBE_STEPS = 5
+"""Timed training steps of the probe (their median; one step alone varies by half)."""
+
+FINISH_SECONDS = 30.0
+"""Kept free after the last epoch besides the final embedding: validation answers, saving the
+network and the head, answer sets and the unknown-coin rule."""
+
 OVERHEAD_SECONDS = 60.0
 """Building and saving models, calibration and writing records: kept free of the plan."""
 
@@ -143,9 +150,11 @@ def train_seconds_per_row(
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, *row_shape), dtype=np.float32)
     y = rng.integers(0, n_classes, batch_size)
-    probe.train_on_batch(x, y)
-    started = time.perf_counter()
-    steps = 3
-    for _ in range(steps):
+    for _ in range(2):  # tracing, then a first real step
         probe.train_on_batch(x, y)
-    return (time.perf_counter() - started) / (steps * batch_size)
+    seconds = []
+    for _ in range(PROBE_STEPS):
+        started = time.perf_counter()
+        probe.train_on_batch(x, y)
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds)) / batch_size

@@ -42,6 +42,7 @@ from coinfeat.core.store import (
 from coinfeat.finetune.budget import (
     CACHE_SHARE,
     DEFAULT_VIEWS,
+    FINISH_SECONDS,
     MIN_EPOCHS,
     FinetunePlan,
     affordable_views,
@@ -255,11 +256,12 @@ def _training_deadline(
 ) -> float | None:
     """When the last epoch must end (a ``time.perf_counter()`` value) for the whole command to stay
     within ``max_minutes``: the budget less the final embedding's estimated time (this run's
-    seconds per cached row, or :data:`EMBED_SECONDS_PER_PHOTO` when nothing was cached now)."""
+    seconds per cached row, or :data:`EMBED_SECONDS_PER_PHOTO` when nothing was cached now) and
+    :data:`~coinfeat.finetune.budget.FINISH_SECONDS`."""
     if cfg.max_minutes is None:
         return None
     photos = int(store.items["view"].eq(0).sum()) if cfg.embed else 0
-    return started + cfg.max_minutes * 60 - photos * (measured or EMBED_SECONDS_PER_PHOTO)
+    return started + cfg.max_minutes * 60 - photos * (measured or EMBED_SECONDS_PER_PHOTO) - FINISH_SECONDS
 
 
 def _averaging_for(cfg: FinetuneConfig, steps_per_epoch: int) -> FinetuneConfig:
