@@ -157,12 +157,26 @@ def photo_tilt(
     if np.median(ratios) >= ROUND:
         return None
     tilted = ratios < ROUND
-    doubled = np.radians(2 * rims[tilted, 4])  # axes: 0 and 180 degrees are one direction
-    weight = 1 - ratios[tilted]  # the more foreshortened, the surer its axis
-    sin, cos = np.average(np.sin(doubled), weights=weight), np.average(np.cos(doubled), weights=weight)
-    mean = np.degrees(np.arctan2(sin, cos)) / 2
-    spread = np.degrees(np.arccos(min(1.0, np.hypot(sin, cos)))) / 2
+    angles, weights = rims[tilted, 4], 1 - ratios[tilted]  # the more foreshortened, the surer its axis
+    mean, spread = _axis_mean(angles, weights)
+    agree = _axis_gap(angles, mean) <= 2 * TILT_SPREAD  # a coin lying on another, a bad fit: left out
+    if agree.sum() < max(2, len(angles) / 2):
+        return None
+    mean, spread = _axis_mean(angles[agree], weights[agree])
     return (float(np.median(ratios)), float(mean % 180)) if spread <= TILT_SPREAD else None
+
+
+def _axis_mean(angles: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Weighted mean direction of axes in degrees (0 and 180 are one axis) and their spread."""
+    doubled = np.radians(2 * angles)
+    sin, cos = np.average(np.sin(doubled), weights=weights), np.average(np.cos(doubled), weights=weights)
+    spread = np.degrees(np.arccos(min(1.0, np.hypot(sin, cos)))) / 2
+    return float(np.degrees(np.arctan2(sin, cos)) / 2), float(spread)
+
+
+def _axis_gap(angles: np.ndarray, mean: float) -> np.ndarray:
+    gap = np.abs((angles - mean) % 180)
+    return np.minimum(gap, 180 - gap)
 
 
 def _found_rectified(

@@ -44,7 +44,7 @@ def _sample(image: np.ndarray, x: float, y: float, angles: np.ndarray, radii: np
     radii = radii if radii.ndim == 2 else np.broadcast_to(radii, (len(angles), len(radii)))
     xs = x + np.cos(angles)[:, None] * radii
     ys = y + np.sin(angles)[:, None] * radii
-    values = map_coordinates(image.astype(float), [ys.ravel(), xs.ravel()], order=1, mode="nearest")
+    values = map_coordinates(image, [ys.ravel(), xs.ravel()], order=1, mode="nearest", output=np.float64)
     return values.reshape(radii.shape)
 
 
@@ -193,15 +193,23 @@ def _closed_ring(candidates: list[np.ndarray], strengths: list[np.ndarray]) -> f
     the rays) and is about as strong as the strongest that does: a coin's rim, not a shadow (one
     side only), a neighbour or the table's texture; a bimetallic coin's inner disc closes too, but
     lies inside its rim. None when no edge closes."""
-    closed = []
-    for radius in sorted(np.concatenate(candidates) if candidates else [], reverse=True):
-        hits = [s[np.abs(c - radius) <= RING_TOLERANCE * radius] for c, s in zip(candidates, strengths)]
-        if sum(len(h) > 0 for h in hits) >= CLOSED * len(candidates):
-            closed.append((float(radius), float(np.median([h.max() for h in hits if len(h)]))))
-    if not closed:
+    if not candidates or not any(len(c) for c in candidates):
         return None
-    strongest = max(strength for _, strength in closed)
-    return next(radius for radius, strength in closed if strength >= RING_STRENGTH * strongest)
+    radii = np.concatenate(candidates)
+    power = np.concatenate(strengths)
+    ray = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+    near = np.abs(radii[None, :] - radii[:, None]) <= RING_TOLERANCE * radii[:, None]  # ring x candidate
+    hits = np.zeros((len(radii), len(candidates)))
+    np.maximum.at(hits.T, ray, (near * power[None, :]).T)  # each ring's strongest step on each ray
+    closed = (hits > 0).sum(axis=1) >= CLOSED * len(candidates)
+    if not closed.any():
+        return None
+    strength = np.array([np.median(row[row > 0]) if closed[i] else 0.0 for i, row in enumerate(hits)])
+    order = np.argsort(-radii)
+    for i in order:
+        if closed[i] and strength[i] >= RING_STRENGTH * strength.max():
+            return float(radii[i])
+    return None
 
 
 def _along_rays(x: float, y: float, angles: np.ndarray, circle: np.ndarray) -> np.ndarray:
@@ -228,20 +236,15 @@ def outer_rim(grey: np.ndarray, rim: np.ndarray, background: np.ndarray, work: n
     rays = np.linspace(0, 2 * np.pi, RAYS, endpoint=False)
     along = _radius_along(rays, a, b, np.radians(angle))
     scales = np.linspace(1.15, 1.75, 25)
-    profile = np.stack([_sample(grey, x, y, rays[i : i + 1], along[i] * scales)[0] for i in range(RAYS)])
+    profile = _sample(grey, x, y, rays, along[:, None] * scales[None, :])
     jumps = np.abs(np.diff(profile, axis=1))
     where = scales[jumps.argmax(axis=1)]
     inner = np.median(ray_steps(grey, np.array([x, y, (a + b) / 2]), 0.1)[0].max(axis=1))
     strong = np.median(jumps.max(axis=1)) >= 0.5 * inner
     settled = np.subtract(*np.quantile(where, [0.75, 0.25])) <= 0.08
     s = float(np.median(where))
-    middle = (1 + s) / 2 * along
-    ring = np.stack(
-        [
-            [_sample(work[..., c], x, y, rays[i : i + 1], middle[i : i + 1])[0, 0] for c in range(3)]
-            for i in range(RAYS)
-        ]
-    ).mean(axis=0)
+    middle = ((1 + s) / 2 * along)[:, None]
+    ring = np.array([_sample(work[..., c], x, y, rays, middle).mean() for c in range(3)])
     differs = np.linalg.norm(ring - background) >= TABLE_LIKE / 2
     return np.array([x, y, a * s, b * s, angle]) if strong and settled and differs and s >= 1.2 else rim
 
