@@ -139,6 +139,8 @@ def card_text(made: dict, figures: dict) -> str:
         return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
     sets = f"{f(coins.get('set_coverage'))} / {f(coins.get('set_size'))}"
+    notes = "".join(f"- {note}\n" for note in made.get("notes", []))
+    notes = f"## Notes\n{notes}\n" if notes else ""
     found = f"{f(count.get('detection_precision'))} / {f(count.get('detection_recall'))}"
 
     return f"""# Built-in model: euro
@@ -163,7 +165,7 @@ defaults without a time budget: {made["views"]} views a photo, {made["epochs_run
 {made["best_epoch"]}), val loss {f(made["val_loss"])}, val top-1 {f(made["val_accuracy"])}.
 
 ## What it scores on photos it never saw
-Test set: {figures["test_set"]}. Never used to build or choose anything.
+Test set: {figures["test_set"]}. Never used to build the model or choose its settings.
 
 | | |
 |---|---|
@@ -177,7 +179,7 @@ Test set: {figures["test_set"]}. Never used to build or choose anything.
 | count exact / within one | {f(count.get("count_exact"))} / {f(count.get("count_within_one"))} |
 | median error of the total | {f(count.get("median_total_error"))} |
 
-## Known limits
+{notes}## Known limits
 - One camera's photos on white paper: other tables, lights and cameras score lower (above).
 - Design families: 1/2/5c and 10/20/50c share their common sides; a single crop carries no
   scale, so these are its commonest mistakes; `count` uses the coins' sizes in a photo.
@@ -194,8 +196,16 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="a tenth of the photos, 1 epoch: checks the script, not a model"
     )
+    parser.add_argument(
+        "--card-only", action="store_true", help="measure the packaged model again and rewrite its card"
+    )
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="euro-model-"))
+    if args.card_only:
+        made = json.loads((TARGET / "card.json").read_text())["made"]
+        write_card(made, measure(work))
+        print((TARGET / "card.md").read_text())
+        return
     built = build(work, args.seed, args.smoke)
     result = built["result"]
     package(work, result)
