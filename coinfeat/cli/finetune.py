@@ -16,6 +16,7 @@ def add_parser(commands) -> None:
     from coinfeat.core.extraction.engines import ENGINES
     from coinfeat.finetune import DEFAULT_CUTS, FinetuneConfig
     from coinfeat.finetune.budget import DEFAULT_VIEWS, LARGE_ROWS
+    from coinfeat.finetune.network import OBJECTIVES
 
     d = FinetuneConfig()
     cuts = ", ".join(f"{k} at {v}" for k, v in DEFAULT_CUTS.items())
@@ -89,6 +90,14 @@ def add_parser(commands) -> None:
         help=f"momentum of a moving average of the trained weights, taken as the model at each epoch's "
         f"end (default {d.ema:g}, lowered on small collections; 0: off)",
     )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=d.objective,
+        help=f"what is trained (default {d.objective}): softmax, a dense softmax layer (the head is a "
+        "dense head); cosine, class vectors compared by cosine with a margin (metric learning: the "
+        "head is a centroid head, and a new coin type is only new vectors for enrol)",
+    )
     p.add_argument("--out", help="output folder (default artifacts/finetuned/<dataset>)")
     p.add_argument("--full", action="store_true", help="train the whole network end to end (for a GPU)")
     p.add_argument("--no-embed", action="store_true", help="do not embed the dataset with the tuned backbone")
@@ -113,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         ema=args.ema,
+        objective=args.objective,
         max_minutes=args.max_minutes or None,
         full=args.full,
         embed=not args.no_embed,

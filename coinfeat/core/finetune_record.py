@@ -45,6 +45,9 @@ class FinetuneRecord:
     seed: int
     ema: float | None = None
     """Momentum of the weights' moving average (0: off); None in older records."""
+    objective: str | None = None
+    """What was trained: "softmax" or "cosine" (class vectors with a margin); None in older
+    records (softmax)."""
     val: dict[str, float]
     photos: dict[str, Any]
     """Counts and a hash of the sorted sha256 of the train and val photos; test is never used."""

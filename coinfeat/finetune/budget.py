@@ -141,12 +141,17 @@ def balanced_sample(codes: np.ndarray, size: int, rng: np.random.Generator) -> n
 
 
 def train_seconds_per_row(
-    keras, model: Any, row_shape: tuple[int, ...], n_classes: int, batch_size: int
+    keras,
+    model: Any,
+    row_shape: tuple[int, ...],
+    n_classes: int,
+    batch_size: int,
+    loss: Any = "sparse_categorical_crossentropy",
 ) -> float:
     """Seconds one cached row costs to train on this machine: a few steps of a copy of ``model``
     (same layers, other weights) on random activations; the model itself is not touched."""
     probe = keras.models.clone_model(model)
-    probe.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
+    probe.compile(optimizer=keras.optimizers.Adam(1e-4), loss=loss)
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, *row_shape), dtype=np.float32)
     y = rng.integers(0, n_classes, batch_size)

@@ -1,8 +1,12 @@
-"""Where the network is cut, and the trainable model above the cut (or the whole network)."""
+"""Where the network is cut, and the trainable model above the cut (or the whole network), with
+the objective it is trained for."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+import numpy as np
 
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.extraction.backbones import (
@@ -28,6 +32,20 @@ same camera's test folder (balanced accuracy with TTA 0.850 against 0.944), so L
 B0 there. B0's squeeze-excite makes the lower cut 1.9x slower per epoch, past the budget."""
 
 B0_CUT = DEFAULT_CUTS["efficientnetb0"]
+
+OBJECTIVES = ("softmax", "cosine")
+"""What the trained part learns: ``softmax``, a dense softmax layer (its head is a dense head);
+``cosine``, class vectors compared by cosine and trained with an additive margin (CosFace), so that
+the embedding itself groups coins of a type and a new type is only new vectors (its head is a
+centroid head whose prototypes are the learned class vectors). BENCHMARKS.md "Fine-tune objective"."""
+
+COSINE_SCALE = 20.0
+"""Logits are ``COSINE_SCALE`` x cosine: the centroid head's default temperature (0.05) inverted."""
+
+COSINE_MARGIN = 0.2
+"""Subtracted from the true class's cosine while training (none at prediction): a coin must be
+nearer its own class vector than the others by this much before the loss lets go. Set before
+measuring, not tuned (CosFace uses 0.35 over thousands of classes)."""
 
 
 def resolve_cut(spec: BackboneSpec, base: Any, cut: str | None, crop: str = DEFAULT_CROP) -> str:
@@ -95,12 +113,71 @@ def full_network(keras, spec: BackboneSpec, base: Any):
     return keras.Model(images, base(preprocess(spec, images)), name="full")
 
 
-def classifier(keras, body: Any, n_classes: int, dropout: float):
-    """``body`` -> global average pooling -> dropout -> softmax: what is trained."""
+def classifier(keras, body: Any, n_classes: int, dropout: float, objective: str = "softmax"):
+    """``body`` -> global average pooling -> dropout -> the objective's output layer: what is
+    trained. ``softmax`` outputs probabilities (layer ``coin_softmax``), ``cosine`` scaled cosines
+    to the class vectors (layer ``coin_cosine``; :func:`probabilities` turns them into probabilities)."""
     inputs = keras.Input(body.input.shape[1:])
     x = body(inputs)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="coin_softmax")(x)
+    if objective == "cosine":
+        outputs = cosine_layer(keras)(n_classes, COSINE_SCALE, name="coin_cosine")(x)
+    else:
+        outputs = keras.layers.Dense(n_classes, activation="softmax", name="coin_softmax")(x)
     return keras.Model(inputs, outputs, name="finetune")
+
+
+def training_loss(keras, objective: str, n_classes: int) -> Any:
+    """The loss of ``objective``: cross-entropy on the softmax's probabilities, or on the cosine
+    logits with :data:`COSINE_MARGIN` taken off the true class (per photo, so class weights apply)."""
+    if objective != "cosine":
+        return "sparse_categorical_crossentropy"
+    ops = keras.ops
+
+    def cosine_margin_loss(y_true, logits):
+        truth = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), n_classes)
+        return keras.losses.categorical_crossentropy(
+            truth, logits - COSINE_SCALE * COSINE_MARGIN * truth, from_logits=True
+        )
+
+    return cosine_margin_loss
+
+
+def probabilities(objective: str, outputs: np.ndarray) -> np.ndarray:
+    """Class probabilities from what the trained model outputs (no margin at prediction)."""
+    if objective != "cosine":
+        return outputs
+    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+@functools.cache
+def cosine_layer(keras) -> type:
+    """The Keras layer of the ``cosine`` objective: unit-length input times unit-length class
+    vectors (``kernel``, features x classes), times ``scale``."""
+
+    class CosineLogits(keras.layers.Layer):
+        def __init__(self, units: int, scale: float, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.units, self.scale = int(units), float(scale)
+
+        def build(self, input_shape) -> None:
+            self.kernel = self.add_weight(
+                shape=(int(input_shape[-1]), self.units), initializer="glorot_uniform", name="kernel"
+            )
+
+        def call(self, x):
+            ops = keras.ops
+            x = x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-12)
+            w = self.kernel / ops.sqrt(ops.sum(ops.square(self.kernel), axis=0, keepdims=True) + 1e-12)
+            return self.scale * ops.matmul(x, w)
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], self.units)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "units": self.units, "scale": self.scale}
+
+    return CosineLogits

@@ -16,6 +16,7 @@ from coinfeat import __version__
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.finetune_record import FinetuneRecord
 from coinfeat.core.images.augment import FINETUNE_VIEWS
+from coinfeat.finetune.network import OBJECTIVES
 
 DEFAULT_FINETUNED_DIR = Path("artifacts") / "finetuned"
 
@@ -43,6 +44,9 @@ class FinetuneConfig:
     into the model at each epoch's end so val judges the average (lowered on small collections,
     :func:`~coinfeat.finetune.training.ema_momentum`); 0: off. Chosen over six seeds on val loss and
     the test folder (BENCHMARKS.md "Weight averaging")."""
+    objective: str = "softmax"
+    """``softmax`` (a dense head) or ``cosine`` (class vectors with a margin; a centroid head):
+    :data:`~coinfeat.finetune.network.OBJECTIVES`."""
     max_minutes: float | None = 15.0
     """Time budget of the whole command: no epoch is started that would end past it (with the
     final embedding's estimated time kept free); None: no budget."""
@@ -63,6 +67,8 @@ class FinetuneConfig:
             raise CoinfeatError("--max-minutes must be more than 0 (0 on the command line: no budget)")
         if not 0 <= self.ema < 1:
             raise CoinfeatError("--ema must be 0 (off) or a momentum below 1, e.g. 0.99")
+        if self.objective not in OBJECTIVES:
+            raise CoinfeatError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not 0 < self.learning_rate < 1:
             raise CoinfeatError("--learning-rate must be between 0 and 1, e.g. 1e-4")
 
@@ -114,8 +120,9 @@ def make_record(
     best = int(np.argmin(history["val_loss"])) + 1
     mode = "end to end" if cfg.full else f"above {cut}"
     trained = "" if spec.pretrained else " from NOT PRETRAINED weights"
+    objective = "" if cfg.objective == "softmax" else f", {cfg.objective} objective"
     return FinetuneRecord(
-        summary=f"fine-tuned{trained} {mode} on train ({len(train)} photos)",
+        summary=f"fine-tuned{trained} {mode} on train ({len(train)} photos{objective})",
         pretrained=spec.pretrained,
         base={"fingerprint": store.fingerprint, "backbone": spec.describe(), "store": str(store.path)},
         cut=None if cfg.full else cut,
@@ -133,6 +140,7 @@ def make_record(
         dropout=cfg.dropout,
         seed=cfg.seed,
         ema=cfg.ema,
+        objective=cfg.objective,
         val=figures,
         photos={"train": _photo_set(train), "val": _photo_set(val), "test": "never used"},
         coinfeat_version=__version__,

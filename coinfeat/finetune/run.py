@@ -54,7 +54,14 @@ from coinfeat.finetune.budget import (
     training_fits,
 )
 from coinfeat.finetune.cache import build_cache, cached_views
-from coinfeat.finetune.network import classifier, full_network, resolve_cut, split_network
+from coinfeat.finetune.network import (
+    COSINE_SCALE,
+    classifier,
+    full_network,
+    resolve_cut,
+    split_network,
+    training_loss,
+)
 from coinfeat.finetune.records import (
     DEFAULT_FINETUNED_DIR,
     FinetuneConfig,
@@ -105,7 +112,7 @@ def finetune(
     seconds: dict[str, float] = {}
     plan, cache_rows, cache_reused, measured = None, 0, 0, None
     if cfg.full:
-        model = classifier(keras, full_network(keras, spec, base), len(classes), cfg.dropout)
+        model = classifier(keras, full_network(keras, spec, base), len(classes), cfg.dropout, cfg.objective)
         data = photo_batches(store, spec, train, val, classes, cfg)
     else:
         t0 = time.perf_counter()
@@ -123,7 +130,7 @@ def finetune(
     if stopped_by == "time budget":
         notes.append(_budget_note(history, cfg))
     seconds["per_epoch"] = round(seconds["training"] / max(1, len(history["loss"])), 2)
-    val_proba, val_truth = val_predictions(model, data[1])
+    val_proba, val_truth = val_predictions(model, data[1], cfg.objective)
     val_metrics = validation_figures(val_proba, val_truth, history)
     record = make_record(store, spec, cut, cfg, train, val, history, val_metrics, stopped_by, plan)
     record.seconds = seconds
@@ -220,7 +227,7 @@ def _cached_setup(keras, store: Store, spec: BackboneSpec, base: Any, train, cla
 def _split(keras, spec: BackboneSpec, base: Any, cut: str, n_classes: int, cfg: FinetuneConfig):
     """(lower part, trainable model above ``cut``)."""
     lower, upper = split_network(keras, spec, base, cut)
-    return lower, classifier(keras, upper, n_classes, cfg.dropout)
+    return lower, classifier(keras, upper, n_classes, cfg.dropout, cfg.objective)
 
 
 def _choose_cut(keras, spec, base, store, train_photos: int, classes, cfg, started, plan, lower, model):
@@ -230,7 +237,14 @@ def _choose_cut(keras, spec, base, store, train_photos: int, classes, cfg, start
         shape = tuple(
             int(n) for n in lower.compute_output_shape((1, spec.image_size, spec.image_size, 3))[1:]
         )
-        plan.seconds_per_train_row = train_seconds_per_row(keras, model, shape, len(classes), cfg.batch_size)
+        plan.seconds_per_train_row = train_seconds_per_row(
+            keras,
+            model,
+            shape,
+            len(classes),
+            cfg.batch_size,
+            training_loss(keras, cfg.objective, len(classes)),
+        )
         share = (1 - CACHE_SHARE) * seconds_left(_training_deadline(store, cfg, started, None))
         higher = higher_cut(plan.cut, [layer.name for layer in base.layers]) if cfg.cut is None else None
         if higher is None or training_fits(train_photos, share, plan.seconds_per_train_row, cfg.epochs):
@@ -322,11 +336,19 @@ def _leak_notes(store: Store) -> list[str]:
 def _save_head(
     model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, history, folder: Path
 ) -> Path:
-    """The trained softmax layer as an ordinary dense head whose extractor is the tuned backbone."""
-    dense = model.get_layer("coin_softmax")
-    head = head_types()["dense"].from_keras(
-        dense, classes, learning_rate=record.learning_rate, batch_size=record.batch_size
-    )
+    """The trained output layer as an ordinary head whose extractor is the tuned backbone: the
+    softmax layer as a dense head, the cosine objective's class vectors as a centroid head's
+    prototypes (same probabilities: its temperature is the inverse of the training scale)."""
+    if record.objective == "cosine":
+        vectors = model.get_layer("coin_cosine").get_weights()[0].T
+        head = head_types()["centroid"].from_prototypes(vectors, classes, temperature=1 / COSINE_SCALE)
+    else:
+        head = head_types()["dense"].from_keras(
+            model.get_layer("coin_softmax"),
+            classes,
+            learning_rate=record.learning_rate,
+            batch_size=record.batch_size,
+        )
     head.fit_seconds_ = record.seconds.get("training")
     head.history_ = history
     manifest = Manifest(
@@ -341,7 +363,8 @@ def _save_head(
         label_names=store.manifest.label_names,
         crops=crop_record(store),
         finetune={
-            k: getattr(record, k) for k in ("summary", "cut", "views", "epochs_run", "best_epoch", "val")
+            k: getattr(record, k)
+            for k in ("summary", "cut", "views", "objective", "epochs_run", "best_epoch", "val")
         },
         training={"epochs_run": record.epochs_run, "best_epoch": record.best_epoch},
         val_accuracy=record.val["accuracy"],

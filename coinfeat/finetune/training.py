@@ -23,6 +23,7 @@ from coinfeat.core.store import (
     atomic_write,
 )
 from coinfeat.finetune.budget import balanced_sample
+from coinfeat.finetune.network import probabilities, training_loss
 from coinfeat.finetune.records import FinetuneConfig
 
 EMA_START_SHARE = 0.1
@@ -167,13 +168,13 @@ def _time_budget_class(keras):
 def train_model(
     keras, model: Any, train: Any, val: Any, cfg: FinetuneConfig, deadline: float | None = None
 ) -> tuple[dict[str, list[float]], str]:
-    """Adam with balanced class weights; early stopping on val loss restores the best epoch, and no
-    epoch starts that would end past ``deadline``. Returns the history and why training ended:
-    "early stopping", "time budget" or "epochs" (all of them ran)."""
+    """Adam on the objective's loss with balanced class weights; early stopping on val loss
+    restores the best epoch, and no epoch starts that would end past ``deadline``. Returns the
+    history and why training ended: "early stopping", "time budget" or "epochs" (all of them ran)."""
     averaged = dict(use_ema=True, ema_momentum=cfg.ema, ema_overwrite_frequency=len(train)) if cfg.ema else {}
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate, **averaged),
-        loss="sparse_categorical_crossentropy",
+        loss=training_loss(keras, cfg.objective, int(model.output_shape[-1])),
         metrics=["accuracy"],
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
@@ -193,9 +194,9 @@ def train_model(
     return history, "time budget" if deadline is not None and callbacks[-1].stopped else "epochs"
 
 
-def val_predictions(model: Any, val: Any) -> tuple[np.ndarray, np.ndarray]:
+def val_predictions(model: Any, val: Any, objective: str = "softmax") -> tuple[np.ndarray, np.ndarray]:
     """The trained model's class probabilities on the val batches, and the true class codes."""
-    proba = np.asarray(model.predict(val, verbose=0))
+    proba = probabilities(objective, np.asarray(model.predict(val, verbose=0)))
     truth = np.concatenate([val[i][1] for i in range(len(val))])
     return proba, truth
 

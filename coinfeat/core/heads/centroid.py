@@ -9,7 +9,7 @@ import numpy as np
 
 from coinfeat.core.errors import CoinfeatError
 from coinfeat.core.heads import register
-from coinfeat.core.heads.base import Head, softmax
+from coinfeat.core.heads.base import Head, check_matrix, softmax
 from coinfeat.core.heads.prototypes import class_prototypes, per_class_similarity
 from coinfeat.core.index import normalise
 
@@ -39,6 +39,19 @@ class CentroidHead(Head):
 
     def _fit(self, X, codes, val) -> None:
         self.centroids_, self.centroid_codes_ = self._prototypes(X, codes)
+
+    @classmethod
+    def from_prototypes(cls, vectors: np.ndarray, classes: np.ndarray, **params: Any) -> CentroidHead:
+        """A fitted head whose prototypes are given, one row of ``vectors`` per class of
+        ``classes`` (e.g. the class vectors learned by fine-tune's cosine objective)."""
+        vectors = check_matrix(np.asarray(vectors, dtype=np.float32), "prototypes")
+        if len(vectors) != len(classes):
+            raise CoinfeatError(f"{len(vectors)} prototypes for {len(classes)} classes")
+        head = cls(**params)
+        head.classes_ = np.asarray(classes)
+        head.n_features_in_ = int(vectors.shape[1])
+        head.centroids_, head.centroid_codes_ = normalise(vectors), np.arange(len(classes))
+        return head
 
     def _prototypes(self, X: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if int(self.prototypes) == 1:
