@@ -223,6 +223,34 @@ def test_the_time_budget_starts_no_epoch_that_would_end_past_it(tuned):
     assert load_head(hurried.head_dir).classes_.size == 3, "the kept epoch is a usable head"
 
 
+def test_the_cosine_objective_leaves_a_centroid_head_of_its_class_vectors_that_enrols(tuned):
+    from coinfeat.core.heads.centroid import CentroidHead
+    from coinfeat.core.heads.unknown import rule_from_scores
+
+    root, _, _ = tuned
+    result = finetune(
+        root / "s",
+        root / "cos",
+        quick(epochs=2, patience=2, objective="cosine", embed_out=str(root / "cos-store")),
+    )
+    record = json.loads((root / "cos" / "finetune.json").read_text())
+    head = load_head(result.head_dir)
+    assert isinstance(head, CentroidHead) and len(head.centroids_) == head.classes_.size == 3
+    assert record["objective"] == head.meta.finetune["objective"] == "cosine"
+    assert "cosine objective" in record["summary"]
+    X_val, val = open_store(result.store).select("val")
+    proba = head.predict_proba(X_val)
+    assert np.mean(head.classes_[proba.argmax(axis=1)] == val["label"]) == pytest.approx(result.val_accuracy)
+    stored = head.meta.unknown["thresholds"]
+    again = rule_from_scores(proba.max(axis=1), "max_probability").thresholds
+    assert again == pytest.approx(stored, abs=1e-3), "the head's probabilities are the network's"
+    X_train, train = open_store(result.store).select("train")
+    first = train["label"].to_numpy() == head.classes_[0]
+    head.enrol(X_train[first][:3], ["newcoin"] * 3)
+    assert "newcoin" in head.classes_ and len(head.centroids_) == 4, "a new type is one more vector"
+    assert (head.predict(X_train[first][:3]) == "newcoin").all()
+
+
 def test_a_cache_from_another_extractor_is_rebuilt_never_mixed(tuned):
     root, _, first = tuned
     folder = root / "s" / ACTIVATIONS / CUT
