@@ -220,7 +220,10 @@ def test_the_time_budget_starts_no_epoch_that_would_end_past_it(tuned):
     assert any("--max-minutes" in note for note in hurried.notes)
     record = json.loads((root / "hurried" / "finetune.json").read_text())
     assert record["stopped_by"] == "time budget" and record["max_minutes"] == 1e-4
-    assert load_head(hurried.head_dir).classes_.size == 3, "the kept epoch is a usable head"
+    head = load_head(hurried.head_dir)
+    assert head.classes_.size == 3, "the kept epoch is a usable head"
+    vectors = np.random.default_rng(0).normal(size=(3, head.n_features_in_)).astype(np.float32)
+    assert "newcoin" in head.enrol(vectors, ["newcoin"] * 3).classes_, "no new store, memory all the same"
 
 
 def test_the_cosine_objective_leaves_a_centroid_head_of_its_class_vectors_that_enrols(tuned):

@@ -53,7 +53,7 @@ from coinfeat.finetune.budget import (
     train_seconds_per_row,
     training_fits,
 )
-from coinfeat.finetune.cache import build_cache, cached_views
+from coinfeat.finetune.cache import ACTIVATIONS, build_cache, cached_views
 from coinfeat.finetune.network import (
     COSINE_SCALE,
     classifier,
@@ -70,6 +70,7 @@ from coinfeat.finetune.records import (
 )
 from coinfeat.finetune.training import (
     cached_batches,
+    cached_train_vectors,
     ema_momentum,
     photo_batches,
     save_history,
@@ -148,6 +149,8 @@ def finetune(
         seconds["embed"] = round(time.perf_counter() - t0, 2)
         notes += _split_notes(store, new_store)
         _follow_store(head_dir, new_store)
+    elif cut is not None:
+        _memorise_from_cache(keras, model, store, cut, head_dir, cfg.batch_size)
     seconds["total"] = round(time.perf_counter() - started, 2)
     record.seconds = seconds
     record.write(out)
@@ -384,6 +387,14 @@ def _follow_store(head_dir: Path, store_dir: Path) -> None:
     )
     X_train, train = store.select("train")
     head.memorise(X_train, train["label"])
+    head.save(head_dir)
+
+
+def _memorise_from_cache(keras, model: Any, store: Store, cut: str, head_dir: Path, batch_size: int) -> None:
+    """Without a new store, the head remembers its classes from the tuned network's vectors of the
+    cached train photos (so ``enrol`` and the similarity score work all the same)."""
+    head = load_head(head_dir)
+    head.memorise(*cached_train_vectors(keras, model, open_store(store.path / ACTIVATIONS / cut), batch_size))
     head.save(head_dir)
 
 

@@ -201,6 +201,21 @@ def val_predictions(model: Any, val: Any, objective: str = "softmax") -> tuple[n
     return proba, truth
 
 
+def cached_train_vectors(keras, model: Any, cache: Store, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The trained network's pooled vectors (what its output layer reads) of the cached train
+    photos, without their views, and their labels: the head's memory of its classes when the
+    dataset is not embedded again (``--no-embed``)."""
+    rows = cache.rows("train")
+    pooled = keras.Model(model.inputs, model.get_layer("dropout").input)
+    vectors = [
+        np.asarray(
+            pooled.predict_on_batch(np.asarray(cache.embeddings[rows[i : i + batch_size]], np.float32))
+        )
+        for i in range(0, len(rows), batch_size)
+    ]
+    return np.concatenate(vectors), cache.items["label"].to_numpy(dtype=str)[rows]
+
+
 def validation_figures(
     proba: np.ndarray, truth: np.ndarray, history: dict[str, list[float]]
 ) -> dict[str, float]:
