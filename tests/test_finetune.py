@@ -239,7 +239,7 @@ def test_the_cosine_objective_leaves_a_centroid_head_of_its_class_vectors_that_e
     record = json.loads((root / "cos" / "finetune.json").read_text())
     head = load_head(result.head_dir)
     assert isinstance(head, CentroidHead) and len(head.centroids_) == head.classes_.size == 3
-    assert record["objective"] == head.meta.finetune["objective"] == "cosine"
+    assert record["objective"] == head.meta.finetune["objective"] == result.objective == "cosine"
     assert "cosine objective" in record["summary"]
     X_val, val = open_store(result.store).select("val")
     proba = head.predict_proba(X_val)

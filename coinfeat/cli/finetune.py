@@ -139,15 +139,18 @@ def run(args: argparse.Namespace) -> int:
         f", cache {result.cache_rows} rows ({result.cache_reused} reused)" if result.mode == "cached" else ""
     )
     averaged = f", weights averaged (EMA {result.ema:g})" if result.ema else ""
+    objective = "" if result.objective == "softmax" else f" ({result.objective} objective)"
     print(
-        f"fine-tuned {f'above {result.cut}' if result.cut else 'end to end'}: {result.epochs_run} epoch(s), "
+        f"fine-tuned {f'above {result.cut}' if result.cut else 'end to end'}{objective}: "
+        f"{result.epochs_run} epoch(s), "
         f"best {result.best_epoch} ({result.stopped_by}){averaged}, val loss {result.val_loss:.3f}, "
         f"val accuracy {result.val_accuracy:.3f}, "
         f"balanced {result.val_balanced_accuracy:.3f}{cache}"
     )
     print("  seconds: " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()))
     print(f"  backbone: {result.backbone}  (use as --backbone)")
-    print(f"  head:     {result.head_dir}  (use with predict, serve, compare --load)")
+    kind = "centroid head of the class vectors" if result.objective == "cosine" else "dense head"
+    print(f"  head:     {result.head_dir}  ({kind}: use with predict, serve, compare --load, enrol)")
     if result.answer_sets:
         print(f"  answer sets calibrated on {result.answer_sets} val photos (predict/count --confidence)")
     if result.store:

@@ -87,6 +87,8 @@ class FinetuneResult:
     views: int
     ema: float
     """Momentum of the weight average trained with (0: none)."""
+    objective: str
+    """What was trained: "softmax" (a dense head) or "cosine" (a centroid head)."""
     epochs_run: int
     best_epoch: int
     stopped_by: str

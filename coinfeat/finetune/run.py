@@ -163,6 +163,7 @@ def finetune(
         mode="full" if cfg.full else "cached",
         views=plan.views if plan else 0,
         ema=cfg.ema,
+        objective=cfg.objective,
         epochs_run=len(history["loss"]),
         best_epoch=record.best_epoch,
         stopped_by=stopped_by,
