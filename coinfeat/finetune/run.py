@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coinfeat import __version__
 from coinfeat.core.answer_sets import calibrate_beside
 from coinfeat.core.data.leakage import identical_copies
 from coinfeat.core.errors import CoinfeatError
@@ -19,7 +18,6 @@ from coinfeat.core.extraction.backbones import (
     BackboneSpec,
     assemble,
     base_network,
-    fingerprint,
     resolve_backbone,
 )
 from coinfeat.core.extraction.embedder import Embedder
@@ -29,12 +27,10 @@ from coinfeat.core.extraction.extract import (
     extract_features,
     make_writable_dir,
 )
-from coinfeat.core.heads import ExtractorRecord, HeadMeta, head_types, load_head
-from coinfeat.core.heads.unknown import UnknownRule, rule_from_scores
-from coinfeat.core.provenance import crop_record
+from coinfeat.core.heads import ExtractorRecord
+from coinfeat.core.heads.unknown import rule_from_scores
 from coinfeat.core.runtime import import_keras, log
 from coinfeat.core.store import (
-    Manifest,
     Store,
     atomic_write,
     open_store,
@@ -53,9 +49,8 @@ from coinfeat.finetune.budget import (
     train_seconds_per_row,
     training_fits,
 )
-from coinfeat.finetune.cache import ACTIVATIONS, build_cache, cached_views
+from coinfeat.finetune.cache import build_cache, cached_views
 from coinfeat.finetune.network import (
-    COSINE_SCALE,
     classifier,
     full_network,
     resolve_cut,
@@ -70,7 +65,6 @@ from coinfeat.finetune.records import (
 )
 from coinfeat.finetune.training import (
     cached_batches,
-    cached_train_vectors,
     ema_momentum,
     photo_batches,
     save_history,
@@ -78,6 +72,7 @@ from coinfeat.finetune.training import (
     val_predictions,
     validation_figures,
 )
+from coinfeat.finetune.tuned_head import follow_store, memorise_from_cache, save_head, set_unknown_rule
 
 MEASURED_ROWS = 64
 """Cache rows computed in this run from which their seconds per row estimate the final embedding."""
@@ -139,18 +134,18 @@ def finetune(
     assemble(spec, base).save(out / "backbone.keras")
     tuned = resolve_backbone(str(out / "backbone.keras"), image_size=spec.image_size)
     save_history(history, out, record.summary)
-    head_dir = _save_head(model, classes, store, tuned, record, history, out / "head")
+    head_dir = save_head(model, classes, store, tuned, record, history, out / "head")
     calibrated = calibrate_beside(head_dir, val_proba, classes[val_truth], classes)
-    _set_unknown_rule(head_dir, rule_from_scores(val_proba.max(axis=1), "max_probability"))
+    set_unknown_rule(head_dir, rule_from_scores(val_proba.max(axis=1), "max_probability"))
     new_store = None
     if cfg.embed:
         t0 = time.perf_counter()
         new_store = _embed_dataset(store, tuned, out, cfg)
         seconds["embed"] = round(time.perf_counter() - t0, 2)
         notes += _split_notes(store, new_store)
-        _follow_store(head_dir, new_store)
+        follow_store(head_dir, new_store)
     elif cut is not None:
-        _memorise_from_cache(keras, model, store, cut, head_dir, cfg.batch_size)
+        memorise_from_cache(keras, model, store, cut, head_dir, cfg.batch_size)
     seconds["total"] = round(time.perf_counter() - started, 2)
     record.seconds = seconds
     record.write(out)
@@ -335,74 +330,6 @@ def _leak_notes(store: Store) -> list[str]:
     )
     log.warning(message)
     return [message]
-
-
-def _save_head(
-    model: Any, classes: np.ndarray, store: Store, tuned: BackboneSpec, record, history, folder: Path
-) -> Path:
-    """The trained output layer as an ordinary head whose extractor is the tuned backbone: the
-    softmax layer as a dense head, the cosine objective's class vectors as a centroid head's
-    prototypes (same probabilities: its temperature is the inverse of the training scale)."""
-    if record.objective == "cosine":
-        vectors = model.get_layer("coin_cosine").get_weights()[0].T
-        head = head_types()["centroid"].from_prototypes(vectors, classes, temperature=1 / COSINE_SCALE)
-    else:
-        head = head_types()["dense"].from_keras(
-            model.get_layer("coin_softmax"),
-            classes,
-            learning_rate=record.learning_rate,
-            batch_size=record.batch_size,
-        )
-    head.fit_seconds_ = record.seconds.get("training")
-    head.history_ = history
-    manifest = Manifest(
-        fingerprint=fingerprint(tuned, store.manifest.resize, store.manifest.crop),
-        backbone=tuned.describe(),
-        resize=store.manifest.resize,
-        crop=store.manifest.crop,
-        pretrained=tuned.pretrained,
-    )
-    head.meta = HeadMeta(
-        features=ExtractorRecord.of_manifest(manifest, dataset=store.manifest.dataset.name),
-        label_names=store.manifest.label_names,
-        crops=crop_record(store),
-        finetune={
-            k: getattr(record, k)
-            for k in ("summary", "cut", "views", "objective", "epochs_run", "best_epoch", "val")
-        },
-        training={"epochs_run": record.epochs_run, "best_epoch": record.best_epoch},
-        val_accuracy=record.val["accuracy"],
-        coinfeat_version=__version__,
-        created=record.created,
-    )
-    return head.save(folder)
-
-
-def _follow_store(head_dir: Path, store_dir: Path) -> None:
-    """Point the head at the extractor of the store it was embedded into (for an int8 base store,
-    the tuned backbone is run in int8 there, calibrated on that store's train photos), and give it
-    its memory of the classes from that store's train vectors."""
-    head, store = load_head(head_dir), open_store(store_dir)
-    head.meta.features = ExtractorRecord.of_manifest(
-        store.manifest, store=str(store.path.resolve()), dataset=store.manifest.dataset.name
-    )
-    X_train, train = store.select("train")
-    head.memorise(X_train, train["label"])
-    head.save(head_dir)
-
-
-def _memorise_from_cache(keras, model: Any, store: Store, cut: str, head_dir: Path, batch_size: int) -> None:
-    """Without a new store, the head remembers its classes from the tuned network's vectors of the
-    cached train photos (so ``enrol`` and the similarity score work all the same)."""
-    head = load_head(head_dir)
-    head.memorise(*cached_train_vectors(keras, model, open_store(store.path / ACTIVATIONS / cut), batch_size))
-    head.save(head_dir)
-
-
-def _set_unknown_rule(head_dir: Path, rule: UnknownRule) -> None:
-    head = load_head(head_dir)
-    head.meta.unknown = rule.to_dict()
-    head.save(head_dir)
 
 
 def _embed_dataset(store: Store, tuned: BackboneSpec, out: Path, cfg: FinetuneConfig) -> Path:
