@@ -64,10 +64,10 @@ def own_head(store_dir: Path, head_dir: Path, seed: int) -> dict:
     from coinfeat.core.heads import load_head
 
     store = open_store(store_dir)
-    new, picked = enrolment_draw(store, k=K, shots=SHOTS, seed=seed)
     X_train, train = store.select("train")
     X_test, test = store.select("test")
     truth = test["label"].to_numpy()
+    new, picked = enrolment_draw(train["label"].to_numpy(), truth, k=K, shots=SHOTS, seed=seed)
     is_new = np.isin(truth, new)
     head = load_head(head_dir)
     known = ~np.isin(train["label"].to_numpy(), new)
@@ -100,9 +100,12 @@ def measure(work: Path, seeds: list[int]) -> dict:
     frozen = store_at(REPO / "artifacts" / "features" / "euro-coins-lite0")
     for seed in seeds:
         draw = results.setdefault(str(seed), {})
-        held_out, _ = enrolment_draw(frozen, k=K, shots=SHOTS, seed=seed)
+        tested = frozen.select("test")[1]["label"]
+        held_out, _ = enrolment_draw(
+            frozen.select("train")[1]["label"].to_numpy(), tested.to_numpy(), k=K, shots=SHOTS, seed=seed
+        )
         draw["held_out"] = held_out
-        tested = frozen.select("test")[1]["label"].isin(held_out)
+        tested = tested.isin(held_out)
         draw["new_test"], draw["old_test"] = int(tested.sum()), int((~tested).sum())
         if "frozen" not in draw:
             draw["frozen"] = {"heads": enrolled(frozen.path, seed)[1]}

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from coinfeat.compare.open_set import held_out_classes
 from coinfeat.core.errors import CoinfeatError
@@ -35,7 +34,7 @@ def enrolment(
     X_val, val = store.select("val")
     X_test, test = store.select("test")
     labels = train["label"].to_numpy()
-    new, picked = enrolment_draw(store, k=k, shots=shots, seed=seed)
+    new, picked = enrolment_draw(labels, test["label"].to_numpy(), k=k, shots=shots, seed=seed)
     old_rows = ~np.isin(labels, new)
     old_val = ~val["label"].isin(new).to_numpy()
     is_new = test["label"].isin(new).to_numpy()
@@ -77,15 +76,15 @@ def enrolment(
     }
 
 
-def enrolment_draw(store: Store, *, k: int, shots: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+def enrolment_draw(
+    labels: np.ndarray, test_labels: np.ndarray, *, k: int, shots: int, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
     """The ``k`` classes held out (seeded, among those with ``shots`` train photos and some test
-    photos) and the train rows (of ``store.select("train")``) of the ``shots`` photos each enrols:
-    the same draw for every store of the same photos, so a network trained without these classes
-    can be measured on exactly them."""
-    labels = store.select("train")[1]["label"].to_numpy()
-    counts = pd.Series(labels).value_counts()
-    enough = counts[counts >= shots].index.to_numpy()
-    new = held_out_classes(enough, store.select("test")[1]["label"].to_numpy(), k, seed)
+    photos) and the rows of ``labels`` (the train photos' labels) of the ``shots`` photos each
+    enrols: the same draw for every store of the same photos, so a network trained without these
+    classes can be measured on exactly them."""
+    found, counts = np.unique(labels, return_counts=True)
+    new = held_out_classes(found[counts >= shots], test_labels, k, seed)
     rng = np.random.default_rng(seed)
     picked = np.concatenate([rng.choice(np.flatnonzero(labels == c), shots, replace=False) for c in new])
     return new, picked

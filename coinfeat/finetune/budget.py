@@ -146,10 +146,11 @@ def train_seconds_per_row(
     row_shape: tuple[int, ...],
     n_classes: int,
     batch_size: int,
-    loss: Any = "sparse_categorical_crossentropy",
+    loss: Any,
 ) -> float:
     """Seconds one cached row costs to train on this machine: a few steps of a copy of ``model``
-    (same layers, other weights) on random activations; the model itself is not touched."""
+    (same layers, other weights, trained on ``loss``) on random activations; the model itself is
+    not touched."""
     probe = keras.models.clone_model(model)
     probe.compile(optimizer=keras.optimizers.Adam(1e-4), loss=loss)
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ from coinfeat.core.extraction.backbones import (
     image_input,
     preprocess,
 )
+from coinfeat.core.heads.base import softmax
 from coinfeat.core.images.crop import DEFAULT_CROP
 
 DEFAULT_CUTS = {
@@ -147,10 +148,7 @@ def training_loss(keras, objective: str, n_classes: int) -> Any:
 
 def probabilities(objective: str, outputs: np.ndarray) -> np.ndarray:
     """Class probabilities from what the trained model outputs (no margin at prediction)."""
-    if objective != "cosine":
-        return outputs
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return softmax(outputs) if objective == "cosine" else outputs
 
 
 @functools.cache
